@@ -1,0 +1,99 @@
+//! Bounds-checked reads from packet bytes.
+//!
+//! Parsers in this crate never index memory directly: they ask a [`Bytes`]
+//! for a fixed number of bytes at an offset and get `None` past the end. The
+//! kernel implements it over the socket buffer (direct access or
+//! `bpf_skb_load_bytes`), userspace over a slice; a truncated packet is an
+//! ordinary `None`, never a panic.
+
+/// A read-only view of one packet, starting at its link-layer header.
+pub trait Bytes {
+    /// Total length in bytes, including any part not directly addressable.
+    fn len(&self) -> usize;
+
+    /// `N` bytes starting at `off`, or `None` if they are not all present.
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
+
+    /// Copies `n` bytes starting at `off` into the front of `dst`; `false`
+    /// if `n` is 0 or above `CAP`, or the bytes are not all present. The
+    /// capacity is a constant so the kernel can prove the write in bounds.
+    fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool;
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline(always)]
+    fn u8_at(&self, off: usize) -> Option<u8> {
+        self.array::<1>(off).map(|[b]| b)
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, off: usize) -> Option<u16> {
+        self.array::<2>(off).map(u16::from_be_bytes)
+    }
+
+    #[inline(always)]
+    fn be24_at(&self, off: usize) -> Option<u32> {
+        self.array::<3>(off).map(|[a, b, c]| u32::from_be_bytes([0, a, b, c]))
+    }
+
+    #[inline(always)]
+    fn be32_at(&self, off: usize) -> Option<u32> {
+        self.array::<4>(off).map(u32::from_be_bytes)
+    }
+}
+
+impl Bytes for [u8] {
+    #[inline]
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    #[inline]
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let end = off.checked_add(N)?;
+        self.get(off..end)?.try_into().ok()
+    }
+
+    #[inline]
+    fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
+        if n == 0 || n > CAP {
+            return false;
+        }
+        let (Some(end), Some(dst)) = (off.checked_add(n), dst.get_mut(..n)) else {
+            return false;
+        };
+        match self.get(off..end) {
+            Some(src) => {
+                dst.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bytes;
+
+    #[test]
+    fn reads_are_bounds_checked() {
+        let b: &[u8] = &[1, 2, 3, 4, 5];
+        assert_eq!(b.u8_at(4), Some(5));
+        assert_eq!(b.u8_at(5), None);
+        assert_eq!(b.be16_at(3), Some(0x0405));
+        assert_eq!(b.be16_at(4), None);
+        assert_eq!(b.be24_at(0), Some(0x01_0203));
+        assert_eq!(b.be32_at(1), Some(0x0203_0405));
+        assert_eq!(b.be32_at(usize::MAX), None);
+        let mut dst = [0u8; 3];
+        assert!(b.copy_prefix(3, &mut dst, 2));
+        assert_eq!(dst, [4, 5, 0]);
+        assert!(!b.copy_prefix(4, &mut dst, 2));
+        assert!(!b.copy_prefix(0, &mut dst, 0));
+        assert!(!b.copy_prefix(0, &mut dst, 4));
+    }
+}

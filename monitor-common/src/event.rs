@@ -1,0 +1,296 @@
+//! Events from the kernel program to the daemon, through one BPF ring buffer.
+//!
+//! Every event starts with an [`EventHeader`] (kind, size, timestamp, where
+//! the packet was seen, its TCP 4-tuple); the body depends on the kind. Wire
+//! structs are `#[repr(C)]`, `Copy`, integers and byte arrays only, with
+//! explicit padding, so both sides agree on every byte without `bool`, enum
+//! or `Option` layouts getting in the way.
+
+/// What an event carries after its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKind(pub u8);
+
+impl EventKind {
+    /// A TCP segment with RST or FIN and no TLS record at its start:
+    /// [`TeardownEvent`].
+    pub const TEARDOWN: Self = Self(1);
+    /// A TCP segment whose payload starts with a TLS record: [`TlsEvent`].
+    /// Its header may also carry RST/FIN flags.
+    pub const TLS: Self = Self(2);
+}
+
+/// Which way the packet crossed the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Direction(pub u8);
+
+impl Direction {
+    /// Arriving at this host (TC ingress).
+    pub const INGRESS: Self = Self(0);
+    /// Leaving this host (TC egress).
+    pub const EGRESS: Self = Self(1);
+    /// Offline captures that do not record a direction.
+    pub const UNKNOWN: Self = Self(2);
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u8,
+    /// A [`Direction`] value.
+    pub direction: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// TCP flags byte (RFC 9293 §3.1).
+    pub tcp_flags: u8,
+    /// Size of the whole event in bytes, header included.
+    pub size: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub _pad0: u16,
+    pub ifindex: u32,
+    /// TCP sequence number of the first payload byte.
+    pub seq: u32,
+    /// TCP payload length of the segment.
+    pub payload_len: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) or the capture time, in ns.
+    pub ts_ns: u64,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TeardownEvent {
+    pub header: EventHeader,
+}
+
+/// Handshake messages, change_cipher_spec and alerts listed per segment.
+pub const MAX_ITEMS: usize = 8;
+/// Host names longer than this are cut (and flagged); 64 covers the vast
+/// majority of SNI values while keeping the event small.
+pub const SNI_MAX: usize = 64;
+/// First ALPN protocol name, cut to this length ("h2", "http/1.1", "acme-tls/1").
+pub const ALPN_MAX: usize = 16;
+/// RFC 5246 §7.4.1.2: session IDs are at most 32 bytes.
+pub const SESSION_ID_MAX: usize = 32;
+/// Tickets are identified by their last bytes: RFC 5077 §4's recommended
+/// format ends in a MAC, which differs for every ticket.
+pub const TICKET_ID_LEN: usize = 16;
+
+/// `Item` values: `content_type << 8 | detail`. Detail is the handshake type
+/// for handshake records, the alert description for plaintext alerts, and
+/// [`ITEM_OPAQUE`] for records whose content cannot be read (encrypted).
+pub const ITEM_OPAQUE: u8 = 0xff;
+
+/// Bits of [`Hello::flags`].
+pub mod hello_flags {
+    /// A ClientHello or ServerHello was parsed into [`super::Hello`].
+    pub const CLIENT_HELLO: u16 = 1 << 0;
+    pub const SERVER_HELLO: u16 = 1 << 1;
+    /// ServerHello whose random is the HelloRetryRequest value (RFC 8446 §4.1.3).
+    pub const HRR: u16 = 1 << 2;
+    /// session_ticket extension present (RFC 5077 §3.2); in a ServerHello it
+    /// promises a NewSessionTicket.
+    pub const TICKET_EXT: u16 = 1 << 3;
+    /// ClientHello session_ticket extension carries a ticket (a resumption offer).
+    pub const TICKET_OFFERED: u16 = 1 << 4;
+    /// pre_shared_key extension (RFC 8446 §4.2.11): offered by a client, or
+    /// accepted by a server.
+    pub const PSK: u16 = 1 << 5;
+    /// early_data extension in a ClientHello (RFC 8446 §4.2.10).
+    pub const EARLY_DATA: u16 = 1 << 6;
+    /// ClientHello supported_versions lists TLS 1.3.
+    pub const OFFERS_TLS13: u16 = 1 << 7;
+    /// The hello continues past the end of this segment: what follows the
+    /// last complete extension was not seen.
+    pub const TRUNCATED: u16 = 1 << 8;
+    /// SNI or ALPN was longer than the event holds and was cut.
+    pub const NAME_CUT: u16 = 1 << 9;
+    /// A NewSessionTicket (TLS ≤ 1.2, in clear) was seen; its id is in `ticket_id`.
+    pub const NEW_TICKET: u16 = 1 << 10;
+    /// Lengths inside the hello contradict each other: not a real hello.
+    pub const MALFORMED: u16 = 1 << 11;
+}
+
+/// What a ClientHello or ServerHello says, as far as classification needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// [`hello_flags`] bits.
+    pub flags: u16,
+    /// legacy_version field of the hello.
+    pub legacy_version: u16,
+    /// ServerHello: supported_versions selection, or 0. ClientHello: 0.
+    pub selected_version: u16,
+    /// ServerHello: the chosen cipher suite. ClientHello: 0.
+    pub cipher_suite: u16,
+    pub session_id_len: u8,
+    pub sni_len: u8,
+    pub alpn_len: u8,
+    /// Number of extensions walked.
+    pub extensions: u8,
+    pub _pad0: u32,
+    pub session_id: [u8; SESSION_ID_MAX],
+    /// Last bytes of the offered (ClientHello session_ticket) or issued
+    /// (NewSessionTicket) ticket.
+    pub ticket_id: [u8; TICKET_ID_LEN],
+    pub sni: [u8; SNI_MAX],
+    pub alpn: [u8; ALPN_MAX],
+}
+
+impl Default for Hello {
+    fn default() -> Self {
+        Self {
+            flags: 0,
+            legacy_version: 0,
+            selected_version: 0,
+            cipher_suite: 0,
+            session_id_len: 0,
+            sni_len: 0,
+            alpn_len: 0,
+            extensions: 0,
+            _pad0: 0,
+            session_id: [0; SESSION_ID_MAX],
+            ticket_id: [0; TICKET_ID_LEN],
+            sni: [0; SNI_MAX],
+            alpn: [0; ALPN_MAX],
+        }
+    }
+}
+
+/// What the TLS records at the start of one segment contain.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsSummary {
+    /// Number of valid entries in `items`.
+    pub n_items: u8,
+    /// Set when more records or messages followed than `items` holds.
+    pub items_cut: u8,
+    pub _pad0: [u8; 6],
+    /// In order of appearance; see [`ITEM_OPAQUE`] for the encoding.
+    pub items: [u16; MAX_ITEMS],
+    /// Payload offsets and lengths of the first hello and NewSessionTicket
+    /// bodies, 0 when absent (see `tls::summarize` for why they live here).
+    pub hello_at: u32,
+    pub hello_len: u32,
+    pub nst_at: u32,
+    pub nst_len: u32,
+    /// Handshake type of the hello at `hello_at`.
+    pub hello_type: u8,
+    pub _pad1: [u8; 3],
+    /// Scratch space of the record walk (`tls::summarize`); not meaningful
+    /// to consumers.
+    pub walk: [u32; 3],
+    pub hello: Hello,
+}
+
+impl TlsSummary {
+    #[inline(always)]
+    pub fn push(&mut self, content_type: u8, detail: u8) {
+        let i = usize::from(self.n_items);
+        if let Some(slot) = self.items.get_mut(i) {
+            *slot = u16::from(content_type) << 8 | u16::from(detail);
+            self.n_items += 1;
+        } else {
+            self.items_cut = 1;
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsEvent {
+    pub header: EventHeader,
+    pub tls: TlsSummary,
+}
+
+/// Kernel-side counters, indexes into the `STATS` per-CPU array.
+pub mod stat {
+    use crate::net::Skip;
+    /// Ring buffer reservations that failed: events lost.
+    pub const LOST_EVENTS: u32 = Skip::COUNT as u32;
+    /// Packets that started with a TLS record and produced an event.
+    pub const TLS_PACKETS: u32 = LOST_EVENTS + 1;
+    pub const COUNT: u32 = TLS_PACKETS + 1;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all three are #[repr(C)], Copy, made of integers and byte
+    // arrays with explicit padding, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::TeardownEvent {}
+    unsafe impl aya::Pod for super::TlsEvent {}
+}
+
+/// Reads an event back from ring-buffer bytes. `None` if the bytes are too
+/// short for the kind they announce or the kind is unknown.
+#[cfg(feature = "user")]
+#[must_use]
+pub fn decode(bytes: &[u8]) -> Option<Decoded> {
+    fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+        if bytes.len() < size_of::<T>() {
+            return None;
+        }
+        // SAFETY: length checked; T is a Pod wire struct (any bit pattern
+        // valid); read_unaligned tolerates the ring buffer's 8-byte alignment.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    }
+    let header: EventHeader = read(bytes)?;
+    match EventKind(header.kind) {
+        EventKind::TEARDOWN => read::<TeardownEvent>(bytes).map(|e| Decoded::Teardown(e.header)),
+        EventKind::TLS => read::<TlsEvent>(bytes).map(|e| Decoded::Tls(e.header, e.tls)),
+        _ => None,
+    }
+}
+
+/// An event decoded into owned values.
+#[cfg(feature = "user")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Teardown(EventHeader),
+    Tls(EventHeader, TlsSummary),
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    fn as_bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: test-only view of a Pod wire struct.
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    #[test]
+    fn tls_event_round_trips() {
+        let mut ev = TlsEvent::default();
+        ev.header.kind = EventKind::TLS.0;
+        ev.header.size = u16::try_from(size_of::<TlsEvent>()).unwrap();
+        ev.header.src_port = 443;
+        ev.header.ts_ns = 0x0102_0304_0506_0708;
+        ev.tls.push(22, 1);
+        ev.tls.hello.sni[..3].copy_from_slice(b"abc");
+        ev.tls.hello.sni_len = 3;
+        assert_eq!(decode(as_bytes(&ev)), Some(Decoded::Tls(ev.header, ev.tls)));
+        // Cut short by one byte: refused, not misread.
+        assert_eq!(decode(&as_bytes(&ev)[..size_of::<TlsEvent>() - 1]), None);
+    }
+
+    #[test]
+    fn teardown_round_trips_and_unknown_kind_is_refused() {
+        let mut ev = TeardownEvent::default();
+        ev.header.kind = EventKind::TEARDOWN.0;
+        ev.header.tcp_flags = crate::net::TCP_RST;
+        assert_eq!(decode(as_bytes(&ev)), Some(Decoded::Teardown(ev.header)));
+        ev.header.kind = 99;
+        assert_eq!(decode(as_bytes(&ev)), None);
+    }
+
+    #[test]
+    fn layout_has_no_implicit_padding() {
+        assert_eq!(size_of::<EventHeader>(), 64);
+        assert_eq!(size_of::<Hello>() % 8, 0);
+        assert_eq!(size_of::<TlsEvent>(), size_of::<EventHeader>() + size_of::<TlsSummary>());
+    }
+}

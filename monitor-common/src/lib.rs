@@ -1,0 +1,19 @@
+//! What the tlsmon kernel program and the daemon must agree on.
+//!
+//! This crate is the only place that knows the wire formats: Ethernet, IP and
+//! TCP headers ([`net`]), TLS records and hellos ([`tls`]), and the layout of
+//! the events the kernel sends to userspace ([`event`]). It is `no_std` and
+//! allocation-free so that the same code runs in the eBPF program (through
+//! [`bytes::Bytes`] over the socket buffer) and in userspace (over a slice,
+//! for `tlsmon replay --engine host` and the tests). [`classify`] ties them
+//! together: one packet in, at most one event out.
+#![no_std]
+
+#[cfg(feature = "user")]
+extern crate std;
+
+pub mod bytes;
+pub mod classify;
+pub mod event;
+pub mod net;
+pub mod tls;

@@ -1,0 +1,223 @@
+//! Link, network and transport headers, as far as tlsmon needs them.
+//!
+//! Offsets always come from the headers themselves: IPv4 IHL (RFC 791 §3.1),
+//! IPv6 extension header lengths (RFC 8200 §4), TCP data offset (RFC 9293
+//! §3.1). Fixed header sizes are only minimums to validate against.
+
+use crate::bytes::Bytes;
+
+/// How a captured frame starts. Values are pcap LINKTYPE_* numbers
+/// (tcpdump.org link-layer header types), so pcap headers map straight in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    pub const ETHERNET: Self = Self(1);
+    /// LINKTYPE_RAW: the frame is an IPv4 or IPv6 packet.
+    pub const RAW: Self = Self(101);
+    /// Linux cooked capture v1 (`tcpdump -i any` on older libpcap).
+    pub const LINUX_SLL: Self = Self(113);
+    pub const IPV4: Self = Self(228);
+    pub const IPV6: Self = Self(229);
+    /// Linux cooked capture v2.
+    pub const LINUX_SLL2: Self = Self(276);
+}
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+const ETH_HEADER_LEN: usize = 14;
+const VLAN_TAG_LEN: usize = 4;
+/// 802.1ad service tag plus 802.1Q customer tag is the deepest stacking seen
+/// in practice; deeper stacks are skipped and counted.
+pub const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked before giving up (hop-by-hop, routing,
+/// destination options; RFC 8200 §4.1 recommends at most one of each).
+pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+
+pub const IPPROTO_TCP: u8 = 6;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DEST_OPTS: u8 = 60;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Why a packet was not classified. Values index the kernel's skip counters
+/// and are stable: userspace prints them by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skip(pub u32);
+
+impl Skip {
+    /// Not IP, or IP but not TCP: normal traffic, not counted.
+    pub const NOT_TCP: Self = Self(0);
+    /// Headers cut short or inconsistent (IHL < 5, data offset < 5, lengths
+    /// beyond the frame).
+    pub const MALFORMED: Self = Self(1);
+    /// An IP fragment: TCP headers and payload cannot be read from it alone.
+    pub const FRAGMENT: Self = Self(2);
+    /// More VLAN tags or IPv6 extension headers than the named limits.
+    pub const TOO_DEEP: Self = Self(3);
+    pub const COUNT: usize = 4;
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            0 => "not_tcp",
+            1 => "malformed",
+            2 => "fragment",
+            3 => "too_deep",
+            _ => "unknown",
+        }
+    }
+}
+
+/// The parts of a TCP segment that classification uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// 4 or 6.
+    pub family: u8,
+    pub flags: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IPv4 addresses sit in the first four bytes, the rest zero.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub seq: u32,
+    pub payload_off: usize,
+    /// From the IP length fields, so Ethernet padding is excluded.
+    pub payload_len: usize,
+}
+
+/// Finds the layer-3 header: its offset and EtherType.
+#[inline(always)]
+pub fn l3<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<(usize, u16), Skip> {
+    match link {
+        LinkType::ETHERNET => {
+            let mut ethertype = b.be16_at(12).ok_or(Skip::MALFORMED)?;
+            let mut off = ETH_HEADER_LEN;
+            for _ in 0..MAX_VLAN_TAGS {
+                if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
+                    return Ok((off, ethertype));
+                }
+                // The tag's own EtherType field follows the 2-byte TCI.
+                ethertype = b.be16_at(off + 2).ok_or(Skip::MALFORMED)?;
+                off += VLAN_TAG_LEN;
+            }
+            if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
+                return Err(Skip::TOO_DEEP);
+            }
+            Ok((off, ethertype))
+        }
+        LinkType::LINUX_SLL => Ok((16, b.be16_at(14).ok_or(Skip::MALFORMED)?)),
+        LinkType::LINUX_SLL2 => Ok((20, b.be16_at(0).ok_or(Skip::MALFORMED)?)),
+        LinkType::RAW | LinkType::IPV4 | LinkType::IPV6 => {
+            match b.u8_at(0).ok_or(Skip::MALFORMED)? >> 4 {
+                4 => Ok((0, ETHERTYPE_IPV4)),
+                6 => Ok((0, ETHERTYPE_IPV6)),
+                _ => Err(Skip::NOT_TCP),
+            }
+        }
+        _ => Err(Skip::NOT_TCP),
+    }
+}
+
+/// Parses down to the TCP payload. Anything that is not a whole, unfragmented
+/// TCP segment is a [`Skip`].
+#[inline(always)]
+pub fn tcp<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip> {
+    let (l3_off, ethertype) = l3(b, link)?;
+    let mut seg = TcpSegment::default();
+    let (l4_off, l4_end) = match ethertype {
+        ETHERTYPE_IPV4 => ipv4(b, l3_off, &mut seg)?,
+        ETHERTYPE_IPV6 => ipv6(b, l3_off, &mut seg)?,
+        _ => return Err(Skip::NOT_TCP),
+    };
+    // RFC 9293 §3.1: ports, seq, ack, then data offset (4 bits, in 32-bit
+    // words) and the flags byte.
+    let hdr: [u8; 14] = b.array(l4_off).ok_or(Skip::MALFORMED)?;
+    let data_off = usize::from(hdr[12] >> 4) * 4;
+    if data_off < 20 {
+        return Err(Skip::MALFORMED);
+    }
+    let payload_off = l4_off + data_off;
+    if payload_off > l4_end || l4_end > b.len() {
+        return Err(Skip::MALFORMED);
+    }
+    seg.src_port = u16::from_be_bytes([hdr[0], hdr[1]]);
+    seg.dst_port = u16::from_be_bytes([hdr[2], hdr[3]]);
+    seg.seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    seg.flags = hdr[13];
+    seg.payload_off = payload_off;
+    seg.payload_len = l4_end - payload_off;
+    Ok(seg)
+}
+
+#[inline(always)]
+fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize, seg: &mut TcpSegment) -> Result<(usize, usize), Skip> {
+    let hdr: [u8; 20] = b.array(off).ok_or(Skip::MALFORMED)?;
+    if hdr[0] >> 4 != 4 {
+        return Err(Skip::MALFORMED);
+    }
+    let ihl = usize::from(hdr[0] & 0x0f) * 4;
+    if ihl < 20 {
+        return Err(Skip::MALFORMED);
+    }
+    // More-fragments flag or a non-zero fragment offset (RFC 791 §3.1).
+    if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
+        return Err(Skip::FRAGMENT);
+    }
+    if hdr[9] != IPPROTO_TCP {
+        return Err(Skip::NOT_TCP);
+    }
+    let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    // GSO packets beyond 64 KiB ("BIG TCP", Linux 6.3+) carry total length 0:
+    // the frame length is then the only bound.
+    let end = if total == 0 { b.len() } else { off + total };
+    if total != 0 && total < ihl {
+        return Err(Skip::MALFORMED);
+    }
+    seg.family = 4;
+    seg.src_addr[..4].copy_from_slice(&hdr[12..16]);
+    seg.dst_addr[..4].copy_from_slice(&hdr[16..20]);
+    Ok((off + ihl, end))
+}
+
+#[inline(always)]
+fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize, seg: &mut TcpSegment) -> Result<(usize, usize), Skip> {
+    let fixed: [u8; 8] = b.array(off).ok_or(Skip::MALFORMED)?;
+    if fixed[0] >> 4 != 6 {
+        return Err(Skip::MALFORMED);
+    }
+    let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+    // Payload length 0 is a jumbogram or BIG TCP GSO packet: bound by frame.
+    let end = if payload == 0 { b.len() } else { off + 40 + payload };
+    seg.src_addr = b.array(off + 8).ok_or(Skip::MALFORMED)?;
+    seg.dst_addr = b.array(off + 24).ok_or(Skip::MALFORMED)?;
+    seg.family = 6;
+    let mut next = fixed[6];
+    let mut l4 = off + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return Ok((l4, end)),
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                // Next header, then length in 8-octet units excluding the first.
+                let [nh, len] = b.array::<2>(l4).ok_or(Skip::MALFORMED)?;
+                next = nh;
+                l4 += (usize::from(len) + 1) * 8;
+            }
+            IPV6_FRAGMENT => return Err(Skip::FRAGMENT),
+            _ => return Err(Skip::NOT_TCP),
+        }
+    }
+    if next == IPPROTO_TCP {
+        Ok((l4, end))
+    } else {
+        Err(Skip::TOO_DEEP)
+    }
+}

@@ -1,0 +1,121 @@
+//! Loading the embedded kernel object, attaching it to interfaces, and
+//! reading its counters.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{SchedClassifier, TcAttachType, tc},
+};
+use monitor_common::{event::stat, net::Skip};
+
+/// The kernel object, built by build.rs.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+pub const INGRESS: &str = "tlsmon_ingress";
+pub const EGRESS: &str = "tlsmon_egress";
+
+/// Counters the kernel keeps, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub lost_events: u64,
+    pub tls_packets: u64,
+    pub malformed: u64,
+    pub fragments: u64,
+    pub too_deep: u64,
+}
+
+/// Checks that this host can run the kernel program at all, so the failure
+/// is one clear sentence instead of a verifier or syscall error.
+pub fn preflight() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "tlsmon needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) to load and attach its kernel program; run it with sudo"
+        );
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (5, 8) {
+        bail!("kernel {} is too old: tlsmon needs Linux 5.8 or newer (BPF ring buffer)", release.trim());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): tlsmon needs CONFIG_DEBUG_INFO_BTF=y");
+    }
+    Ok(())
+}
+
+/// Loads the object with the ring buffer sized to `ring_bytes` (a power of
+/// two multiple of the page size).
+pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)
+        .context("loading the tlsmon kernel program")?;
+    for name in [INGRESS, EGRESS] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("the kernel verifier rejected {name}"))?;
+    }
+    Ok(ebpf)
+}
+
+/// Attaches both directions to `iface`. On kernels with TCX (6.6+) the
+/// attachment is a link owned by this process: it goes away with it, even
+/// on SIGKILL, so stale filters cannot pile up.
+pub fn attach(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
+    if !Path::new("/sys/class/net").join(iface).exists() {
+        bail!("no such interface: {iface}");
+    }
+    // Older kernels attach through a clsact qdisc; adding it twice is fine.
+    let _ = tc::qdisc_add_clsact(iface);
+    for (name, at) in [(INGRESS, TcAttachType::Ingress), (EGRESS, TcAttachType::Egress)] {
+        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program missing")?.try_into()?;
+        prog.attach(iface, at)
+            .with_context(|| format!("attaching {name} to {iface}"))?;
+    }
+    Ok(())
+}
+
+/// Interfaces that are up, loopback excluded (it is only monitored when named).
+pub fn default_interfaces() -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let flags = fs::read_to_string(entry.path().join("flags")).unwrap_or_default();
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        let is_loopback = flags & libc::IFF_LOOPBACK as u32 != 0;
+        if flags & libc::IFF_UP as u32 != 0 && !is_loopback {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn ring_buffer(ebpf: &mut Ebpf) -> anyhow::Result<RingBuf<MapData>> {
+    let map = ebpf.take_map("EVENTS").context("EVENTS map missing")?;
+    Ok(RingBuf::try_from(map)?)
+}
+
+pub fn stats_map(ebpf: &mut Ebpf) -> anyhow::Result<PerCpuArray<MapData, u64>> {
+    let map = ebpf.take_map("STATS").context("STATS map missing")?;
+    Ok(PerCpuArray::try_from(map)?)
+}
+
+pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
+    let sum = |i: u32| map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+    KernelStats {
+        lost_events: sum(stat::LOST_EVENTS),
+        tls_packets: sum(stat::TLS_PACKETS),
+        malformed: sum(Skip::MALFORMED.0),
+        fragments: sum(Skip::FRAGMENT.0),
+        too_deep: sum(Skip::TOO_DEEP.0),
+    }
+}
