@@ -1,0 +1,10 @@
+//! tlsmon's userspace: everything but argument parsing lives here so the
+//! integration tests and benchmarks can drive it.
+
+pub mod capture;
+pub mod histogram;
+pub mod kernel;
+pub mod live;
+// TEMP pub mod replay;
+pub mod report;
+pub mod tracker;

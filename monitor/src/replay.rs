@@ -1,0 +1,227 @@
+//! `tlsmon replay`: a capture file through the same classifier and tracker
+//! as live mode. The host engine runs the shared code compiled for this
+//! machine; the kernel engine runs the real eBPF program on each packet with
+//! BPF_PROG_TEST_RUN, which makes the pair a differential test of the
+//! kernel program.
+
+use std::{
+    collections::HashSet,
+    io::Write as _,
+    net::IpAddr,
+    path::PathBuf,
+};
+
+use anyhow::Context as _;
+use monitor_common::{
+    classify::classify,
+    event::{Decoded, Direction, decode},
+    net::{ETHERTYPE_IPV4, LinkType, Skip, l3},
+};
+
+use crate::{
+    capture::Capture,
+    kernel::{self, KernelStats},
+    report::{server_line, summary_line},
+    tracker::{Limits, Tracker},
+};
+
+pub struct Options {
+    pub file: PathBuf,
+    pub kernel: bool,
+    pub local: Vec<IpAddr>,
+}
+
+/// What a replay produced: the tracker and the per-packet tallies.
+pub struct Outcome {
+    pub tracker: Tracker,
+    pub stats: KernelStats,
+    pub packets: u64,
+    pub last_ts_ns: u64,
+}
+
+/// Runs a capture through an engine; the caller prints or compares.
+pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
+    let capture = Capture::open(&opts.file)?;
+    let mut engine: Box<dyn Engine> = if opts.kernel {
+        Box::new(KernelEngine::new()?)
+    } else {
+        Box::new(HostEngine::default())
+    };
+    let mut tracker = Tracker::new(Limits::default());
+    let mut packets = 0u64;
+    let mut last_ts = 0u64;
+    let mut last_tick = 0u64;
+    for packet in capture.packets() {
+        let p = packet.with_context(|| format!("reading {}", opts.file.display()))?;
+        packets += 1;
+        last_ts = last_ts.max(p.ts_ns);
+        for d in engine.run(p.link, p.data)? {
+            // Capture time and direction, whichever engine produced it.
+            match d {
+                Decoded::Tls(mut h, t) => {
+                    h.ts_ns = p.ts_ns;
+                    h.direction = p.direction.0;
+                    tracker.on_tls(&h, &t);
+                }
+                Decoded::Teardown(mut h) => {
+                    h.ts_ns = p.ts_ns;
+                    h.direction = p.direction.0;
+                    tracker.on_teardown(&h);
+                }
+            }
+        }
+        if p.ts_ns.saturating_sub(last_tick) > 1_000_000_000 {
+            tracker.tick(p.ts_ns);
+            last_tick = p.ts_ns;
+        }
+    }
+    // The capture is over: handshakes still waiting have timed out.
+    tracker.tick(last_ts.saturating_add(Limits::default().handshake_timeout_ns + 1));
+    let local: HashSet<IpAddr> = if opts.local.is_empty() {
+        // An address that is both a TLS client and a TLS server is the proxy.
+        tracker.dual_role_addrs()
+    } else {
+        opts.local.iter().copied().collect()
+    };
+    if !local.is_empty() {
+        tracker.assign_roles(|a| Some(local.contains(a)));
+    }
+    Ok(Outcome {
+        tracker,
+        stats: engine.stats()?,
+        packets,
+        last_ts_ns: last_ts,
+    })
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let o = replay(opts)?;
+    #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
+    let ts = o.last_ts_ns as f64 / 1e9;
+    let mut out = std::io::stdout().lock();
+    for s in o.tracker.servers() {
+        writeln!(out, "{}", server_line(s, ts))?;
+    }
+    let extra = serde_json::json!({
+        "file": opts.file.display().to_string(),
+        "engine": if opts.kernel { "kernel" } else { "host" },
+        "packets": o.packets,
+    });
+    writeln!(out, "{}", summary_line(&o.tracker, Some(o.stats), &extra, ts))?;
+    Ok(())
+}
+
+trait Engine {
+    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>>;
+    fn stats(&mut self) -> anyhow::Result<KernelStats>;
+}
+
+#[derive(Default)]
+struct HostEngine {
+    stats: KernelStats,
+}
+
+impl Engine for HostEngine {
+    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
+        Ok(match classify(frame, link, Direction::UNKNOWN, 0) {
+            Ok(Some(d)) => {
+                if matches!(d, Decoded::Tls(..)) {
+                    self.stats.tls_packets += 1;
+                }
+                vec![d]
+            }
+            Ok(None) => Vec::new(),
+            Err(skip) => {
+                count_skip(&mut self.stats, skip);
+                Vec::new()
+            }
+        })
+    }
+
+    fn stats(&mut self) -> anyhow::Result<KernelStats> {
+        Ok(self.stats)
+    }
+}
+
+fn count_skip(s: &mut KernelStats, skip: Skip) {
+    match skip {
+        Skip::MALFORMED => s.malformed += 1,
+        Skip::FRAGMENT => s.fragments += 1,
+        Skip::TOO_DEEP => s.too_deep += 1,
+        _ => {}
+    }
+}
+
+/// The real kernel program, run on each frame with BPF_PROG_TEST_RUN.
+pub struct KernelEngine {
+    ebpf: aya::Ebpf,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    frame: Vec<u8>,
+}
+
+impl KernelEngine {
+    pub fn new() -> anyhow::Result<Self> {
+        kernel::preflight()?;
+        let mut ebpf = kernel::load(1 << 20)?;
+        let ring = kernel::ring_buffer(&mut ebpf)?;
+        let stats = kernel::stats_map(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            ring,
+            stats,
+            frame: Vec::new(),
+        })
+    }
+
+    /// Runs the ingress program once on an Ethernet frame and returns the
+    /// events it wrote.
+    pub fn run_frame(&mut self, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
+        use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(kernel::INGRESS)
+            .context("ingress program missing")?
+            .try_into()?;
+        let mut out = vec![0u8; frame.len() + 256];
+        prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+        let mut events = Vec::new();
+        while let Some(item) = self.ring.next() {
+            events.extend(decode(&item));
+        }
+        Ok(events)
+    }
+}
+
+impl Engine for KernelEngine {
+    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
+        if link == LinkType::ETHERNET {
+            return self.run_frame(frame);
+        }
+        // The program sits on Ethernet devices: give other link types a
+        // synthetic Ethernet header carrying the same EtherType.
+        let Ok((off, ethertype)) = l3(frame, link) else {
+            return Ok(Vec::new());
+        };
+        let Some(l3_bytes) = frame.get(off..) else {
+            return Ok(Vec::new());
+        };
+        let mut buf = std::mem::take(&mut self.frame);
+        buf.clear();
+        buf.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]);
+        buf.extend_from_slice(&(if ethertype == 0 { ETHERTYPE_IPV4 } else { ethertype }).to_be_bytes());
+        buf.extend_from_slice(l3_bytes);
+        let r = self.run_frame(&buf);
+        self.frame = buf;
+        r
+    }
+
+    fn stats(&mut self) -> anyhow::Result<KernelStats> {
+        Ok(kernel::read_stats(&self.stats))
+    }
+}

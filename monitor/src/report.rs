@@ -1,0 +1,116 @@
+//! The JSON-lines output contract. Field names are relied on by users'
+//! scripts: add fields, never rename or remove them (docs/operations.md
+//! lists every one).
+
+use serde_json::{Value, json};
+
+use crate::{
+    histogram::Histogram,
+    kernel::KernelStats,
+    tracker::{ServerStats, Totals, Tracker},
+};
+
+/// How many SNI/ALPN values a server line lists.
+pub const TOP_VALUES: usize = 5;
+
+fn ms(h: &Histogram) -> Value {
+    let q = |q| h.quantile_ms(q).map(|v| (v * 1000.0).round() / 1000.0);
+    json!({"count": h.count(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99)})
+}
+
+/// One line per server, cumulative since start (or the last reset).
+#[must_use]
+pub fn server_line(s: &ServerStats, ts: f64) -> Value {
+    let mut versions: Vec<_> = s.versions.iter().collect();
+    versions.sort();
+    let versions: serde_json::Map<String, Value> =
+        versions.into_iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let mut ciphers: Vec<_> = s.ciphers.iter().collect();
+    ciphers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let ciphers: serde_json::Map<String, Value> =
+        ciphers.into_iter().take(TOP_VALUES).map(|(k, v)| (format!("0x{k:04x}"), json!(v))).collect();
+    let top = |t: &crate::tracker::TopK| -> Value {
+        t.top(TOP_VALUES).into_iter().map(|(k, v)| json!({"value": k, "count": v})).collect()
+    };
+    json!({
+        "type": "server",
+        "ts": ts,
+        "server": s.server.to_string(),
+        "role": s.role.as_str(),
+        "handshakes": s.handshakes(),
+        "full": s.full,
+        "resumed": s.resumed,
+        "resumed_by": s.resumed_by,
+        "offered": s.offered,
+        "offered_by": s.offered_by,
+        "rejected": s.rejected,
+        "rejected_after_unclean": s.rejected_after_unclean,
+        "rejected_after_clean": s.rejected_after_clean,
+        "rejected_origin_unknown": s.rejected_origin_unknown,
+        "hrr": s.hrr,
+        "early_data_offered": s.early_data_offered,
+        "incomplete": s.incomplete,
+        "failed": s.failed,
+        "clean_closes": s.clean_closes,
+        "unclean_closes": s.unclean_closes,
+        "rst_by_client": s.rst_by_client,
+        "rst_by_server": s.rst_by_server,
+        "versions": versions,
+        "ciphers": ciphers,
+        "sni": top(&s.sni),
+        "alpn": top(&s.alpn),
+        "handshake_ms": {"full": ms(&s.handshake_full), "resumed": ms(&s.handshake_resumed)},
+    })
+}
+
+/// The closing line: totals over all servers plus everything that was lost
+/// or skipped, so nothing is dropped silently.
+#[must_use]
+pub fn summary_line(tracker: &Tracker, kernel: Option<KernelStats>, extra: &Value, ts: f64) -> Value {
+    let servers = tracker.servers();
+    let sum = |f: fn(&ServerStats) -> u64| servers.iter().map(|s| f(s)).sum::<u64>();
+    let Totals {
+        events,
+        evicted_flows,
+        evicted_sessions,
+        malformed_hellos,
+        untracked_events,
+    } = tracker.totals;
+    let k = kernel.unwrap_or_default();
+    let mut v = json!({
+        "type": "summary",
+        "ts": ts,
+        "servers": servers.len(),
+        "handshakes": sum(ServerStats::handshakes),
+        "full": sum(|s| s.full),
+        "resumed": sum(|s| s.resumed),
+        "offered": sum(|s| s.offered),
+        "rejected": sum(|s| s.rejected),
+        "rejected_after_unclean": sum(|s| s.rejected_after_unclean),
+        "hrr": sum(|s| s.hrr),
+        "incomplete": sum(|s| s.incomplete),
+        "failed": sum(|s| s.failed),
+        "events": events,
+        "lost_events": k.lost_events,
+        "evicted_flows": evicted_flows,
+        "evicted_sessions": evicted_sessions,
+        "malformed_hellos": malformed_hellos,
+        "untracked_events": untracked_events,
+        "connections": tracker.connections(),
+        "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},
+    });
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        for (key, val) in e {
+            m.insert(key.clone(), val.clone());
+        }
+    }
+    v
+}
+
+/// Seconds since the Unix epoch, for the `ts` field.
+#[must_use]
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
+}

@@ -1,0 +1,931 @@
+//! Per-connection handshake tracking and per-server aggregation.
+//!
+//! Pure: events and a clock in, counters out; no I/O. The live daemon and
+//! `tlsmon replay` both feed it, and the tests drive it event by event. The
+//! rules it applies are listed, with their RFC sections, in
+//! docs/classification.md.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fmt,
+    hash::Hash,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use monitor_common::{
+    event::{Direction, EventHeader, Hello, ITEM_OPAQUE, TICKET_ID_LEN, TlsSummary, hello_flags},
+    net::{TCP_FIN, TCP_RST},
+    tls::{ContentType, HandshakeType, ProtocolVersion},
+};
+
+use crate::histogram::Histogram;
+
+/// One side of a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+impl Endpoint {
+    fn from_wire(family: u8, addr: [u8; 16], port: u16) -> Self {
+        let addr = if family == 4 {
+            IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(addr))
+        };
+        Self { addr, port }
+    }
+}
+
+/// Which side of the TLS server this host is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// This host is the TLS client: the server is a backend of the proxy.
+    Backend,
+    /// This host is the TLS server: a frontend the proxy serves.
+    Frontend,
+    /// Offline capture without direction and no `--local` match.
+    Unknown,
+}
+
+impl Role {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Backend => "backend",
+            Self::Frontend => "frontend",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a session was (or would have been) resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// TLS ≤ 1.2 session ID (RFC 5246 §7.4.1.2).
+    SessionId,
+    /// TLS ≤ 1.2 session ticket (RFC 5077).
+    Ticket,
+    /// TLS 1.3 pre-shared key (RFC 8446 §2.2).
+    Psk,
+}
+
+/// Counts per resumption method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ByMethod {
+    pub session_id: u64,
+    pub ticket: u64,
+    pub psk: u64,
+}
+
+impl ByMethod {
+    fn add(&mut self, m: Method) {
+        match m {
+            Method::SessionId => self.session_id += 1,
+            Method::Ticket => self.ticket += 1,
+            Method::Psk => self.psk += 1,
+        }
+    }
+}
+
+/// Everything counted for one TLS server.
+#[derive(Clone, Debug)]
+pub struct ServerStats {
+    pub server: Endpoint,
+    pub role: Role,
+    pub full: u64,
+    pub resumed: u64,
+    pub resumed_by: ByMethod,
+    /// Completed handshakes whose ClientHello offered resumption.
+    pub offered: u64,
+    pub offered_by: ByMethod,
+    /// Offered, answered with a full handshake.
+    pub rejected: u64,
+    pub rejected_after_unclean: u64,
+    pub rejected_after_clean: u64,
+    /// Rejected offers whose originating connection tlsmon did not see
+    /// (started before it, or TLS 1.3 where tickets travel encrypted).
+    pub rejected_origin_unknown: u64,
+    pub hrr: u64,
+    pub early_data_offered: u64,
+    pub incomplete: u64,
+    pub failed: u64,
+    pub clean_closes: u64,
+    pub unclean_closes: u64,
+    pub rst_by_client: u64,
+    pub rst_by_server: u64,
+    pub versions: HashMap<&'static str, u64>,
+    pub ciphers: HashMap<u16, u64>,
+    pub sni: TopK,
+    pub alpn: TopK,
+    pub handshake_full: Histogram,
+    pub handshake_resumed: Histogram,
+}
+
+impl ServerStats {
+    fn new(server: Endpoint, role: Role) -> Self {
+        Self {
+            server,
+            role,
+            full: 0,
+            resumed: 0,
+            resumed_by: ByMethod::default(),
+            offered: 0,
+            offered_by: ByMethod::default(),
+            rejected: 0,
+            rejected_after_unclean: 0,
+            rejected_after_clean: 0,
+            rejected_origin_unknown: 0,
+            hrr: 0,
+            early_data_offered: 0,
+            incomplete: 0,
+            failed: 0,
+            clean_closes: 0,
+            unclean_closes: 0,
+            rst_by_client: 0,
+            rst_by_server: 0,
+            versions: HashMap::new(),
+            ciphers: HashMap::new(),
+            sni: TopK::default(),
+            alpn: TopK::default(),
+            handshake_full: Histogram::default(),
+            handshake_resumed: Histogram::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn handshakes(&self) -> u64 {
+        self.full + self.resumed
+    }
+}
+
+/// Counts of string values, capped so a hostile client cannot grow it
+/// without bound; values beyond the cap are counted as `other`.
+#[derive(Clone, Debug, Default)]
+pub struct TopK {
+    counts: HashMap<String, u64>,
+    pub other: u64,
+}
+
+/// Distinct values kept per server for SNI and ALPN.
+pub const TOPK_CAP: usize = 256;
+
+impl TopK {
+    fn add(&mut self, v: &str) {
+        if let Some(c) = self.counts.get_mut(v) {
+            *c += 1;
+        } else if self.counts.len() < TOPK_CAP {
+            self.counts.insert(v.to_owned(), 1);
+        } else {
+            self.other += 1;
+        }
+    }
+
+    /// The `n` most frequent values, most frequent first, ties by name.
+    #[must_use]
+    pub fn top(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut v: Vec<_> = self.counts.iter().map(|(k, c)| (k.as_str(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Totals that are not per server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub events: u64,
+    /// Connections dropped from the table because it was full.
+    pub evicted_flows: u64,
+    /// Remembered sessions dropped because the store was full.
+    pub evicted_sessions: u64,
+    /// Hellos whose lengths contradicted each other: not counted.
+    pub malformed_hellos: u64,
+    /// RST/FIN or records on connections whose ClientHello was not seen.
+    pub untracked_events: u64,
+}
+
+/// Limits of the tracker's tables.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_sessions: usize,
+    /// A handshake without a ServerHello after this long is `incomplete`.
+    pub handshake_timeout_ns: u64,
+    /// How long a closed connection is kept to attribute the peer's RST/FIN.
+    pub linger_ns: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1 << 20,
+            max_sessions: 1 << 20,
+            handshake_timeout_ns: 10_000_000_000,
+            linger_ns: 5_000_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnKey(Endpoint, Endpoint);
+
+impl ConnKey {
+    fn new(a: Endpoint, b: Endpoint) -> Self {
+        if a <= b { Self(a, b) } else { Self(b, a) }
+    }
+}
+
+/// A session a client may offer again: a session ID or a ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum SessionKey {
+    Id([u8; 32], u8),
+    Ticket([u8; TICKET_ID_LEN]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// ClientHello seen, waiting for the ServerHello (or the second one
+    /// after a HelloRetryRequest).
+    AwaitServerHello,
+    /// TLS ≤ 1.2 ServerHello seen without a session-ID echo: the next
+    /// server message tells full from abbreviated.
+    AwaitShape,
+    /// Outcome known; for TLS ≤ 1.2 waiting for both ChangeCipherSpecs.
+    Decided,
+    /// Counted (or given up as incomplete/failed).
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Close {
+    Open,
+    Clean,
+    Unclean,
+}
+
+#[derive(Clone, Debug)]
+struct Conn {
+    id: u64,
+    client: Endpoint,
+    server: Endpoint,
+    role: Role,
+    phase: Phase,
+    ch_ts: u64,
+    sh_ts: u64,
+    client_sid: ([u8; 32], u8),
+    offer_sid: bool,
+    offer_ticket: Option<[u8; TICKET_ID_LEN]>,
+    offer_psk: bool,
+    early_data: bool,
+    version: u16,
+    cipher: u16,
+    sni: Option<String>,
+    alpn: Option<String>,
+    resumed: bool,
+    method: Option<Method>,
+    server_ticket_ext: bool,
+    ccs_client: bool,
+    ccs_server: bool,
+    alert_seen: bool,
+    rst_client: bool,
+    rst_server: bool,
+    close: Close,
+    closed_at: u64,
+    issued: Vec<SessionKey>,
+    /// This server was seen issuing tickets before this handshake.
+    server_issues_tickets: bool,
+    /// A plaintext alert ended the handshake; counted on the next update.
+    failed_pending: bool,
+}
+
+/// The whole tracker: connections, remembered sessions, per-server stats.
+#[derive(Debug)]
+pub struct Tracker {
+    limits: Limits,
+    conns: HashMap<ConnKey, Conn>,
+    /// Insertion order of `conns`, for eviction of the oldest.
+    conn_order: VecDeque<(ConnKey, u64)>,
+    next_id: u64,
+    /// Which connection established a session, per server.
+    sessions: Bounded<(Endpoint, SessionKey), u64>,
+    /// How connections that established sessions ended.
+    closes: Bounded<u64, Close>,
+    /// Servers that were seen issuing tickets (TLS ≤ 1.2 NewSessionTicket).
+    ticket_servers: HashMap<Endpoint, ()>,
+    servers: HashMap<Endpoint, ServerStats>,
+    /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
+    /// the servers, they let `replay` find the proxy's own addresses.
+    client_addrs: HashSet<IpAddr>,
+    pub totals: Totals,
+}
+
+/// Client addresses remembered for [`Tracker::dual_role_addrs`].
+pub const MAX_CLIENT_ADDRS: usize = 65_536;
+
+impl Tracker {
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            conns: HashMap::new(),
+            conn_order: VecDeque::new(),
+            next_id: 0,
+            sessions: Bounded::new(limits.max_sessions),
+            closes: Bounded::new(limits.max_sessions),
+            ticket_servers: HashMap::new(),
+            servers: HashMap::new(),
+            client_addrs: HashSet::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Servers seen so far, in a stable order (by role, then address).
+    #[must_use]
+    pub fn servers(&self) -> Vec<&ServerStats> {
+        let mut v: Vec<_> = self.servers.values().collect();
+        v.sort_by(|a, b| (a.role, a.server).cmp(&(b.role, b.server)));
+        v
+    }
+
+    /// Connections currently tracked.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Forgets all counters (the TUI's reset); connections in flight stay.
+    pub fn reset_counters(&mut self) {
+        self.servers.clear();
+        self.totals = Totals::default();
+    }
+
+    /// Labels servers whose role the packet direction could not tell
+    /// (offline captures): `is_local(addr)` says whether an address belongs
+    /// to the monitored host, or `None` if unknown.
+    pub fn assign_roles(&mut self, is_local: impl Fn(&IpAddr) -> Option<bool>) {
+        for s in self.servers.values_mut().filter(|s| s.role == Role::Unknown) {
+            match is_local(&s.server.addr) {
+                Some(true) => s.role = Role::Frontend,
+                Some(false) => s.role = Role::Backend,
+                None => {}
+            }
+        }
+    }
+
+    /// Addresses that acted both as a TLS client and as a TLS server: on a
+    /// capture taken on a proxy host, the proxy's own.
+    #[must_use]
+    pub fn dual_role_addrs(&self) -> HashSet<IpAddr> {
+        self.servers
+            .keys()
+            .map(|e| e.addr)
+            .filter(|a| self.client_addrs.contains(a))
+            .collect()
+    }
+
+    /// Feeds a TLS event.
+    pub fn on_tls(&mut self, h: &EventHeader, tls: &TlsSummary) {
+        self.totals.events += 1;
+        let src = Endpoint::from_wire(h.family, h.src_addr, h.src_port);
+        let dst = Endpoint::from_wire(h.family, h.dst_addr, h.dst_port);
+        let key = ConnKey::new(src, dst);
+        let hello = &tls.hello;
+        if hello.flags & hello_flags::MALFORMED != 0 {
+            self.totals.malformed_hellos += 1;
+        } else if hello.flags & hello_flags::CLIENT_HELLO != 0 {
+            self.client_hello(key, src, dst, h, hello);
+        }
+        let Some(conn) = self.conns.get(&key) else {
+            self.totals.untracked_events += 1;
+            return;
+        };
+        let from_server = conn.server == src;
+        let n = usize::from(tls.n_items).min(tls.items.len());
+        let items = &tls.items[..n];
+        if from_server {
+            self.server_items(key, h, tls, items);
+        } else if let Some(conn) = self.conns.get_mut(&key) {
+            for &it in items {
+                let (ct, detail) = split(it);
+                if ct == ContentType::CHANGE_CIPHER_SPEC {
+                    conn.ccs_client = true;
+                } else if ct == ContentType::ALERT {
+                    Self::alert(conn, detail);
+                }
+            }
+        }
+        self.maybe_complete(key);
+        self.tcp_flags(key, src, h.tcp_flags, h.ts_ns);
+    }
+
+    /// Feeds a RST/FIN event.
+    pub fn on_teardown(&mut self, h: &EventHeader) {
+        self.totals.events += 1;
+        let src = Endpoint::from_wire(h.family, h.src_addr, h.src_port);
+        let dst = Endpoint::from_wire(h.family, h.dst_addr, h.dst_port);
+        let key = ConnKey::new(src, dst);
+        if self.conns.contains_key(&key) {
+            self.tcp_flags(key, src, h.tcp_flags, h.ts_ns);
+        } else {
+            self.totals.untracked_events += 1;
+        }
+    }
+
+    /// Time passes: handshakes without a ServerHello time out, closed
+    /// connections are forgotten after their linger time.
+    pub fn tick(&mut self, now_ns: u64) {
+        let limits = self.limits;
+        let mut gone = Vec::new();
+        for (key, c) in &mut self.conns {
+            if c.phase == Phase::AwaitServerHello
+                && now_ns.saturating_sub(c.ch_ts) > limits.handshake_timeout_ns
+            {
+                c.phase = Phase::Done;
+                if let Some(s) = self.servers.get_mut(&c.server) {
+                    s.incomplete += 1;
+                }
+            }
+            if c.close != Close::Open && now_ns.saturating_sub(c.closed_at) > limits.linger_ns {
+                gone.push(*key);
+            }
+        }
+        for key in gone {
+            self.conns.remove(&key);
+        }
+        if self.conn_order.len() > self.conns.len() * 2 + 1024 {
+            let conns = &self.conns;
+            self.conn_order.retain(|(k, id)| conns.get(k).is_some_and(|c| c.id == *id));
+        }
+    }
+
+    fn server_entry(&mut self, server: Endpoint, role: Role) -> &mut ServerStats {
+        self.servers
+            .entry(server)
+            .or_insert_with(|| ServerStats::new(server, role))
+    }
+
+    fn client_hello(&mut self, key: ConnKey, src: Endpoint, dst: Endpoint, h: &EventHeader, hello: &Hello) {
+        if let Some(c) = self.conns.get_mut(&key) {
+            // The second ClientHello after a HelloRetryRequest (RFC 8446
+            // §4.1.2) continues the same handshake.
+            if c.client == src && c.phase == Phase::AwaitServerHello {
+                c.offer_psk |= hello.flags & hello_flags::PSK != 0;
+                return;
+            }
+            if c.close == Close::Open && c.phase != Phase::Done {
+                // A ClientHello in the middle of a live handshake is not
+                // plausible (or is encrypted renegotiation misread): ignore.
+                return;
+            }
+            if c.close == Close::Open {
+                return;
+            }
+            // Port reuse after a close: a new connection.
+        }
+        let role = match Direction(h.direction) {
+            Direction::EGRESS => Role::Backend,
+            Direction::INGRESS => Role::Frontend,
+            _ => Role::Unknown,
+        };
+        let sid_len = hello.session_id_len.min(32);
+        let mut sid = [0u8; 32];
+        sid[..usize::from(sid_len)].copy_from_slice(&hello.session_id[..usize::from(sid_len)]);
+        let offers_tls13 = hello.flags & hello_flags::OFFERS_TLS13 != 0;
+        // RFC 8446 §D.4: a TLS 1.3 client fills legacy_session_id with a
+        // random value for middlebox compatibility; that is not an offer.
+        // When such a client faces a TLS 1.2 server the ID is only an offer
+        // if this server issued it (checked again at the ServerHello).
+        let offer_sid = sid_len > 0
+            && (!offers_tls13
+                || self
+                    .sessions
+                    .get(&(dst, SessionKey::Id(sid, sid_len)))
+                    .is_some());
+        let ticket = (hello.flags & hello_flags::TICKET_OFFERED != 0).then_some(hello.ticket_id);
+        let id = self.next_id;
+        self.next_id += 1;
+        let conn = Conn {
+            id,
+            client: src,
+            server: dst,
+            role,
+            phase: Phase::AwaitServerHello,
+            ch_ts: h.ts_ns,
+            sh_ts: 0,
+            client_sid: (sid, sid_len),
+            offer_sid,
+            offer_ticket: ticket,
+            offer_psk: hello.flags & hello_flags::PSK != 0,
+            early_data: hello.flags & hello_flags::EARLY_DATA != 0,
+            version: 0,
+            cipher: 0,
+            sni: name(&hello.sni, hello.sni_len),
+            alpn: name(&hello.alpn, hello.alpn_len),
+            resumed: false,
+            method: None,
+            server_ticket_ext: false,
+            ccs_client: false,
+            ccs_server: false,
+            alert_seen: false,
+            rst_client: false,
+            rst_server: false,
+            close: Close::Open,
+            closed_at: 0,
+            issued: Vec::new(),
+            server_issues_tickets: false,
+            failed_pending: false,
+        };
+        self.server_entry(dst, role);
+        if self.client_addrs.len() < MAX_CLIENT_ADDRS {
+            self.client_addrs.insert(src.addr);
+        }
+        if self.conns.len() >= self.limits.max_connections && !self.conns.contains_key(&key) {
+            self.evict_oldest();
+        }
+        self.conns.insert(key, conn);
+        self.conn_order.push_back((key, id));
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some((k, id)) = self.conn_order.pop_front() {
+            if self.conns.get(&k).is_some_and(|c| c.id == id) {
+                self.conns.remove(&k);
+                self.totals.evicted_flows += 1;
+                return;
+            }
+        }
+    }
+
+    fn server_items(&mut self, key: ConnKey, h: &EventHeader, tls: &TlsSummary, items: &[u16]) {
+        let hello = &tls.hello;
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let server = conn.server;
+        let issues_tickets = self.ticket_servers.contains_key(&server);
+        let mut hrr = false;
+        let mut after_hello = false;
+        for &it in items {
+            let (ct, detail) = split(it);
+            if ct == ContentType::CHANGE_CIPHER_SPEC {
+                if after_hello {
+                    decide_shape(conn, true);
+                }
+                conn.ccs_server = true;
+            } else if ct == ContentType::ALERT {
+                Self::alert(conn, detail);
+            } else if ct == ContentType::HANDSHAKE && detail != ITEM_OPAQUE && !conn.ccs_server {
+                // (After ChangeCipherSpec, handshake records are encrypted.)
+                let ht = HandshakeType(detail);
+                if ht == HandshakeType::SERVER_HELLO {
+                    if conn.phase == Phase::AwaitServerHello && hello.flags & hello_flags::SERVER_HELLO != 0 {
+                        if hello.flags & hello_flags::HRR != 0 {
+                            // Classified from the second ServerHello
+                            // (RFC 8446 §4.1.4).
+                            hrr = true;
+                        } else {
+                            server_hello(conn, h, hello, issues_tickets);
+                            after_hello = true;
+                        }
+                    }
+                    continue;
+                }
+                match ht {
+                    HandshakeType::NEW_SESSION_TICKET => {
+                        decide_shape(conn, true);
+                        if hello.flags & hello_flags::NEW_TICKET != 0 {
+                            conn.issued.push(SessionKey::Ticket(hello.ticket_id));
+                        }
+                    }
+                    HandshakeType::CERTIFICATE
+                    | HandshakeType::SERVER_KEY_EXCHANGE
+                    | HandshakeType::CERTIFICATE_REQUEST
+                    | HandshakeType::SERVER_HELLO_DONE
+                    | HandshakeType::CERTIFICATE_STATUS => decide_shape(conn, false),
+                    _ => {}
+                }
+            }
+        }
+        // A full TLS ≤ 1.2 handshake establishes the session ID the server
+        // chose (RFC 5246 §7.4.1.3).
+        if after_hello
+            && conn.version <= ProtocolVersion::TLS1_2.0
+            && !conn.resumed
+            && hello.session_id_len > 0
+        {
+            let n = hello.session_id_len.min(32);
+            let mut sid = [0u8; 32];
+            sid[..usize::from(n)].copy_from_slice(&hello.session_id[..usize::from(n)]);
+            conn.issued.push(SessionKey::Id(sid, n));
+        }
+        let issued = std::mem::take(&mut conn.issued);
+        let id = conn.id;
+        let role = conn.role;
+        if issued.iter().any(|k| matches!(k, SessionKey::Ticket(_))) {
+            self.ticket_servers.insert(server, ());
+        }
+        for k in issued {
+            if self.sessions.insert((server, k), id) {
+                self.totals.evicted_sessions += 1;
+            }
+        }
+        if hrr {
+            self.server_entry(server, role).hrr += 1;
+        }
+    }
+
+    fn alert(conn: &mut Conn, detail: u8) {
+        conn.alert_seen = true;
+        // A plaintext alert before the handshake finished means it failed
+        // (RFC 5246 §7.2.2); encrypted ones come after it (close_notify).
+        if detail != ITEM_OPAQUE
+            && matches!(conn.phase, Phase::AwaitServerHello | Phase::AwaitShape | Phase::Decided)
+        {
+            conn.phase = Phase::Done;
+            conn.failed_pending = true;
+        }
+    }
+
+    /// Counts a handshake once its outcome is certain and it completed.
+    fn maybe_complete(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        if std::mem::take(&mut conn.failed_pending) {
+            let server = conn.server;
+            if let Some(s) = self.servers.get_mut(&server) {
+                s.failed += 1;
+            }
+            return;
+        }
+        if conn.phase != Phase::Decided {
+            return;
+        }
+        // TLS 1.3: nothing after the ServerHello is visible, so it counts
+        // there. TLS ≤ 1.2: both ChangeCipherSpecs mean both Finished follow.
+        let tls13 = conn.version == ProtocolVersion::TLS1_3.0;
+        if !tls13 && !(conn.ccs_client && conn.ccs_server) {
+            return;
+        }
+        conn.phase = Phase::Done;
+        let conn = conn.clone();
+        let origin = self.rejection_origin(&conn);
+        let Some(s) = self.servers.get_mut(&conn.server) else { return };
+        let elapsed = conn.sh_ts.saturating_sub(conn.ch_ts);
+        if conn.resumed {
+            s.resumed += 1;
+            if let Some(m) = conn.method {
+                s.resumed_by.add(m);
+            }
+            s.handshake_resumed.record(elapsed);
+        } else {
+            s.full += 1;
+            s.handshake_full.record(elapsed);
+        }
+        let offers = offers(&conn);
+        if offers.iter().any(|&o| o) {
+            s.offered += 1;
+            for (m, o) in [Method::SessionId, Method::Ticket, Method::Psk].into_iter().zip(offers) {
+                if o {
+                    s.offered_by.add(m);
+                }
+            }
+            if !conn.resumed {
+                s.rejected += 1;
+                match origin {
+                    Some(Close::Unclean) => s.rejected_after_unclean += 1,
+                    Some(_) => s.rejected_after_clean += 1,
+                    None => s.rejected_origin_unknown += 1,
+                }
+            }
+        }
+        if conn.early_data {
+            s.early_data_offered += 1;
+        }
+        if let Some(v) = ProtocolVersion(conn.version).name() {
+            *s.versions.entry(v).or_default() += 1;
+        }
+        *s.ciphers.entry(conn.cipher).or_default() += 1;
+        if let Some(sni) = &conn.sni {
+            s.sni.add(sni);
+        }
+        if let Some(alpn) = &conn.alpn {
+            s.alpn.add(alpn);
+        }
+    }
+
+    /// How the connection that established the offered session ended.
+    fn rejection_origin(&self, conn: &Conn) -> Option<Close> {
+        let mut keys = Vec::new();
+        if conn.offer_sid {
+            keys.push(SessionKey::Id(conn.client_sid.0, conn.client_sid.1));
+        }
+        if let Some(t) = conn.offer_ticket {
+            keys.push(SessionKey::Ticket(t));
+        }
+        let mut found = None;
+        for k in keys {
+            if let Some(&origin) = self.sessions.get(&(conn.server, k)) {
+                let close = self
+                    .closes
+                    .get(&origin)
+                    .copied()
+                    .or_else(|| self.conn_close_by_id(origin))
+                    .unwrap_or(Close::Open);
+                if close == Close::Unclean {
+                    return Some(Close::Unclean);
+                }
+                found = Some(close);
+            }
+        }
+        found
+    }
+
+    fn conn_close_by_id(&self, id: u64) -> Option<Close> {
+        self.conns.values().find(|c| c.id == id).map(|c| c.close)
+    }
+
+    fn tcp_flags(&mut self, key: ConnKey, src: Endpoint, flags: u8, ts: u64) {
+        if flags & (TCP_RST | TCP_FIN) == 0 {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let from_client = conn.client == src;
+        let server = conn.server;
+        let mut rst_client = false;
+        let mut rst_server = false;
+        if flags & TCP_RST != 0 {
+            if from_client && !conn.rst_client {
+                conn.rst_client = true;
+                rst_client = true;
+            } else if !from_client && !conn.rst_server {
+                conn.rst_server = true;
+                rst_server = true;
+            }
+        }
+        let mut incomplete = false;
+        let mut failed = false;
+        let mut closed = None;
+        if conn.close == Close::Open {
+            // TLS ≤ 1.2 sends close_notify as an alert record (RFC 5246
+            // §7.2.1); without one before the first FIN/RST the close is
+            // unclean and OpenSSL-based servers drop the session.
+            let close = if conn.alert_seen { Close::Clean } else { Close::Unclean };
+            conn.close = close;
+            conn.closed_at = ts;
+            match conn.phase {
+                // RST during the handshake: failed; FIN: gave up, incomplete.
+                Phase::AwaitServerHello | Phase::AwaitShape | Phase::Decided => {
+                    conn.phase = Phase::Done;
+                    if flags & TCP_RST != 0 {
+                        failed = true;
+                    } else {
+                        incomplete = true;
+                    }
+                }
+                Phase::Done => {}
+            }
+            // TLS 1.3 close_notify is encrypted application data (RFC 8446
+            // §6.1): cleanliness cannot be seen, so it is not counted.
+            if conn.version != 0 && conn.version <= ProtocolVersion::TLS1_2.0 {
+                closed = Some((conn.id, close));
+            }
+        }
+        let Some(s) = self.servers.get_mut(&server) else { return };
+        s.rst_by_client += u64::from(rst_client);
+        s.rst_by_server += u64::from(rst_server);
+        s.incomplete += u64::from(incomplete);
+        s.failed += u64::from(failed);
+        if let Some((id, close)) = closed {
+            if close == Close::Clean {
+                s.clean_closes += 1;
+            } else {
+                s.unclean_closes += 1;
+            }
+            self.closes.insert(id, close);
+        }
+    }
+}
+
+/// Which methods the ClientHello offered, for the negotiated version:
+/// [session ID, ticket, PSK].
+fn offers(c: &Conn) -> [bool; 3] {
+    if c.version == ProtocolVersion::TLS1_3.0 {
+        [false, false, c.offer_psk]
+    } else {
+        [c.offer_sid, c.offer_ticket.is_some(), false]
+    }
+}
+
+fn server_hello(c: &mut Conn, h: &EventHeader, hello: &Hello, server_issues_tickets: bool) {
+    c.sh_ts = h.ts_ns;
+    c.cipher = hello.cipher_suite;
+    c.server_ticket_ext = hello.flags & hello_flags::TICKET_EXT != 0;
+    // RFC 8446 §4.2.1: the version is in supported_versions when present.
+    c.version = if hello.selected_version != 0 {
+        hello.selected_version
+    } else {
+        hello.legacy_version
+    };
+    if c.version == ProtocolVersion::TLS1_3.0 {
+        // RFC 8446 §4.2.11: the server accepts a PSK by echoing
+        // pre_shared_key in its ServerHello.
+        c.resumed = hello.flags & hello_flags::PSK != 0;
+        c.method = c.resumed.then_some(Method::Psk);
+        c.phase = Phase::Decided;
+        return;
+    }
+    // TLS ≤ 1.2: an echoed session ID without a ticket alongside was a
+    // session-ID offer even from a TLS 1.3-capable client (RFC 5246
+    // §7.4.1.3: the server found it in its cache).
+    let (sid, n) = c.client_sid;
+    let echoed = n > 0 && hello.session_id_len == n && hello.session_id[..usize::from(n)] == sid[..usize::from(n)];
+    if echoed {
+        c.offer_sid |= c.offer_ticket.is_none();
+        c.resumed = true;
+        c.method = Some(resumption_method(c, server_issues_tickets));
+        c.phase = Phase::Decided;
+    } else {
+        c.phase = Phase::AwaitShape;
+    }
+    c.server_issues_tickets = server_issues_tickets;
+}
+
+/// RFC 5077 §3.4: a server accepting a ticket echoes the client's session
+/// ID, so an echo alone does not tell the method. A ticket offered to a
+/// server that uses tickets is taken as the method.
+fn resumption_method(c: &Conn, server_issues_tickets: bool) -> Method {
+    if c.offer_ticket.is_some() && (c.server_ticket_ext || server_issues_tickets || c.client_sid.1 == 0) {
+        Method::Ticket
+    } else if c.offer_ticket.is_some() && !c.offer_sid {
+        Method::Ticket
+    } else {
+        Method::SessionId
+    }
+}
+
+/// RFC 5246 §7.3: in an abbreviated handshake the server's ServerHello is
+/// followed by ChangeCipherSpec (RFC 5077 §3.1: or by NewSessionTicket);
+/// in a full one by Certificate, ServerKeyExchange or ServerHelloDone.
+fn decide_shape(c: &mut Conn, abbreviated: bool) {
+    if c.phase == Phase::AwaitShape {
+        c.resumed = abbreviated;
+        c.method = abbreviated.then(|| resumption_method(c, c.server_issues_tickets));
+        c.phase = Phase::Decided;
+    }
+}
+
+fn split(item: u16) -> (ContentType, u8) {
+    (ContentType((item >> 8) as u8), (item & 0xff) as u8)
+}
+
+fn name(bytes: &[u8], len: u8) -> Option<String> {
+    let n = usize::from(len).min(bytes.len());
+    (n > 0).then(|| String::from_utf8_lossy(&bytes[..n]).into_owned())
+}
+
+/// A map that forgets its oldest entries past a capacity.
+#[derive(Debug)]
+struct Bounded<K, V> {
+    cap: usize,
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    /// Inserts; returns true if an old entry was evicted to make room.
+    fn insert(&mut self, k: K, v: V) -> bool {
+        if self.map.insert(k.clone(), v).is_some() {
+            return false;
+        }
+        self.order.push_back(k);
+        let mut evicted = false;
+        while self.map.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                evicted |= self.map.remove(&old).is_some();
+            } else {
+                break;
+            }
+        }
+        evicted
+    }
+}
