@@ -246,6 +246,13 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
 #[inline(always)]
 fn hello_prefix<B: Bytes + ?Sized>(b: &B, body: usize, msg_end: usize, h: &mut Hello) -> Option<usize> {
     h.legacy_version = b.be16_at(body)?;
+    // RFC 8446 §4.1.2/§4.1.3 pin legacy_version to 0x0303; older peers send
+    // 0x0300–0x0302. Anything else is not a hello (for instance an
+    // encrypted Finished misread as plaintext).
+    if !(ProtocolVersion::SSL3_0.0..=ProtocolVersion::TLS1_2.0).contains(&h.legacy_version) {
+        h.flags |= hello_flags::MALFORMED;
+        return None;
+    }
     let sid_off = body + 2 + 32;
     let sid_len = usize::from(b.u8_at(sid_off)?);
     if sid_len > SESSION_ID_MAX || sid_off + 1 + sid_len > msg_end {
