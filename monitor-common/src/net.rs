@@ -146,7 +146,11 @@ pub fn tcp<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip>
         return Err(Skip::MALFORMED);
     }
     let payload_off = l4_off + data_off;
-    if payload_off > l4_end || l4_end > b.len() {
+    // A capture cut by its snap length holds less than the IP header says;
+    // classify what is there (TLS records running past the end are handled
+    // as truncated). On a live skb the two agree unless the packet is bad.
+    let l4_end = l4_end.min(b.len());
+    if payload_off > l4_end {
         return Err(Skip::MALFORMED);
     }
     seg.src_port = u16::from_be_bytes([hdr[0], hdr[1]]);

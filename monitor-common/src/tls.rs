@@ -273,6 +273,10 @@ fn hello_prefix<B: Bytes + ?Sized>(b: &B, body: usize, msg_end: usize, h: &mut H
 pub fn client_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usize, h: &mut Hello) {
     h.flags |= hello_flags::CLIENT_HELLO;
     let msg_end = body + len;
+    if msg_end > end {
+        // The rest is in later segments: what is read here may be incomplete.
+        h.flags |= hello_flags::TRUNCATED;
+    }
     let Some(off) = hello_prefix(b, body, msg_end, h) else {
         h.flags |= hello_flags::TRUNCATED;
         return;
@@ -300,6 +304,10 @@ pub fn client_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usiz
 pub fn server_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usize, h: &mut Hello) {
     h.flags |= hello_flags::SERVER_HELLO;
     let msg_end = body + len;
+    if msg_end > end {
+        // The rest is in later segments: what is read here may be incomplete.
+        h.flags |= hello_flags::TRUNCATED;
+    }
     if let Some(random) = b.array::<32>(body + 2) {
         if random == HRR_RANDOM {
             h.flags |= hello_flags::HRR;

@@ -5,6 +5,6 @@ pub mod capture;
 pub mod histogram;
 pub mod kernel;
 pub mod live;
-// TEMP pub mod replay;
+pub mod replay;
 pub mod report;
 pub mod tracker;

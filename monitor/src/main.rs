@@ -1,8 +1,118 @@
-mod kernel;
-fn main() -> anyhow::Result<()> {
-    kernel::preflight()?;
-    let mut e = kernel::load(1 << 20)?;
-    kernel::attach(&mut e, "lo")?;
-    println!("ok");
-    Ok(())
+//! `tlsmon`: command-line entry point.
+
+use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use monitor::{live, replay, tracker::Limits};
+
+/// Live TLS handshake monitor for reverse-proxy hosts: full vs resumed
+/// handshakes per backend and frontend, and why resumption fails.
+#[derive(Parser)]
+#[command(name = "tlsmon", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    live: LiveArgs,
+}
+
+#[derive(Args)]
+struct LiveArgs {
+    /// Interface to monitor (repeatable). Default: every interface that is
+    /// up, loopback only when named.
+    #[arg(long = "iface", value_name = "IF")]
+    ifaces: Vec<String>,
+    /// Write JSON lines instead of opening the dashboard.
+    #[arg(long)]
+    headless: bool,
+    /// Write the JSON lines to this file (appending) instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// Seconds between JSON snapshots.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    interval: f64,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    duration: Option<f64>,
+    /// Kernel-to-user ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = ring_mib)]
+    ring_buffer_mb: u32,
+    /// Most connections tracked at once; the oldest is evicted (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    max_connections: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify a pcap or pcapng capture offline and print the JSON lines.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture (pcap or pcapng; Ethernet, Linux cooked or raw IP).
+    file: PathBuf,
+    /// `host` runs the shared classifier compiled for this machine (no
+    /// root); `kernel` runs the real eBPF program on every packet with
+    /// BPF_PROG_TEST_RUN (root).
+    #[arg(long, value_enum, default_value_t = Engine::Host)]
+    engine: Engine,
+    /// Addresses of the monitored host, to tell backends from frontends
+    /// when the capture does not record packet direction (repeatable).
+    #[arg(long = "local", value_name = "ADDR")]
+    local: Vec<IpAddr>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Engine {
+    Host,
+    Kernel,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+fn ring_mib(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(v) if v.is_power_of_two() && v <= 1024 => Ok(v),
+        _ => Err(format!("{s:?} is not a power of two between 1 and 1024")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Replay(r)) => replay::run(&replay::Options {
+            file: r.file,
+            kernel: matches!(r.engine, Engine::Kernel),
+            local: r.local,
+        }),
+        None => {
+            let a = cli.live;
+            live::run(live::Options {
+                ifaces: a.ifaces,
+                headless: a.headless,
+                log: a.log,
+                interval: Duration::from_secs_f64(a.interval),
+                duration: a.duration.map(Duration::from_secs_f64),
+                ring_buffer_bytes: a.ring_buffer_mb << 20,
+                limits: Limits {
+                    max_connections: a.max_connections,
+                    ..Limits::default()
+                },
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One sentence, with its causes, never a backtrace.
+            eprintln!("tlsmon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

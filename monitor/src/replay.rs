@@ -152,12 +152,22 @@ fn count_skip(s: &mut KernelStats, skip: Skip) {
     }
 }
 
+/// `TC_ACT_PIPE` from linux/pkt_cls.h: pass the packet on unchanged.
+const TC_ACT_PIPE: u32 = 3;
+const ETH_HEADER_LEN: usize = 14;
+/// Ethernet + minimal IPv4 + minimal TCP header.
+const SHORTEST_TCP_FRAME: usize = 14 + 20 + 20;
+/// Largest frame BPF_PROG_TEST_RUN takes for an skb: a page less the
+/// headroom and `skb_shared_info` (net/bpf/test_run.c, `bpf_test_init`).
+pub const MAX_TEST_RUN_FRAME: usize = 3500;
+
 /// The real kernel program, run on each frame with BPF_PROG_TEST_RUN.
 pub struct KernelEngine {
     ebpf: aya::Ebpf,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     frame: Vec<u8>,
+    short_frames: u64,
 }
 
 impl KernelEngine {
@@ -171,25 +181,49 @@ impl KernelEngine {
             ring,
             stats,
             frame: Vec::new(),
+            short_frames: 0,
         })
     }
 
     /// Runs the ingress program once on an Ethernet frame and returns the
-    /// events it wrote.
+    /// events it wrote. BPF_PROG_TEST_RUN refuses frames no longer than an
+    /// Ethernet header (they are counted as malformed, as the host engine
+    /// does) and longer than about a page (they are cut to
+    /// [`MAX_TEST_RUN_FRAME`], like a capture's snap length).
     pub fn run_frame(&mut self, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
         use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+        if frame.len() <= ETH_HEADER_LEN {
+            self.short_frames += 1;
+            return Ok(Vec::new());
+        }
+        let frame = &frame[..frame.len().min(MAX_TEST_RUN_FRAME)];
         let prog: &SchedClassifier = self
             .ebpf
             .program(kernel::INGRESS)
             .context("ingress program missing")?
             .try_into()?;
         let mut out = vec![0u8; frame.len() + 256];
-        prog.test_run(TestRunOptions {
+        let result = match prog.test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ..TestRunOptions::default()
-        })
-        .context("BPF_PROG_TEST_RUN")?;
+        }) {
+            Ok(r) => r,
+            // The kernel also refuses frames cut inside the IP header it
+            // announces (bpf_prog_test_run_skb pulls it); they cannot carry
+            // TCP, and the host engine counts them as malformed too.
+            Err(_) if frame.len() < SHORTEST_TCP_FRAME => {
+                self.short_frames += 1;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e).context("BPF_PROG_TEST_RUN"),
+        };
+        // A monitor never drops or redirects: anything but TC_ACT_PIPE is a bug.
+        anyhow::ensure!(
+            result.return_value == TC_ACT_PIPE,
+            "the kernel program returned {} instead of TC_ACT_PIPE",
+            result.return_value
+        );
         let mut events = Vec::new();
         while let Some(item) = self.ring.next() {
             events.extend(decode(&item));
@@ -222,6 +256,8 @@ impl Engine for KernelEngine {
     }
 
     fn stats(&mut self) -> anyhow::Result<KernelStats> {
-        Ok(kernel::read_stats(&self.stats))
+        let mut s = kernel::read_stats(&self.stats);
+        s.malformed += self.short_frames;
+        Ok(s)
     }
 }

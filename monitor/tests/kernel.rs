@@ -1,0 +1,267 @@
+//! The real kernel program, loaded into this kernel and run on frames with
+//! BPF_PROG_TEST_RUN. Each frame also goes through the same shared code
+//! compiled for the host; the two must produce the same event (apart from
+//! timestamp, interface and direction, which only the kernel knows). Needs
+//! root.
+
+use monitor::replay::KernelEngine;
+use monitor_common::{
+    classify::classify,
+    event::{Decoded, Direction, hello_flags as hf},
+    net::LinkType,
+};
+
+fn engine() -> KernelEngine {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests load eBPF programs: run them as root (cargo xtask test)");
+    KernelEngine::new().expect("loading the kernel program")
+}
+
+/// Clears what only the kernel fills in, so both engines compare equal.
+fn normalized(d: Decoded) -> Decoded {
+    match d {
+        Decoded::Tls(mut h, t) => {
+            (h.ts_ns, h.ifindex, h.direction) = (0, 0, 0);
+            Decoded::Tls(h, t)
+        }
+        Decoded::Teardown(mut h) => {
+            (h.ts_ns, h.ifindex, h.direction) = (0, 0, 0);
+            Decoded::Teardown(h)
+        }
+    }
+}
+
+/// Runs a frame through both engines and checks they agree.
+fn both(k: &mut KernelEngine, frame: &[u8]) -> Option<Decoded> {
+    let kernel: Vec<_> = k.run_frame(frame).unwrap_or_else(|e| panic!("test run of {} bytes: {e:#}", frame.len())).into_iter().map(normalized).collect();
+    let host: Vec<_> = classify(frame, LinkType::ETHERNET, Direction::UNKNOWN, 0)
+        .ok()
+        .flatten()
+        .map(normalized)
+        .into_iter()
+        .collect();
+    assert_eq!(kernel, host, "kernel and host engines disagree on frame {frame:02x?}");
+    assert!(kernel.len() <= 1, "one event per packet at most");
+    kernel.into_iter().next()
+}
+
+// ---- frame building -------------------------------------------------------
+
+fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = ty.to_be_bytes().to_vec();
+    v.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+    let mut v = vec![ty, len[1], len[2], len[3]];
+    v.extend_from_slice(body);
+    v
+}
+
+fn record(ct: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![ct, 3, 3];
+    v.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A ClientHello as a TLS 1.3-capable browser sends it, offering a ticket
+/// and a PSK, with SNI and ALPN.
+fn client_hello() -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x11; 32]); // random
+    body.push(32);
+    body.extend_from_slice(&[0x22; 32]); // session id
+    body.extend_from_slice(&[0, 4, 0x13, 0x01, 0xc0, 0x2f]); // cipher suites
+    body.extend_from_slice(&[1, 0]); // compression
+    let mut exts = Vec::new();
+    exts.extend(ext(0x0a0a, &[])); // GREASE
+    let host = b"backend.example";
+    let mut sni = (u16::try_from(host.len() + 3).unwrap()).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend_from_slice(&u16::try_from(host.len()).unwrap().to_be_bytes());
+    sni.extend_from_slice(host);
+    exts.extend(ext(0, &sni));
+    exts.extend(ext(16, &[0, 3, 2, b'h', b'2']));
+    exts.extend(ext(35, &[0x33; 48])); // session_ticket with a ticket
+    exts.extend(ext(43, &[4, 0x03, 0x04, 0x03, 0x03])); // supported_versions
+    exts.extend(ext(42, &[])); // early_data
+    exts.extend(ext(41, &[0, 6, 0, 0, 0, 0, 0, 0, 0, 0])); // pre_shared_key (shape only)
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    record(22, &handshake(1, &body))
+}
+
+/// A TLS 1.2 full-handshake server flight: ServerHello, Certificate,
+/// ServerHelloDone in one record.
+fn server_flight() -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x44; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x55; 32]);
+    body.extend_from_slice(&[0xc0, 0x2f, 0]);
+    let exts = ext(35, &[]);
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut msgs = handshake(2, &body);
+    msgs.extend(handshake(11, &[0, 0, 3, 0, 0, 0]));
+    msgs.extend(handshake(14, &[]));
+    record(22, &msgs)
+}
+
+struct Frame {
+    ipv6: bool,
+    vlan: bool,
+    ip_options: usize,
+    tcp_options: usize,
+    flags: u8,
+}
+
+const PLAIN: Frame = Frame { ipv6: false, vlan: false, ip_options: 0, tcp_options: 0, flags: 0x18 };
+
+fn frame(f: &Frame, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    if f.vlan {
+        v.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    }
+    let tcp_len = 20 + f.tcp_options;
+    if f.ipv6 {
+        v.extend_from_slice(&[0x86, 0xdd]);
+        v.extend_from_slice(&[0x60, 0, 0, 0]);
+        v.extend_from_slice(&u16::try_from(tcp_len + payload.len()).unwrap().to_be_bytes());
+        v.extend_from_slice(&[6, 64]);
+        v.extend_from_slice(&[0xfd; 16]);
+        v.extend_from_slice(&[0xfe; 16]);
+    } else {
+        v.extend_from_slice(&[0x08, 0x00]);
+        let ihl = 20 + f.ip_options;
+        let total = u16::try_from(ihl + tcp_len + payload.len()).unwrap();
+        v.push(0x40 | u8::try_from(ihl / 4).unwrap());
+        v.push(0);
+        v.extend_from_slice(&total.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        v.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        v.extend(std::iter::repeat_n(1u8, f.ip_options)); // NOP options
+    }
+    v.extend_from_slice(&40000u16.to_be_bytes());
+    v.extend_from_slice(&443u16.to_be_bytes());
+    v.extend_from_slice(&1000u32.to_be_bytes());
+    v.extend_from_slice(&0u32.to_be_bytes());
+    v.push(u8::try_from(tcp_len / 4).unwrap() << 4);
+    v.push(f.flags);
+    v.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+    v.extend(std::iter::repeat_n(1u8, f.tcp_options));
+    v.extend_from_slice(payload);
+    v
+}
+
+// ---- tests ----------------------------------------------------------------
+
+#[test]
+fn client_hello_is_parsed_identically_in_kernel_and_host() {
+    let mut k = engine();
+    for f in [
+        PLAIN,
+        Frame { ip_options: 4, tcp_options: 12, ..PLAIN },
+        Frame { ipv6: true, ..PLAIN },
+        Frame { vlan: true, ..PLAIN },
+    ] {
+        let Some(Decoded::Tls(h, t)) = both(&mut k, &frame(&f, &client_hello())) else {
+            panic!("no TLS event for a ClientHello");
+        };
+        assert_eq!((h.src_port, h.dst_port), (40000, 443));
+        assert_eq!(h.family, if f.ipv6 { 6 } else { 4 });
+        let flags = t.hello.flags;
+        for (bit, name) in [
+            (hf::CLIENT_HELLO, "CLIENT_HELLO"),
+            (hf::TICKET_OFFERED, "TICKET_OFFERED"),
+            (hf::PSK, "PSK"),
+            (hf::EARLY_DATA, "EARLY_DATA"),
+            (hf::OFFERS_TLS13, "OFFERS_TLS13"),
+        ] {
+            assert!(flags & bit != 0, "{name} missing");
+        }
+        assert_eq!(flags & (hf::TRUNCATED | hf::MALFORMED), 0);
+        assert_eq!(&t.hello.sni[..usize::from(t.hello.sni_len)], b"backend.example");
+        assert_eq!(&t.hello.alpn[..usize::from(t.hello.alpn_len)], b"h2");
+        assert_eq!(t.hello.session_id_len, 32);
+        assert_eq!(t.hello.ticket_id, [0x33; 16]);
+    }
+}
+
+#[test]
+fn server_flight_lists_messages_in_order() {
+    let mut k = engine();
+    let Some(Decoded::Tls(_, t)) = both(&mut k, &frame(&PLAIN, &server_flight())) else {
+        panic!("no TLS event for a server flight");
+    };
+    assert_eq!(&t.items[..usize::from(t.n_items)], &[0x1602, 0x160b, 0x160e]);
+    assert_eq!(t.hello.cipher_suite, 0xc02f);
+    assert!(t.hello.flags & hf::TICKET_EXT != 0);
+}
+
+#[test]
+fn rst_fin_and_non_tls_traffic() {
+    let mut k = engine();
+    let rst = Frame { flags: 0x14, ..PLAIN };
+    assert!(matches!(both(&mut k, &frame(&rst, &[])), Some(Decoded::Teardown(h)) if h.tcp_flags == 0x14));
+    // Application data and plain HTTP produce nothing.
+    assert_eq!(both(&mut k, &frame(&PLAIN, &record(23, &[0xaa; 100]))), None);
+    assert_eq!(both(&mut k, &frame(&PLAIN, b"GET / HTTP/1.1\r\n\r\n")), None);
+    // FIN carrying application data is still a teardown.
+    let fin = Frame { flags: 0x11, ..PLAIN };
+    assert!(matches!(both(&mut k, &frame(&fin, &record(23, &[1; 40]))), Some(Decoded::Teardown(_))));
+}
+
+#[test]
+fn truncated_frames_never_report_a_whole_hello() {
+    let mut k = engine();
+    let full = frame(&PLAIN, &client_hello());
+    for cut in 0..full.len() {
+        if let Some(Decoded::Tls(_, t)) = both(&mut k, &full[..cut]) {
+            let f = t.hello.flags;
+            assert!(
+                f & hf::CLIENT_HELLO == 0 || f & (hf::TRUNCATED | hf::MALFORMED) != 0,
+                "cut at {cut} reported a complete ClientHello"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_frames_are_skipped_the_same_way_in_both_engines() {
+    let mut k = engine();
+    let base = frame(&PLAIN, &client_hello());
+    // Every single-byte corruption of the header and hello region.
+    for i in 0..base.len().min(200) {
+        for v in [0x00, 0xff, 0x80, 0x01] {
+            let mut f = base.clone();
+            f[i] = v;
+            both(&mut k, &f);
+        }
+    }
+    // Random frames from a fixed xorshift sequence.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = usize::try_from(x % 300).unwrap();
+        let mut f: Vec<u8> = (0..len)
+            .map(|i| {
+                let s = x.rotate_left(u32::try_from(i % 64).unwrap());
+                s.to_le_bytes()[i % 8]
+            })
+            .collect();
+        // Make a third of them look like IPv4/TCP so the deeper code runs.
+        if len > 40 && x % 3 == 0 {
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14] = 0x45;
+            f[23] = 6;
+        }
+        both(&mut k, &f);
+    }
+}
