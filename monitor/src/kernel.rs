@@ -30,20 +30,23 @@ pub struct KernelStats {
 /// Checks that this host can run the kernel program at all, so the failure
 /// is one clear sentence instead of a verifier or syscall error.
 pub fn preflight() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "tlsmon needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) to load and attach its kernel program; run it with sudo"
-        );
-    }
+    crate::privileges::check()?;
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) < (5, 8) {
-        bail!("kernel {} is too old: tlsmon needs Linux 5.8 or newer (BPF ring buffer)", release.trim());
+        bail!(
+            "kernel {} is too old: tlsmon needs Linux 5.8 or newer (BPF ring buffer)",
+            release.trim()
+        );
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): tlsmon needs CONFIG_DEBUG_INFO_BTF=y");
+        bail!(
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): tlsmon needs CONFIG_DEBUG_INFO_BTF=y"
+        );
     }
     Ok(())
 }
@@ -60,7 +63,8 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        prog.load().with_context(|| format!("the kernel verifier rejected {name}"))?;
+        prog.load()
+            .with_context(|| format!("the kernel verifier rejected {name}"))?;
     }
     Ok(ebpf)
 }
@@ -74,12 +78,27 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
     }
     // Older kernels attach through a clsact qdisc; adding it twice is fine.
     let _ = tc::qdisc_add_clsact(iface);
-    for (name, at) in [(INGRESS, TcAttachType::Ingress), (EGRESS, TcAttachType::Egress)] {
-        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program missing")?.try_into()?;
+    for (name, at) in [
+        (INGRESS, TcAttachType::Ingress),
+        (EGRESS, TcAttachType::Egress),
+    ] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .context("program missing")?
+            .try_into()?;
         prog.attach(iface, at)
             .with_context(|| format!("attaching {name} to {iface}"))?;
     }
     Ok(())
+}
+
+/// Whether attachments are TCX links (Linux 6.6+), which live exactly as
+/// long as this process's file descriptors; aya picks TCX on those kernels.
+/// Older kernels attach through netlink, and detaching then needs
+/// CAP_NET_ADMIN at exit.
+#[must_use]
+pub fn uses_tcx() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// Interfaces that are up, loopback excluded (it is only monitored when named).

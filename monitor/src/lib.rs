@@ -5,6 +5,8 @@ pub mod capture;
 pub mod histogram;
 pub mod kernel;
 pub mod live;
+pub mod metrics;
+pub mod privileges;
 pub mod replay;
 pub mod report;
 pub mod tracker;

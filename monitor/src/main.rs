@@ -28,6 +28,12 @@ struct LiveArgs {
     /// Write the JSON lines to this file (appending) instead of stdout.
     #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
+    /// Format of the snapshot lines: json (one object per server) or text.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    log_format: Format,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Seconds between JSON snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
     interval: f64,
@@ -64,6 +70,12 @@ struct ReplayArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Engine {
     Host,
     Kernel,
@@ -97,6 +109,11 @@ fn main() -> ExitCode {
                 ifaces: a.ifaces,
                 headless: a.headless,
                 log: a.log,
+                log_format: match a.log_format {
+                    Format::Json => live::LogFormat::Json,
+                    Format::Text => live::LogFormat::Text,
+                },
+                metrics: a.metrics,
                 interval: Duration::from_secs_f64(a.interval),
                 duration: a.duration.map(Duration::from_secs_f64),
                 ring_buffer_bytes: a.ring_buffer_mb << 20,

@@ -23,14 +23,22 @@ fn ms(h: &Histogram) -> Value {
 pub fn server_line(s: &ServerStats, ts: f64) -> Value {
     let mut versions: Vec<_> = s.versions.iter().collect();
     versions.sort();
-    let versions: serde_json::Map<String, Value> =
-        versions.into_iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let versions: serde_json::Map<String, Value> = versions
+        .into_iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
     let mut ciphers: Vec<_> = s.ciphers.iter().collect();
     ciphers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let ciphers: serde_json::Map<String, Value> =
-        ciphers.into_iter().take(TOP_VALUES).map(|(k, v)| (format!("0x{k:04x}"), json!(v))).collect();
+    let ciphers: serde_json::Map<String, Value> = ciphers
+        .into_iter()
+        .take(TOP_VALUES)
+        .map(|(k, v)| (format!("0x{k:04x}"), json!(v)))
+        .collect();
     let top = |t: &crate::tracker::TopK| -> Value {
-        t.top(TOP_VALUES).into_iter().map(|(k, v)| json!({"value": k, "count": v})).collect()
+        t.top(TOP_VALUES)
+            .into_iter()
+            .map(|(k, v)| json!({"value": k, "count": v}))
+            .collect()
     };
     json!({
         "type": "server",
@@ -66,7 +74,12 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
 /// The closing line: totals over all servers plus everything that was lost
 /// or skipped, so nothing is dropped silently.
 #[must_use]
-pub fn summary_line(tracker: &Tracker, kernel: Option<KernelStats>, extra: &Value, ts: f64) -> Value {
+pub fn summary_line(
+    tracker: &Tracker,
+    kernel: Option<KernelStats>,
+    extra: &Value,
+    ts: f64,
+) -> Value {
     let servers = tracker.servers();
     let sum = |f: fn(&ServerStats) -> u64| servers.iter().map(|s| f(s)).sum::<u64>();
     let Totals {
@@ -113,4 +126,74 @@ pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// The `--log-format text` line: one human-readable line per server.
+#[must_use]
+pub fn text_line(s: &ServerStats, ts: f64) -> String {
+    let hs = s.handshakes();
+    #[expect(clippy::cast_precision_loss, reason = "a percentage")]
+    let reuse = if hs == 0 {
+        0.0
+    } else {
+        s.resumed as f64 * 100.0 / hs as f64
+    };
+    format!(
+        "{} {} {} full={} resumed={} reuse={reuse:.1}% offered={} rejected={} (after_unclean={} after_clean={}) rst_client={} rst_server={} unclean_closes={} hrr={} failed={} incomplete={}",
+        rfc3339(ts),
+        s.role.as_str(),
+        s.server,
+        s.full,
+        s.resumed,
+        s.offered,
+        s.rejected,
+        s.rejected_after_unclean,
+        s.rejected_after_clean,
+        s.rst_by_client,
+        s.rst_by_server,
+        s.unclean_closes,
+        s.hrr,
+        s.failed,
+        s.incomplete,
+    )
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp (civil-from-days, proleptic
+/// Gregorian calendar).
+#[must_use]
+pub fn rfc3339(ts: f64) -> String {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "timestamps after 1970"
+    )]
+    let secs = ts.max(0.0) as u64;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_330_672.5), "2026-12-03T20:44:32Z");
+    }
 }
