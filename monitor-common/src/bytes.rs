@@ -36,7 +36,8 @@ pub trait Bytes {
 
     #[inline(always)]
     fn be24_at(&self, off: usize) -> Option<u32> {
-        self.array::<3>(off).map(|[a, b, c]| u32::from_be_bytes([0, a, b, c]))
+        self.array::<3>(off)
+            .map(|[a, b, c]| u32::from_be_bytes([0, a, b, c]))
     }
 
     #[inline(always)]

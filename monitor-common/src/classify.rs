@@ -92,7 +92,12 @@ mod host {
         let decoded = match class(frame, &seg) {
             Class::Ignore => return Ok(None),
             Class::Teardown => {
-                fill_header(&mut header, &seg, EventKind::TEARDOWN, size_of::<TeardownEvent>());
+                fill_header(
+                    &mut header,
+                    &seg,
+                    EventKind::TEARDOWN,
+                    size_of::<TeardownEvent>(),
+                );
                 header.direction = direction.0;
                 header.ts_ns = ts_ns;
                 Decoded::Teardown(header)

@@ -291,6 +291,9 @@ mod tests {
     fn layout_has_no_implicit_padding() {
         assert_eq!(size_of::<EventHeader>(), 64);
         assert_eq!(size_of::<Hello>() % 8, 0);
-        assert_eq!(size_of::<TlsEvent>(), size_of::<EventHeader>() + size_of::<TlsSummary>());
+        assert_eq!(
+            size_of::<TlsEvent>(),
+            size_of::<EventHeader>() + size_of::<TlsSummary>()
+        );
     }
 }

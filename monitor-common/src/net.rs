@@ -163,7 +163,11 @@ pub fn tcp<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip>
 }
 
 #[inline(always)]
-fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize, seg: &mut TcpSegment) -> Result<(usize, usize), Skip> {
+fn ipv4<B: Bytes + ?Sized>(
+    b: &B,
+    off: usize,
+    seg: &mut TcpSegment,
+) -> Result<(usize, usize), Skip> {
     let hdr: [u8; 20] = b.array(off).ok_or(Skip::MALFORMED)?;
     if hdr[0] >> 4 != 4 {
         return Err(Skip::MALFORMED);
@@ -193,14 +197,22 @@ fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize, seg: &mut TcpSegment) -> Result<(u
 }
 
 #[inline(always)]
-fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize, seg: &mut TcpSegment) -> Result<(usize, usize), Skip> {
+fn ipv6<B: Bytes + ?Sized>(
+    b: &B,
+    off: usize,
+    seg: &mut TcpSegment,
+) -> Result<(usize, usize), Skip> {
     let fixed: [u8; 8] = b.array(off).ok_or(Skip::MALFORMED)?;
     if fixed[0] >> 4 != 6 {
         return Err(Skip::MALFORMED);
     }
     let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
     // Payload length 0 is a jumbogram or BIG TCP GSO packet: bound by frame.
-    let end = if payload == 0 { b.len() } else { off + 40 + payload };
+    let end = if payload == 0 {
+        b.len()
+    } else {
+        off + 40 + payload
+    };
     seg.src_addr = b.array(off + 8).ok_or(Skip::MALFORMED)?;
     seg.dst_addr = b.array(off + 24).ok_or(Skip::MALFORMED)?;
     seg.family = 6;

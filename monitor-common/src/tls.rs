@@ -8,7 +8,10 @@
 
 use crate::{
     bytes::Bytes,
-    event::{ALPN_MAX, Hello, ITEM_OPAQUE, SESSION_ID_MAX, SNI_MAX, TICKET_ID_LEN, TlsSummary, hello_flags},
+    event::{
+        ALPN_MAX, Hello, ITEM_OPAQUE, SESSION_ID_MAX, SNI_MAX, TICKET_ID_LEN, TlsSummary,
+        hello_flags,
+    },
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +192,9 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
         if pos + RECORD_HEADER_LEN > end {
             break;
         }
-        let Some(h) = record_header(b, pos) else { break };
+        let Some(h) = record_header(b, pos) else {
+            break;
+        };
         let body = pos + RECORD_HEADER_LEN;
         let next = (body + h.len) as u32;
         match h.content_type {
@@ -244,7 +249,12 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
 /// Common start of both hellos (RFC 8446 §4.1.2–4.1.3): legacy_version,
 /// random, legacy_session_id. Returns the offset after the session ID.
 #[inline(always)]
-fn hello_prefix<B: Bytes + ?Sized>(b: &B, body: usize, msg_end: usize, h: &mut Hello) -> Option<usize> {
+fn hello_prefix<B: Bytes + ?Sized>(
+    b: &B,
+    body: usize,
+    msg_end: usize,
+    h: &mut Hello,
+) -> Option<usize> {
     h.legacy_version = b.be16_at(body)?;
     // RFC 8446 §4.1.2/§4.1.3 pin legacy_version to 0x0303; older peers send
     // 0x0300–0x0302. Anything else is not a hello (for instance an
@@ -335,7 +345,14 @@ pub fn server_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usiz
 /// type(2) length(2) data). Extensions are optional before TLS 1.3: an empty
 /// tail is fine.
 #[inline(always)]
-fn extensions<B: Bytes + ?Sized>(b: &B, off: usize, msg_end: usize, end: usize, h: &mut Hello, client: bool) {
+fn extensions<B: Bytes + ?Sized>(
+    b: &B,
+    off: usize,
+    msg_end: usize,
+    end: usize,
+    h: &mut Hello,
+    client: bool,
+) {
     if off == msg_end {
         return;
     }
@@ -402,7 +419,9 @@ fn extensions<B: Bytes + ?Sized>(b: &B, off: usize, msg_end: usize, end: usize, 
 /// ClientHello supported_versions: a 1-byte list length, then versions.
 #[inline(always)]
 fn offers_tls13<B: Bytes + ?Sized>(b: &B, data: usize, len: usize) -> bool {
-    let Some(list) = b.u8_at(data) else { return false };
+    let Some(list) = b.u8_at(data) else {
+        return false;
+    };
     let n = usize::from(list).min(len.saturating_sub(1)) / 2;
     let mut i = 0;
     while i < MAX_VERSIONS && i < n {
@@ -426,7 +445,9 @@ fn server_name<B: Bytes + ?Sized>(b: &B, data: usize, len: usize, h: &mut Hello)
     if b.u8_at(data + 2) != Some(0) {
         return;
     }
-    let Some(name_len) = b.be16_at(data + 3) else { return };
+    let Some(name_len) = b.be16_at(data + 3) else {
+        return;
+    };
     let name_len = usize::from(name_len);
     if 5 + name_len > len {
         return;
@@ -447,7 +468,9 @@ fn alpn<B: Bytes + ?Sized>(b: &B, data: usize, len: usize, h: &mut Hello) {
     if len < 3 {
         return;
     }
-    let Some(name_len) = b.u8_at(data + 2) else { return };
+    let Some(name_len) = b.u8_at(data + 2) else {
+        return;
+    };
     let name_len = usize::from(name_len);
     if 3 + name_len > len {
         return;
@@ -476,8 +499,16 @@ fn ticket_id<B: Bytes + ?Sized>(b: &B, data: usize, len: usize, h: &mut Hello) {
 /// RFC 5077 §3.3 (TLS ≤ 1.2, sent in clear): ticket_lifetime_hint(4),
 /// ticket<0..2^16-1>. An empty ticket means "no new ticket".
 #[inline(always)]
-fn new_session_ticket<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usize, h: &mut Hello) {
-    let Some(tlen) = b.be16_at(body + 4) else { return };
+fn new_session_ticket<B: Bytes + ?Sized>(
+    b: &B,
+    body: usize,
+    len: usize,
+    end: usize,
+    h: &mut Hello,
+) {
+    let Some(tlen) = b.be16_at(body + 4) else {
+        return;
+    };
     let tlen = usize::from(tlen);
     if tlen == 0 || 6 + tlen > len || body + 6 + tlen > end {
         return;

@@ -76,7 +76,12 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
                 core::ptr::write_bytes(p, 0, 1);
                 &mut *p
             };
-            fill_header(&mut ev.header, &seg, EventKind::TEARDOWN, size_of::<TeardownEvent>());
+            fill_header(
+                &mut ev.header,
+                &seg,
+                EventKind::TEARDOWN,
+                size_of::<TeardownEvent>(),
+            );
             stamp(ctx, &mut ev.header, direction);
             entry.submit(0);
         }
@@ -176,7 +181,12 @@ impl Bytes for Helper<'_> {
         }
         // SAFETY: dst holds CAP >= n bytes; the helper checks the packet side.
         unsafe {
-            bpf_skb_load_bytes(self.0.skb.skb.cast(), off as u32, dst.as_mut_ptr().cast(), n as u32) == 0
+            bpf_skb_load_bytes(
+                self.0.skb.skb.cast(),
+                off as u32,
+                dst.as_mut_ptr().cast(),
+                n as u32,
+            ) == 0
         }
     }
 }

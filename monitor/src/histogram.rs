@@ -42,7 +42,12 @@ fn bucket_of(us: u64) -> usize {
 fn upper_us(bucket: usize) -> f64 {
     let steps = STEPS_PER_OCTAVE as usize;
     let (octave, frac) = (bucket / steps, bucket % steps);
-    #[expect(clippy::cast_precision_loss, clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "small bucket indexes")]
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_wrap,
+        clippy::cast_possible_truncation,
+        reason = "small bucket indexes"
+    )]
     let edge = 2f64.powi(octave as i32) * (1.0 + (frac + 1) as f64 / steps as f64);
     edge
 }
@@ -64,7 +69,12 @@ impl Histogram {
         if self.total == 0 {
             return None;
         }
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss, reason = "rank of at most total")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "rank of at most total"
+        )]
         let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {

@@ -4,12 +4,7 @@
 //! BPF_PROG_TEST_RUN, which makes the pair a differential test of the
 //! kernel program.
 
-use std::{
-    collections::HashSet,
-    io::Write as _,
-    net::IpAddr,
-    path::PathBuf,
-};
+use std::{collections::HashSet, io::Write as _, net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use monitor_common::{
@@ -107,7 +102,11 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         "engine": if opts.kernel { "kernel" } else { "host" },
         "packets": o.packets,
     });
-    writeln!(out, "{}", summary_line(&o.tracker, Some(o.stats), &extra, ts))?;
+    writeln!(
+        out,
+        "{}",
+        summary_line(&o.tracker, Some(o.stats), &extra, ts)
+    )?;
     Ok(())
 }
 
@@ -248,7 +247,14 @@ impl Engine for KernelEngine {
         let mut buf = std::mem::take(&mut self.frame);
         buf.clear();
         buf.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]);
-        buf.extend_from_slice(&(if ethertype == 0 { ETHERTYPE_IPV4 } else { ethertype }).to_be_bytes());
+        buf.extend_from_slice(
+            &(if ethertype == 0 {
+                ETHERTYPE_IPV4
+            } else {
+                ethertype
+            })
+            .to_be_bytes(),
+        );
         buf.extend_from_slice(l3_bytes);
         let r = self.run_frame(&buf);
         self.frame = buf;

@@ -374,7 +374,11 @@ impl Tracker {
     /// (offline captures): `is_local(addr)` says whether an address belongs
     /// to the monitored host, or `None` if unknown.
     pub fn assign_roles(&mut self, is_local: impl Fn(&IpAddr) -> Option<bool>) {
-        for s in self.servers.values_mut().filter(|s| s.role == Role::Unknown) {
+        for s in self
+            .servers
+            .values_mut()
+            .filter(|s| s.role == Role::Unknown)
+        {
             match is_local(&s.server.addr) {
                 Some(true) => s.role = Role::Frontend,
                 Some(false) => s.role = Role::Backend,
@@ -465,7 +469,8 @@ impl Tracker {
         }
         if self.conn_order.len() > self.conns.len() * 2 + 1024 {
             let conns = &self.conns;
-            self.conn_order.retain(|(k, id)| conns.get(k).is_some_and(|c| c.id == *id));
+            self.conn_order
+                .retain(|(k, id)| conns.get(k).is_some_and(|c| c.id == *id));
         }
     }
 
@@ -475,7 +480,14 @@ impl Tracker {
             .or_insert_with(|| ServerStats::new(server, role))
     }
 
-    fn client_hello(&mut self, key: ConnKey, src: Endpoint, dst: Endpoint, h: &EventHeader, hello: &Hello) {
+    fn client_hello(
+        &mut self,
+        key: ConnKey,
+        src: Endpoint,
+        dst: Endpoint,
+        h: &EventHeader,
+        hello: &Hello,
+    ) {
         if let Some(c) = self.conns.get_mut(&key) {
             // The second ClientHello after a HelloRetryRequest (RFC 8446
             // §4.1.2) continues the same handshake.
@@ -569,7 +581,9 @@ impl Tracker {
 
     fn server_items(&mut self, key: ConnKey, h: &EventHeader, tls: &TlsSummary, items: &[u16]) {
         let hello = &tls.hello;
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
         let server = conn.server;
         let issues_tickets = self.ticket_servers.contains_key(&server);
         let mut hrr = false;
@@ -591,7 +605,9 @@ impl Tracker {
                 // a plaintext second ServerHello, hence the phase check.
                 let ht = HandshakeType(detail);
                 if ht == HandshakeType::SERVER_HELLO {
-                    if conn.phase == Phase::AwaitServerHello && hello.flags & hello_flags::SERVER_HELLO != 0 {
+                    if conn.phase == Phase::AwaitServerHello
+                        && hello.flags & hello_flags::SERVER_HELLO != 0
+                    {
                         if hello.flags & hello_flags::HRR != 0 {
                             // Classified from the second ServerHello
                             // (RFC 8446 §4.1.4).
@@ -652,7 +668,10 @@ impl Tracker {
         // A plaintext alert before the handshake finished means it failed
         // (RFC 5246 §7.2.2); encrypted ones come after it (close_notify).
         if detail != ITEM_OPAQUE
-            && matches!(conn.phase, Phase::AwaitServerHello | Phase::AwaitShape | Phase::Decided)
+            && matches!(
+                conn.phase,
+                Phase::AwaitServerHello | Phase::AwaitShape | Phase::Decided
+            )
         {
             conn.phase = Phase::Done;
             conn.failed_pending = true;
@@ -661,7 +680,9 @@ impl Tracker {
 
     /// Counts a handshake once its outcome is certain and it completed.
     fn maybe_complete(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
         if std::mem::take(&mut conn.failed_pending) {
             let server = conn.server;
             if let Some(s) = self.servers.get_mut(&server) {
@@ -681,7 +702,9 @@ impl Tracker {
         conn.phase = Phase::Done;
         let conn = conn.clone();
         let origin = self.rejection_origin(&conn);
-        let Some(s) = self.servers.get_mut(&conn.server) else { return };
+        let Some(s) = self.servers.get_mut(&conn.server) else {
+            return;
+        };
         let elapsed = conn.sh_ts.saturating_sub(conn.ch_ts);
         if conn.resumed {
             s.resumed += 1;
@@ -696,7 +719,10 @@ impl Tracker {
         let offers = offers(&conn);
         if offers.iter().any(|&o| o) {
             s.offered += 1;
-            for (m, o) in [Method::SessionId, Method::Ticket, Method::Psk].into_iter().zip(offers) {
+            for (m, o) in [Method::SessionId, Method::Ticket, Method::Psk]
+                .into_iter()
+                .zip(offers)
+            {
                 if o {
                     s.offered_by.add(m);
                 }
@@ -760,7 +786,9 @@ impl Tracker {
         if flags & (TCP_RST | TCP_FIN) == 0 {
             return;
         }
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
         let from_client = conn.client == src;
         let server = conn.server;
         let mut rst_client = false;
@@ -781,7 +809,11 @@ impl Tracker {
             // TLS ≤ 1.2 sends close_notify as an alert record (RFC 5246
             // §7.2.1); without one before the first FIN/RST the close is
             // unclean and OpenSSL-based servers drop the session.
-            let close = if conn.alert_seen { Close::Clean } else { Close::Unclean };
+            let close = if conn.alert_seen {
+                Close::Clean
+            } else {
+                Close::Unclean
+            };
             conn.close = close;
             conn.closed_at = ts;
             match conn.phase {
@@ -802,7 +834,9 @@ impl Tracker {
                 closed = Some((conn.id, close));
             }
         }
-        let Some(s) = self.servers.get_mut(&server) else { return };
+        let Some(s) = self.servers.get_mut(&server) else {
+            return;
+        };
         s.rst_by_client += u64::from(rst_client);
         s.rst_by_server += u64::from(rst_server);
         s.incomplete += u64::from(incomplete);
@@ -850,7 +884,9 @@ fn server_hello(c: &mut Conn, h: &EventHeader, hello: &Hello, server_issues_tick
     // session-ID offer even from a TLS 1.3-capable client (RFC 5246
     // §7.4.1.3: the server found it in its cache).
     let (sid, n) = c.client_sid;
-    let echoed = n > 0 && hello.session_id_len == n && hello.session_id[..usize::from(n)] == sid[..usize::from(n)];
+    let echoed = n > 0
+        && hello.session_id_len == n
+        && hello.session_id[..usize::from(n)] == sid[..usize::from(n)];
     if echoed {
         c.offer_sid |= c.offer_ticket.is_none();
         c.resumed = true;
@@ -866,7 +902,9 @@ fn server_hello(c: &mut Conn, h: &EventHeader, hello: &Hello, server_issues_tick
 /// ID, so an echo alone does not tell the method. A ticket offered to a
 /// server that uses tickets is taken as the method.
 fn resumption_method(c: &Conn, server_issues_tickets: bool) -> Method {
-    if c.offer_ticket.is_some() && (c.server_ticket_ext || server_issues_tickets || c.client_sid.1 == 0) {
+    if c.offer_ticket.is_some()
+        && (c.server_ticket_ext || server_issues_tickets || c.client_sid.1 == 0)
+    {
         Method::Ticket
     } else if c.offer_ticket.is_some() && !c.offer_sid {
         Method::Ticket
@@ -1032,7 +1070,11 @@ mod tests {
     }
 
     fn conn(t: &mut Tracker, cport: u16) -> Conn12<'_> {
-        Conn12 { t, cport, ms: u64::from(cport) * 10 }
+        Conn12 {
+            t,
+            cport,
+            ms: u64::from(cport) * 10,
+        }
     }
 
     fn full12(t: &mut Tracker, cport: u16, offer_sid: &[u8], issued: &[u8]) {
@@ -1055,13 +1097,24 @@ mod tests {
         c.client(&ch(&[7; 32], 0, 0));
         c.server(&sh(&[7; 32], 0x0303, 0, &[CCS, FIN_MSG]));
         let s = stats(&t);
-        assert_eq!((s.full, s.resumed), (1, 0), "resumed counted before the client's CCS");
+        assert_eq!(
+            (s.full, s.resumed),
+            (1, 0),
+            "resumed counted before the client's CCS"
+        );
         let mut c = conn(&mut t, 1001);
         c.ms = 20_000;
         c.client(&items(&[CCS, FIN_MSG]));
         let s = stats(&t);
         assert_eq!((s.full, s.resumed, s.offered, s.rejected), (1, 1, 1, 0));
-        assert_eq!(s.resumed_by, ByMethod { session_id: 1, ticket: 0, psk: 0 });
+        assert_eq!(
+            s.resumed_by,
+            ByMethod {
+                session_id: 1,
+                ticket: 0,
+                psk: 0
+            }
+        );
         assert_eq!(s.role, Role::Backend);
         assert_eq!(s.versions.get("TLSv1.2"), Some(&2));
     }
@@ -1076,7 +1129,10 @@ mod tests {
         let s = stats(&t);
         assert_eq!((s.full, s.offered, s.rejected), (2, 1, 1));
         assert_eq!((s.rejected_after_unclean, s.rejected_after_clean), (1, 0));
-        assert_eq!((s.unclean_closes, s.clean_closes, s.rst_by_client), (1, 0, 1));
+        assert_eq!(
+            (s.unclean_closes, s.clean_closes, s.rst_by_client),
+            (1, 0, 1)
+        );
     }
 
     #[test]
@@ -1089,7 +1145,10 @@ mod tests {
         c.close(true, TCP_FIN | TCP_ACK);
         full12(&mut t, 1001, &[7; 32], &[8; 32]);
         let s = stats(&t);
-        assert_eq!((s.rejected, s.rejected_after_unclean, s.rejected_after_clean), (1, 0, 1));
+        assert_eq!(
+            (s.rejected, s.rejected_after_unclean, s.rejected_after_clean),
+            (1, 0, 1)
+        );
         assert_eq!((s.unclean_closes, s.clean_closes), (0, 1));
     }
 
@@ -1138,7 +1197,11 @@ mod tests {
     fn tls13_psk_accepted_and_rejected() {
         let mut t = Tracker::new(Limits::default());
         let mut c = conn(&mut t, 1000);
-        c.client(&ch(&[4; 32], hf::OFFERS_TLS13 | hf::PSK | hf::EARLY_DATA, 0));
+        c.client(&ch(
+            &[4; 32],
+            hf::OFFERS_TLS13 | hf::PSK | hf::EARLY_DATA,
+            0,
+        ));
         c.server(&sh(&[4; 32], 0x0304, hf::PSK, &[]));
         let mut c = conn(&mut t, 1001);
         c.client(&ch(&[4; 32], hf::OFFERS_TLS13 | hf::PSK, 0));
@@ -1215,7 +1278,10 @@ mod tests {
 
     #[test]
     fn connection_table_is_bounded_and_evictions_counted() {
-        let mut t = Tracker::new(Limits { max_connections: 2, ..Limits::default() });
+        let mut t = Tracker::new(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
         for port in [1000, 1001, 1002] {
             conn(&mut t, port).client(&ch(&[], 0, 0));
         }

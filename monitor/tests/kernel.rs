@@ -13,7 +13,11 @@ use monitor_common::{
 
 fn engine() -> KernelEngine {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests load eBPF programs: run them as root (cargo xtask test)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "kernel tests load eBPF programs: run them as root (cargo xtask test)"
+    );
     KernelEngine::new().expect("loading the kernel program")
 }
 
@@ -33,14 +37,22 @@ fn normalized(d: Decoded) -> Decoded {
 
 /// Runs a frame through both engines and checks they agree.
 fn both(k: &mut KernelEngine, frame: &[u8]) -> Option<Decoded> {
-    let kernel: Vec<_> = k.run_frame(frame).unwrap_or_else(|e| panic!("test run of {} bytes: {e:#}", frame.len())).into_iter().map(normalized).collect();
+    let kernel: Vec<_> = k
+        .run_frame(frame)
+        .unwrap_or_else(|e| panic!("test run of {} bytes: {e:#}", frame.len()))
+        .into_iter()
+        .map(normalized)
+        .collect();
     let host: Vec<_> = classify(frame, LinkType::ETHERNET, Direction::UNKNOWN, 0)
         .ok()
         .flatten()
         .map(normalized)
         .into_iter()
         .collect();
-    assert_eq!(kernel, host, "kernel and host engines disagree on frame {frame:02x?}");
+    assert_eq!(
+        kernel, host,
+        "kernel and host engines disagree on frame {frame:02x?}"
+    );
     assert!(kernel.len() <= 1, "one event per packet at most");
     kernel.into_iter().next()
 }
@@ -80,7 +92,9 @@ fn client_hello() -> Vec<u8> {
     let mut exts = Vec::new();
     exts.extend(ext(0x0a0a, &[])); // GREASE
     let host = b"backend.example";
-    let mut sni = (u16::try_from(host.len() + 3).unwrap()).to_be_bytes().to_vec();
+    let mut sni = (u16::try_from(host.len() + 3).unwrap())
+        .to_be_bytes()
+        .to_vec();
     sni.push(0);
     sni.extend_from_slice(&u16::try_from(host.len()).unwrap().to_be_bytes());
     sni.extend_from_slice(host);
@@ -120,7 +134,13 @@ struct Frame {
     flags: u8,
 }
 
-const PLAIN: Frame = Frame { ipv6: false, vlan: false, ip_options: 0, tcp_options: 0, flags: 0x18 };
+const PLAIN: Frame = Frame {
+    ipv6: false,
+    vlan: false,
+    ip_options: 0,
+    tcp_options: 0,
+    flags: 0x18,
+};
 
 fn frame(f: &Frame, payload: &[u8]) -> Vec<u8> {
     let mut v = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
@@ -131,7 +151,11 @@ fn frame(f: &Frame, payload: &[u8]) -> Vec<u8> {
     if f.ipv6 {
         v.extend_from_slice(&[0x86, 0xdd]);
         v.extend_from_slice(&[0x60, 0, 0, 0]);
-        v.extend_from_slice(&u16::try_from(tcp_len + payload.len()).unwrap().to_be_bytes());
+        v.extend_from_slice(
+            &u16::try_from(tcp_len + payload.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
         v.extend_from_slice(&[6, 64]);
         v.extend_from_slice(&[0xfd; 16]);
         v.extend_from_slice(&[0xfe; 16]);
@@ -165,9 +189,19 @@ fn client_hello_is_parsed_identically_in_kernel_and_host() {
     let mut k = engine();
     for f in [
         PLAIN,
-        Frame { ip_options: 4, tcp_options: 12, ..PLAIN },
-        Frame { ipv6: true, ..PLAIN },
-        Frame { vlan: true, ..PLAIN },
+        Frame {
+            ip_options: 4,
+            tcp_options: 12,
+            ..PLAIN
+        },
+        Frame {
+            ipv6: true,
+            ..PLAIN
+        },
+        Frame {
+            vlan: true,
+            ..PLAIN
+        },
     ] {
         let Some(Decoded::Tls(h, t)) = both(&mut k, &frame(&f, &client_hello())) else {
             panic!("no TLS event for a ClientHello");
@@ -185,7 +219,10 @@ fn client_hello_is_parsed_identically_in_kernel_and_host() {
             assert!(flags & bit != 0, "{name} missing");
         }
         assert_eq!(flags & (hf::TRUNCATED | hf::MALFORMED), 0);
-        assert_eq!(&t.hello.sni[..usize::from(t.hello.sni_len)], b"backend.example");
+        assert_eq!(
+            &t.hello.sni[..usize::from(t.hello.sni_len)],
+            b"backend.example"
+        );
         assert_eq!(&t.hello.alpn[..usize::from(t.hello.alpn_len)], b"h2");
         assert_eq!(t.hello.session_id_len, 32);
         assert_eq!(t.hello.ticket_id, [0x33; 16]);
@@ -198,7 +235,10 @@ fn server_flight_lists_messages_in_order() {
     let Some(Decoded::Tls(_, t)) = both(&mut k, &frame(&PLAIN, &server_flight())) else {
         panic!("no TLS event for a server flight");
     };
-    assert_eq!(&t.items[..usize::from(t.n_items)], &[0x1602, 0x160b, 0x160e]);
+    assert_eq!(
+        &t.items[..usize::from(t.n_items)],
+        &[0x1602, 0x160b, 0x160e]
+    );
     assert_eq!(t.hello.cipher_suite, 0xc02f);
     assert!(t.hello.flags & hf::TICKET_EXT != 0);
 }
@@ -206,14 +246,31 @@ fn server_flight_lists_messages_in_order() {
 #[test]
 fn rst_fin_and_non_tls_traffic() {
     let mut k = engine();
-    let rst = Frame { flags: 0x14, ..PLAIN };
-    assert!(matches!(both(&mut k, &frame(&rst, &[])), Some(Decoded::Teardown(h)) if h.tcp_flags == 0x14));
+    let rst = Frame {
+        flags: 0x14,
+        ..PLAIN
+    };
+    assert!(
+        matches!(both(&mut k, &frame(&rst, &[])), Some(Decoded::Teardown(h)) if h.tcp_flags == 0x14)
+    );
     // Application data and plain HTTP produce nothing.
-    assert_eq!(both(&mut k, &frame(&PLAIN, &record(23, &[0xaa; 100]))), None);
-    assert_eq!(both(&mut k, &frame(&PLAIN, b"GET / HTTP/1.1\r\n\r\n")), None);
+    assert_eq!(
+        both(&mut k, &frame(&PLAIN, &record(23, &[0xaa; 100]))),
+        None
+    );
+    assert_eq!(
+        both(&mut k, &frame(&PLAIN, b"GET / HTTP/1.1\r\n\r\n")),
+        None
+    );
     // FIN carrying application data is still a teardown.
-    let fin = Frame { flags: 0x11, ..PLAIN };
-    assert!(matches!(both(&mut k, &frame(&fin, &record(23, &[1; 40]))), Some(Decoded::Teardown(_))));
+    let fin = Frame {
+        flags: 0x11,
+        ..PLAIN
+    };
+    assert!(matches!(
+        both(&mut k, &frame(&fin, &record(23, &[1; 40]))),
+        Some(Decoded::Teardown(_))
+    ));
 }
 
 #[test]
