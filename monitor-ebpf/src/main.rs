@@ -41,6 +41,13 @@ pub fn tlsmon_egress(ctx: TcContext) -> i32 {
     TC_ACT_PIPE
 }
 
+/// Does nothing but pass the packet on: the floor that `cargo xtask bench`
+/// measures the classifier against, in the same run. Never attached.
+#[classifier]
+pub fn tlsmon_baseline(_ctx: TcContext) -> i32 {
+    TC_ACT_PIPE
+}
+
 #[inline(always)]
 fn observe(ctx: &TcContext, direction: Direction) {
     if let Err(skip) = try_observe(ctx, direction) {

@@ -16,6 +16,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 pub const INGRESS: &str = "tlsmon_ingress";
 pub const EGRESS: &str = "tlsmon_egress";
+/// A classifier that only returns TC_ACT_PIPE, for benchmarks.
+pub const BASELINE: &str = "tlsmon_baseline";
 
 /// Counters the kernel keeps, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
         .context("loading the tlsmon kernel program")?;
-    for name in [INGRESS, EGRESS] {
+    for name in [INGRESS, EGRESS, BASELINE] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
