@@ -46,6 +46,60 @@ pub trait Bytes {
     }
 }
 
+/// A view of `inner` that ends at `end`: the TCP payload within a frame,
+/// so that Ethernet padding or capture trailers after the IP packet are
+/// never read as TLS bytes.
+pub struct Limit<'a, B: ?Sized> {
+    inner: &'a B,
+    end: usize,
+}
+
+/// Larger than any packet: an offset this far before `end` means it was
+/// past it (the subtraction wrapped).
+const MAX_ROOM: usize = 1 << 24;
+
+impl<'a, B: Bytes + ?Sized> Limit<'a, B> {
+    #[inline(always)]
+    pub fn new(inner: &'a B, end: usize) -> Self {
+        Self { inner, end }
+    }
+
+    /// Bytes available from `off` to `end`, 0 if `off` is past it.
+    ///
+    /// Computed as a wrapping difference tested on its own, not as
+    /// `off + n <= end`: a comparison between two variables makes the
+    /// kernel verifier narrow both, and every read then leaves a slightly
+    /// different state behind, which multiplied its work past its limit.
+    #[inline(always)]
+    fn room(&self, off: usize) -> usize {
+        let room = self.end.wrapping_sub(off);
+        if room > MAX_ROOM { 0 } else { room }
+    }
+}
+
+impl<B: Bytes + ?Sized> Bytes for Limit<'_, B> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.end.min(self.inner.len())
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if self.room(off) < N {
+            return None;
+        }
+        self.inner.array(off)
+    }
+
+    #[inline(always)]
+    fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
+        if self.room(off) < n {
+            return false;
+        }
+        self.inner.copy_prefix(off, dst, n)
+    }
+}
+
 impl Bytes for [u8] {
     #[inline]
     fn len(&self) -> usize {
@@ -96,5 +150,17 @@ mod tests {
         assert!(!b.copy_prefix(4, &mut dst, 2));
         assert!(!b.copy_prefix(0, &mut dst, 0));
         assert!(!b.copy_prefix(0, &mut dst, 4));
+    }
+
+    #[test]
+    fn limit_hides_bytes_past_its_end() {
+        let b: &[u8] = &[1, 2, 3, 4, 5];
+        let l = super::Limit::new(b, 3);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.be16_at(1), Some(0x0203));
+        assert_eq!(l.be16_at(2), None);
+        let mut dst = [0u8; 4];
+        assert!(l.copy_prefix(0, &mut dst, 3));
+        assert!(!l.copy_prefix(1, &mut dst, 3));
     }
 }

@@ -28,15 +28,15 @@ pub enum Class {
 /// Decides from the TCP flags and the first record header.
 #[inline(always)]
 pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
-    if seg.payload_len >= RECORD_HEADER_LEN {
-        if let Some(h) = record_header(b, seg.payload_off) {
-            let ct = h.content_type;
-            if ct == ContentType::HANDSHAKE
-                || ct == ContentType::CHANGE_CIPHER_SPEC
-                || ct == ContentType::ALERT
-            {
-                return Class::Tls;
-            }
+    if seg.payload_len >= RECORD_HEADER_LEN
+        && let Some(h) = record_header(b, seg.payload_off)
+    {
+        let ct = h.content_type;
+        if ct == ContentType::HANDSHAKE
+            || ct == ContentType::CHANGE_CIPHER_SPEC
+            || ct == ContentType::ALERT
+        {
+            return Class::Tls;
         }
     }
     if seg.flags & (TCP_RST | TCP_FIN) != 0 {
@@ -46,8 +46,10 @@ pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
     }
 }
 
-/// Fills the event header from a parsed segment.
+/// Fills the event header from a parsed segment. `size` is an event size
+/// and the payload length is bounded by `skb->len` (u32): no truncation.
 #[inline(always)]
+#[expect(clippy::cast_possible_truncation, reason = "see the doc comment")]
 pub fn fill_header(h: &mut EventHeader, seg: &TcpSegment, kind: EventKind, size: usize) {
     h.kind = kind.0;
     h.family = seg.family;

@@ -47,7 +47,7 @@ pub struct EventHeader {
     pub size: u16,
     pub src_port: u16,
     pub dst_port: u16,
-    pub _pad0: u16,
+    pub pad0: u16,
     pub ifindex: u32,
     /// TCP sequence number of the first payload byte.
     pub seq: u32,
@@ -130,7 +130,7 @@ pub struct Hello {
     pub alpn_len: u8,
     /// Number of extensions walked.
     pub extensions: u8,
-    pub _pad0: u32,
+    pub pad0: u32,
     pub session_id: [u8; SESSION_ID_MAX],
     /// Last bytes of the offered (ClientHello session_ticket) or issued
     /// (NewSessionTicket) ticket.
@@ -150,7 +150,7 @@ impl Default for Hello {
             sni_len: 0,
             alpn_len: 0,
             extensions: 0,
-            _pad0: 0,
+            pad0: 0,
             session_id: [0; SESSION_ID_MAX],
             ticket_id: [0; TICKET_ID_LEN],
             sni: [0; SNI_MAX],
@@ -167,7 +167,7 @@ pub struct TlsSummary {
     pub n_items: u8,
     /// Set when more records or messages followed than `items` holds.
     pub items_cut: u8,
-    pub _pad0: [u8; 6],
+    pub pad0: [u8; 6],
     /// In order of appearance; see [`ITEM_OPAQUE`] for the encoding.
     pub items: [u16; MAX_ITEMS],
     /// Payload offsets and lengths of the first hello and NewSessionTicket
@@ -178,7 +178,7 @@ pub struct TlsSummary {
     pub nst_len: u32,
     /// Handshake type of the hello at `hello_at`.
     pub hello_type: u8,
-    pub _pad1: [u8; 3],
+    pub pad1: [u8; 3],
     /// Scratch space of the record walk (`tls::summarize`); not meaningful
     /// to consumers.
     pub walk: [u32; 3],
@@ -186,6 +186,7 @@ pub struct TlsSummary {
 }
 
 impl TlsSummary {
+    /// Appends an item, or marks the list as cut when it is full.
     #[inline(always)]
     pub fn push(&mut self, content_type: u8, detail: u8) {
         let i = usize::from(self.n_items);
@@ -209,6 +210,7 @@ pub struct TlsEvent {
 pub mod stat {
     use crate::net::Skip;
     /// Ring buffer reservations that failed: events lost.
+    #[expect(clippy::cast_possible_truncation, reason = "a handful of skip reasons")]
     pub const LOST_EVENTS: u32 = Skip::COUNT as u32;
     /// Packets that started with a TLS record and produced an event.
     pub const TLS_PACKETS: u32 = LOST_EVENTS + 1;
@@ -259,7 +261,7 @@ mod tests {
 
     fn as_bytes<T>(v: &T) -> &[u8] {
         // SAFETY: test-only view of a Pod wire struct.
-        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+        unsafe { core::slice::from_raw_parts(core::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
     }
 
     #[test]

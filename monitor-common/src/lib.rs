@@ -8,6 +8,10 @@
 //! for `tlsmon replay --engine host` and the tests). [`classify`] ties them
 //! together: one packet in, at most one event out.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "the kernel program needs the parsers inlined: each BPF-to-BPF call is verified per call site, and the generic Bytes reads must compile down to single loads"
+)]
 
 #[cfg(feature = "user")]
 extern crate std;

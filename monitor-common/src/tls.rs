@@ -5,9 +5,15 @@
 //! new extensions) and must pass through, so nothing here is an enum read
 //! from bytes. Every loop has a named bound so the same code verifies in the
 //! kernel.
+//!
+//! Offsets are `usize` while the event stores `u32`/`u8`: every offset is
+//! within one packet (`skb->len` is a `u32`) and every length stored as `u8`
+//! was checked against a constant of at most 64 first, so the narrowing
+//! casts below cannot truncate.
+#![expect(clippy::cast_possible_truncation, reason = "see the module comment")]
 
 use crate::{
-    bytes::Bytes,
+    bytes::{Bytes, Limit},
     event::{
         ALPN_MAX, Hello, ITEM_OPAQUE, SESSION_ID_MAX, SNI_MAX, TICKET_ID_LEN, TlsSummary,
         hello_flags,
@@ -156,6 +162,8 @@ pub fn record_header<B: Bytes + ?Sized>(b: &B, off: usize) -> Option<RecordHeade
 /// undefined registers even on paths that never use them.
 #[inline(always)]
 pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut TlsSummary) {
+    // Nothing past the TCP payload is TLS, whatever the frame holds after it.
+    let b = &Limit::new(b, end);
     out.walk = [start as u32, 0, 0];
     for _ in 0..MAX_STEPS {
         // The cursor lives in `out.walk`: next header offset, end of the
@@ -198,8 +206,8 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
         let body = pos + RECORD_HEADER_LEN;
         let next = (body + h.len) as u32;
         match h.content_type {
-            ContentType::HANDSHAKE if encrypted == 0 => {
-                out.walk = [body as u32, next, 0];
+            ContentType::HANDSHAKE if encrypted == 0 || plaintext_hello(b, body, h.len) => {
+                out.walk = [body as u32, next, encrypted];
                 continue;
             }
             ContentType::CHANGE_CIPHER_SPEC => {
@@ -211,10 +219,11 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
                 // A plaintext alert is exactly level + description
                 // (RFC 5246 §7.2); anything longer is encrypted.
                 let mut detail = ITEM_OPAQUE;
-                if h.len == 2 && encrypted == 0 {
-                    if let Some(desc) = b.u8_at(body + 1) {
-                        detail = desc;
-                    }
+                if h.len == 2
+                    && encrypted == 0
+                    && let Some(desc) = b.u8_at(body + 1)
+                {
+                    detail = desc;
                 }
                 out.push(h.content_type.0, detail);
             }
@@ -244,6 +253,23 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
     if nst_at != 0 {
         new_session_ticket(b, nst_at, nst_len, end, &mut out.hello);
     }
+}
+
+/// Whether a handshake record after a change_cipher_spec is nevertheless a
+/// plaintext hello: TLS 1.3 sends a dummy change_cipher_spec for middlebox
+/// compatibility (RFC 8446 §D.4), and after a HelloRetryRequest the client's
+/// CCS and second ClientHello often share a segment. A record holding
+/// exactly one ClientHello/ServerHello whose 3-byte length fills it is taken
+/// as plaintext; an encrypted TLS 1.2 Finished passes this by chance with
+/// probability about 2^-31.
+#[inline(always)]
+fn plaintext_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize) -> bool {
+    let Some(hdr) = b.be32_at(body) else {
+        return false;
+    };
+    let ty = (hdr >> 24) as u8;
+    (ty == HandshakeType::CLIENT_HELLO.0 || ty == HandshakeType::SERVER_HELLO.0)
+        && (hdr & 0x00ff_ffff) as usize + HANDSHAKE_HEADER_LEN == len
 }
 
 /// Common start of both hellos (RFC 8446 §4.1.2–4.1.3): legacy_version,
@@ -297,12 +323,12 @@ pub fn client_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usiz
         return;
     };
     let cm_off = off + 2 + usize::from(cs_len);
-    let Some(cm_len) = b.u8_at(cm_off) else {
+    let Some(comp_len) = b.u8_at(cm_off) else {
         h.flags |= hello_flags::TRUNCATED;
         return;
     };
-    let ext_off = cm_off + 1 + usize::from(cm_len);
-    if cs_len < 2 || cs_len % 2 != 0 || cm_len == 0 || ext_off > msg_end {
+    let ext_off = cm_off + 1 + usize::from(comp_len);
+    if cs_len < 2 || !cs_len.is_multiple_of(2) || comp_len == 0 || ext_off > msg_end {
         h.flags |= hello_flags::MALFORMED;
         return;
     }
@@ -318,10 +344,8 @@ pub fn server_hello<B: Bytes + ?Sized>(b: &B, body: usize, len: usize, end: usiz
         // The rest is in later segments: what is read here may be incomplete.
         h.flags |= hello_flags::TRUNCATED;
     }
-    if let Some(random) = b.array::<32>(body + 2) {
-        if random == HRR_RANDOM {
-            h.flags |= hello_flags::HRR;
-        }
+    if b.array::<32>(body + 2) == Some(HRR_RANDOM) {
+        h.flags |= hello_flags::HRR;
     }
     let Some(off) = hello_prefix(b, body, msg_end, h) else {
         h.flags |= hello_flags::TRUNCATED;

@@ -42,9 +42,15 @@ pub struct Packet<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot read {}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: {error}", path.display())]
-    InFile { path: PathBuf, error: Box<CaptureError> },
+    InFile {
+        path: PathBuf,
+        error: Box<CaptureError>,
+    },
     #[error("not a pcap or pcapng file (file is only {len} bytes)")]
     TooShort { len: usize },
     #[error("not a pcap or pcapng file (magic 0x{magic:08x})")]
@@ -52,17 +58,33 @@ pub enum CaptureError {
     #[error("truncated {what} at byte {offset}")]
     Truncated { what: &'static str, offset: usize },
     #[error("unsupported {format} version {major}.{minor}")]
-    UnsupportedVersion { format: &'static str, major: u16, minor: u16 },
+    UnsupportedVersion {
+        format: &'static str,
+        major: u16,
+        minor: u16,
+    },
     #[error("pcapng section header at byte {offset} has unknown byte-order magic 0x{magic:08x}")]
     ByteOrder { offset: usize, magic: u32 },
-    #[error("pcapng block at byte {offset} has invalid length {len} (must be at least 12 and a multiple of 4)")]
+    #[error(
+        "pcapng block at byte {offset} has invalid length {len} (must be at least 12 and a multiple of 4)"
+    )]
     BlockLength { offset: usize, len: u32 },
     #[error("pcapng block at byte {offset} ends with length {trailing}, but starts with {leading}")]
-    LengthMismatch { offset: usize, leading: u32, trailing: u32 },
+    LengthMismatch {
+        offset: usize,
+        leading: u32,
+        trailing: u32,
+    },
     #[error("malformed pcapng block at byte {offset}: {reason}")]
     Malformed { offset: usize, reason: &'static str },
-    #[error("packet at byte {offset} refers to interface {interface}, but its section describes {count}")]
-    UnknownInterface { offset: usize, interface: u32, count: usize },
+    #[error(
+        "packet at byte {offset} refers to interface {interface}, but its section describes {count}"
+    )]
+    UnknownInterface {
+        offset: usize,
+        interface: u32,
+        count: usize,
+    },
     #[error("unsupported link type {link} on interface {interface}")]
     UnsupportedLinkType { link: u32, interface: u32 },
     #[error("timestamp of the packet at byte {offset} does not fit in 64-bit nanoseconds")]
@@ -77,7 +99,11 @@ pub struct Capture {
 
 #[derive(Clone, Copy, Debug)]
 enum Format {
-    Pcap { order: Order, nanos: bool, link: LinkType },
+    Pcap {
+        order: Order,
+        nanos: bool,
+        link: LinkType,
+    },
     PcapNg,
 }
 
@@ -179,16 +205,25 @@ impl Capture {
                 (_, PCAP_MAGIC_NANOS) => (Order::Big, true),
                 _ => return Err(CaptureError::NotCapture { magic: be }),
             };
-            Format::Pcap { order, nanos, link: pcap_header(&bytes, order)? }
+            Format::Pcap {
+                order,
+                nanos,
+                link: pcap_header(&bytes, order)?,
+            }
         };
         Ok(Self { bytes, format })
     }
 
     /// Reads a file; errors name it.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let bytes = std::fs::read(path).map_err(|error| CaptureError::Io { path: path.to_owned(), error })?;
-        Self::from_bytes(bytes)
-            .map_err(|error| CaptureError::InFile { path: path.to_owned(), error: Box::new(error) })
+        let bytes = std::fs::read(path).map_err(|error| CaptureError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::from_bytes(bytes).map_err(|error| CaptureError::InFile {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })
     }
 
     /// The packets in file order. See the module documentation for which
@@ -210,12 +245,19 @@ impl Capture {
 fn pcap_header(bytes: &[u8], order: Order) -> Result<LinkType, CaptureError> {
     let header = bytes
         .get(..PCAP_HEADER_LEN)
-        .ok_or(CaptureError::Truncated { what: "pcap file header", offset: 0 })?;
+        .ok_or(CaptureError::Truncated {
+            what: "pcap file header",
+            offset: 0,
+        })?;
     let field = |off| order.u32(header, off).unwrap_or(0);
     let major = order.u16(header, 4).unwrap_or(0);
     let minor = order.u16(header, 6).unwrap_or(0);
     if major != 2 {
-        return Err(CaptureError::UnsupportedVersion { format: "pcap", major, minor });
+        return Err(CaptureError::UnsupportedVersion {
+            format: "pcap",
+            major,
+            minor,
+        });
     }
     // The low 16 bits are the link type; the high bits may carry FCS
     // information, which does not matter here.
@@ -227,7 +269,11 @@ fn pcap_header(bytes: &[u8], order: Order) -> Result<LinkType, CaptureError> {
 }
 
 enum Kind {
-    Pcap { order: Order, nanos: bool, link: LinkType },
+    Pcap {
+        order: Order,
+        nanos: bool,
+        link: LinkType,
+    },
     PcapNg(Walker),
 }
 
@@ -290,21 +336,49 @@ fn pcap_record(bytes: &[u8], pos: usize, order: Order, nanos: bool, link: LinkTy
     if pos >= bytes.len() {
         return Step::End;
     }
-    let truncated = Step::Fatal(CaptureError::Truncated { what: "record", offset: pos });
-    let Some(header) = pos.checked_add(PCAP_RECORD_LEN).and_then(|end| bytes.get(pos..end)) else {
+    let truncated = Step::Fatal(CaptureError::Truncated {
+        what: "record",
+        offset: pos,
+    });
+    let Some(header) = pos
+        .checked_add(PCAP_RECORD_LEN)
+        .and_then(|end| bytes.get(pos..end))
+    else {
         return truncated;
     };
     let field = |off| order.u32(header, off).unwrap_or(0);
     let (secs, frac, caplen, orig_len) = (field(0), field(4), field(8), field(12));
-    let Some(data_start) = pos.checked_add(PCAP_RECORD_LEN) else { return truncated };
-    let Some(data_end) = data_start.checked_add(usize_from(caplen)) else { return truncated };
-    let Some(data) = bytes.get(data_start..data_end) else { return truncated };
-    let frac_ns = if nanos { Some(u64::from(frac)) } else { u64::from(frac).checked_mul(1_000) };
-    let ts_ns = u64::from(secs).checked_mul(NANOS_PER_SEC).zip(frac_ns).and_then(|(s, f)| s.checked_add(f));
+    let Some(data_start) = pos.checked_add(PCAP_RECORD_LEN) else {
+        return truncated;
+    };
+    let Some(data_end) = data_start.checked_add(usize_from(caplen)) else {
+        return truncated;
+    };
+    let Some(data) = bytes.get(data_start..data_end) else {
+        return truncated;
+    };
+    let frac_ns = if nanos {
+        Some(u64::from(frac))
+    } else {
+        u64::from(frac).checked_mul(1_000)
+    };
+    let ts_ns = u64::from(secs)
+        .checked_mul(NANOS_PER_SEC)
+        .zip(frac_ns)
+        .and_then(|(s, f)| s.checked_add(f));
     let Some(ts_ns) = ts_ns else {
         return Step::Fatal(CaptureError::Timestamp { offset: pos });
     };
-    Step::Packet(data_end, Packet { link, ts_ns, direction: Direction::UNKNOWN, data, orig_len })
+    Step::Packet(
+        data_end,
+        Packet {
+            link,
+            ts_ns,
+            direction: Direction::UNKNOWN,
+            data,
+            orig_len,
+        },
+    )
 }
 
 /// Per-interface state of the current pcapng section.
@@ -333,13 +407,23 @@ struct Block<'a> {
 
 impl Walker {
     fn new() -> Self {
-        Self { order: Order::Little, interfaces: Vec::new() }
+        Self {
+            order: Order::Little,
+            interfaces: Vec::new(),
+        }
     }
 
     /// Reads the section header at `offset`: sets the byte order, forgets
     /// the previous section's interfaces, and returns the block.
-    fn section_header<'a>(&mut self, bytes: &'a [u8], offset: usize) -> Result<Block<'a>, CaptureError> {
-        let truncated = || CaptureError::Truncated { what: "section header", offset };
+    fn section_header<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        offset: usize,
+    ) -> Result<Block<'a>, CaptureError> {
+        let truncated = || CaptureError::Truncated {
+            what: "section header",
+            offset,
+        };
         // Type, total length, byte-order magic, major, minor.
         let head_end = offset.checked_add(16).ok_or_else(truncated)?;
         let head = bytes.get(offset..head_end).ok_or_else(truncated)?;
@@ -349,25 +433,38 @@ impl Walker {
         } else if u32::from_be_bytes(bom) == BYTE_ORDER_MAGIC {
             Order::Big
         } else {
-            return Err(CaptureError::ByteOrder { offset, magic: u32::from_be_bytes(bom) });
+            return Err(CaptureError::ByteOrder {
+                offset,
+                magic: u32::from_be_bytes(bom),
+            });
         };
         let major = self.order.u16(head, 12).unwrap_or(0);
         let minor = self.order.u16(head, 14).unwrap_or(0);
         if major != 1 {
-            return Err(CaptureError::UnsupportedVersion { format: "pcapng", major, minor });
+            return Err(CaptureError::UnsupportedVersion {
+                format: "pcapng",
+                major,
+                minor,
+            });
         }
         self.interfaces.clear();
         let block = self.block(bytes, offset)?;
         // Magic, versions, and the 64-bit section length.
         if block.body.len() < 16 {
-            return Err(CaptureError::Malformed { offset, reason: "section header block too short" });
+            return Err(CaptureError::Malformed {
+                offset,
+                reason: "section header block too short",
+            });
         }
         Ok(block)
     }
 
     /// Locates the block at `offset` and checks its lengths.
     fn block<'a>(&self, bytes: &'a [u8], offset: usize) -> Result<Block<'a>, CaptureError> {
-        let truncated = || CaptureError::Truncated { what: "block", offset };
+        let truncated = || CaptureError::Truncated {
+            what: "block",
+            offset,
+        };
         let ty = self.order.u32(bytes, offset).ok_or_else(truncated)?;
         let len_off = offset.checked_add(4).ok_or_else(truncated)?;
         let total = self.order.u32(bytes, len_off).ok_or_else(truncated)?;
@@ -375,15 +472,26 @@ impl Walker {
         if usize_from(total) < BLOCK_OVERHEAD || total % 4 != 0 {
             return Err(bad_length());
         }
-        let next = offset.checked_add(usize_from(total)).ok_or_else(truncated)?;
+        let next = offset
+            .checked_add(usize_from(total))
+            .ok_or_else(truncated)?;
         let whole = bytes.get(offset..next).ok_or_else(truncated)?;
         let body_end = whole.len().checked_sub(4).ok_or_else(bad_length)?;
         let trailing = self.order.u32(whole, body_end).ok_or_else(bad_length)?;
         if trailing != total {
-            return Err(CaptureError::LengthMismatch { offset, leading: total, trailing });
+            return Err(CaptureError::LengthMismatch {
+                offset,
+                leading: total,
+                trailing,
+            });
         }
         let body = whole.get(8..body_end).ok_or_else(bad_length)?;
-        Ok(Block { offset, ty, body, next })
+        Ok(Block {
+            offset,
+            ty,
+            body,
+            next,
+        })
     }
 
     /// Walks blocks from `pos` to the next packet.
@@ -413,46 +521,68 @@ impl Walker {
             match result {
                 Ok(None) => {}
                 Ok(Some(packet)) => return Step::Packet(pos, packet),
-                Err(error @ CaptureError::UnsupportedLinkType { .. }) => return Step::Skip(pos, error),
+                Err(error @ CaptureError::UnsupportedLinkType { .. }) => {
+                    return Step::Skip(pos, error);
+                }
                 Err(error) => return Step::Fatal(error),
             }
         }
     }
 
     fn interface(&mut self, block: &Block<'_>) -> Result<(), CaptureError> {
-        let malformed = |reason| CaptureError::Malformed { offset: block.offset, reason };
+        let malformed = |reason| CaptureError::Malformed {
+            offset: block.offset,
+            reason,
+        };
         // LinkType(2), reserved(2), SnapLen(4), options.
         let short = || malformed("interface description too short");
         let link = self.order.u16(block.body, 0).ok_or_else(short)?;
         let snaplen = self.order.u32(block.body, 4).ok_or_else(short)?;
-        let mut iface = Interface { link: LinkType(u32::from(link)), snaplen, tsresol: DEFAULT_TSRESOL };
+        let mut iface = Interface {
+            link: LinkType(u32::from(link)),
+            snaplen,
+            tsresol: DEFAULT_TSRESOL,
+        };
         let options = block.body.get(8..).unwrap_or_default();
         self.options(options, block.offset, |code, value| {
             if code == OPT_IF_TSRESOL
-                && let Some(&res) = value.first() {
-                    iface.tsresol = res;
-                }
+                && let Some(&res) = value.first()
+            {
+                iface.tsresol = res;
+            }
         })?;
         self.interfaces.push(iface);
         Ok(())
     }
 
     fn lookup(&self, block: &Block<'_>, interface: u32) -> Result<Interface, CaptureError> {
-        let iface = self.interfaces.get(usize_from(interface)).copied().ok_or(CaptureError::UnknownInterface {
-            offset: block.offset,
-            interface,
-            count: self.interfaces.len(),
-        })?;
+        let iface = self.interfaces.get(usize_from(interface)).copied().ok_or(
+            CaptureError::UnknownInterface {
+                offset: block.offset,
+                interface,
+                count: self.interfaces.len(),
+            },
+        )?;
         if !link_supported(iface.link) {
-            return Err(CaptureError::UnsupportedLinkType { link: iface.link.0, interface });
+            return Err(CaptureError::UnsupportedLinkType {
+                link: iface.link.0,
+                interface,
+            });
         }
         Ok(iface)
     }
 
     /// Enhanced Packet Block, or the obsolete Packet Block (`obsolete`),
     /// which has a 16-bit interface id and a drop count instead.
-    fn enhanced_packet<'a>(&self, block: &Block<'a>, obsolete: bool) -> Result<Packet<'a>, CaptureError> {
-        let malformed = |reason| CaptureError::Malformed { offset: block.offset, reason };
+    fn enhanced_packet<'a>(
+        &self,
+        block: &Block<'a>,
+        obsolete: bool,
+    ) -> Result<Packet<'a>, CaptureError> {
+        let malformed = |reason| CaptureError::Malformed {
+            offset: block.offset,
+            reason,
+        };
         let short = || malformed("packet block too short");
         let o = self.order;
         let interface = if obsolete {
@@ -466,23 +596,35 @@ impl Walker {
         let orig_len = o.u32(block.body, 16).ok_or_else(short)?;
         let iface = self.lookup(block, interface)?;
         let data_end = 20usize.checked_add(usize_from(caplen)).ok_or_else(short)?;
-        let data = block.body.get(20..data_end).ok_or_else(|| malformed("captured length exceeds the block"))?;
+        let data = block
+            .body
+            .get(20..data_end)
+            .ok_or_else(|| malformed("captured length exceeds the block"))?;
         let options_start = pad4(data_end).ok_or_else(short)?;
         let options = block.body.get(options_start..).unwrap_or_default();
         let mut direction = Direction::UNKNOWN;
         self.options(options, block.offset, |code, value| {
             if code == OPT_EPB_FLAGS
-                && let Some(flags) = o.u32(value, 0) {
-                    direction = match flags & 0b11 {
-                        1 => Direction::INGRESS,
-                        2 => Direction::EGRESS,
-                        _ => Direction::UNKNOWN,
-                    };
-                }
+                && let Some(flags) = o.u32(value, 0)
+            {
+                direction = match flags & 0b11 {
+                    1 => Direction::INGRESS,
+                    2 => Direction::EGRESS,
+                    _ => Direction::UNKNOWN,
+                };
+            }
         })?;
         let ticks = u64::from(ts_high) << 32 | u64::from(ts_low);
-        let ts_ns = ticks_to_ns(ticks, iface.tsresol).ok_or(CaptureError::Timestamp { offset: block.offset })?;
-        Ok(Packet { link: iface.link, ts_ns, direction, data, orig_len })
+        let ts_ns = ticks_to_ns(ticks, iface.tsresol).ok_or(CaptureError::Timestamp {
+            offset: block.offset,
+        })?;
+        Ok(Packet {
+            link: iface.link,
+            ts_ns,
+            direction,
+            data,
+            orig_len,
+        })
     }
 
     /// Simple Packet Block: interface 0, no timestamp, and a captured length
@@ -491,7 +633,10 @@ impl Walker {
         let orig_len = self
             .order
             .u32(block.body, 0)
-            .ok_or(CaptureError::Malformed { offset: block.offset, reason: "simple packet block too short" })?;
+            .ok_or(CaptureError::Malformed {
+                offset: block.offset,
+                reason: "simple packet block too short",
+            })?;
         let iface = self.lookup(block, 0)?;
         let room = block.body.get(4..).unwrap_or_default();
         let mut caplen = usize_from(orig_len).min(room.len());
@@ -499,12 +644,26 @@ impl Walker {
             caplen = caplen.min(usize_from(iface.snaplen));
         }
         let data = room.get(..caplen).unwrap_or_default();
-        Ok(Packet { link: iface.link, ts_ns: 0, direction: Direction::UNKNOWN, data, orig_len })
+        Ok(Packet {
+            link: iface.link,
+            ts_ns: 0,
+            direction: Direction::UNKNOWN,
+            data,
+            orig_len,
+        })
     }
 
     /// Calls `f(code, value)` for each option until `opt_endofopt` or the end.
-    fn options(&self, mut opts: &[u8], offset: usize, mut f: impl FnMut(u16, &[u8])) -> Result<(), CaptureError> {
-        let malformed = || CaptureError::Malformed { offset, reason: "option runs past the end of its block" };
+    fn options(
+        &self,
+        mut opts: &[u8],
+        offset: usize,
+        mut f: impl FnMut(u16, &[u8]),
+    ) -> Result<(), CaptureError> {
+        let malformed = || CaptureError::Malformed {
+            offset,
+            reason: "option runs past the end of its block",
+        };
         while !opts.is_empty() {
             let (Some(code), Some(len)) = (self.order.u16(opts, 0), self.order.u16(opts, 2)) else {
                 return Err(malformed());
@@ -531,7 +690,9 @@ fn ticks_to_ns(ticks: u64, tsresol: u8) -> Option<u64> {
             Some(up) => ticks.checked_mul(10u64.checked_pow(up)?),
             // Finer than a nanosecond; a divisor beyond u64 leaves 0.
             None => Some(
-                10u64.checked_pow(exp.checked_sub(9)?).map_or(0, |div| ticks.checked_div(div).unwrap_or(0)),
+                10u64
+                    .checked_pow(exp.checked_sub(9)?)
+                    .map_or(0, |div| ticks.checked_div(div).unwrap_or(0)),
             ),
         }
     } else {
@@ -577,7 +738,15 @@ mod tests {
     impl PcapFile {
         fn new(le: bool, nanos: bool, link: u32) -> Self {
             let mut bytes = Vec::new();
-            put32(&mut bytes, le, if nanos { PCAP_MAGIC_NANOS } else { PCAP_MAGIC_MICROS });
+            put32(
+                &mut bytes,
+                le,
+                if nanos {
+                    PCAP_MAGIC_NANOS
+                } else {
+                    PCAP_MAGIC_MICROS
+                },
+            );
             put16(&mut bytes, le, 2);
             put16(&mut bytes, le, 4);
             put32(&mut bytes, le, 0); // thiszone
@@ -609,7 +778,11 @@ mod tests {
 
     impl NgFile {
         fn new(le: bool) -> Self {
-            let mut f = Self { le, bytes: Vec::new(), ends: Vec::new() };
+            let mut f = Self {
+                le,
+                bytes: Vec::new(),
+                ends: Vec::new(),
+            };
             f.section(le);
             f
         }
@@ -666,7 +839,14 @@ mod tests {
             self.block(BT_IDB, &body)
         }
 
-        fn enhanced(&mut self, iface: u32, ticks: u64, data: &[u8], orig_len: u32, flags: Option<u32>) -> &mut Self {
+        fn enhanced(
+            &mut self,
+            iface: u32,
+            ticks: u64,
+            data: &[u8],
+            orig_len: u32,
+            flags: Option<u32>,
+        ) -> &mut Self {
             let le = self.le;
             let mut body = Vec::new();
             put32(&mut body, le, iface);
@@ -709,13 +889,26 @@ mod tests {
     #[test]
     fn pcap_little_endian_microseconds() {
         let mut f = PcapFile::new(true, false, 1);
-        f.record(1_700_000_000, 123_456, b"first frame", 60).record(1_700_000_001, 999_999, b"", 0);
+        f.record(1_700_000_000, 123_456, b"first frame", 60)
+            .record(1_700_000_001, 999_999, b"", 0);
         let got = read_all(f.bytes.clone());
         assert_eq!(
             got,
             vec![
-                (LinkType::ETHERNET, 1_700_000_000_123_456_000, Direction::UNKNOWN, b"first frame".to_vec(), 60),
-                (LinkType::ETHERNET, 1_700_000_001_999_999_000, Direction::UNKNOWN, vec![], 0),
+                (
+                    LinkType::ETHERNET,
+                    1_700_000_000_123_456_000,
+                    Direction::UNKNOWN,
+                    b"first frame".to_vec(),
+                    60
+                ),
+                (
+                    LinkType::ETHERNET,
+                    1_700_000_001_999_999_000,
+                    Direction::UNKNOWN,
+                    vec![],
+                    0
+                ),
             ]
         );
     }
@@ -726,7 +919,16 @@ mod tests {
         f.record(5, 7, b"\x08\x00abc", 1500);
         assert_eq!(f.bytes[..4], [0xa1, 0xb2, 0x3c, 0x4d]);
         let got = read_all(f.bytes.clone());
-        assert_eq!(got, vec![(LinkType::LINUX_SLL2, 5_000_000_007, Direction::UNKNOWN, b"\x08\x00abc".to_vec(), 1500)]);
+        assert_eq!(
+            got,
+            vec![(
+                LinkType::LINUX_SLL2,
+                5_000_000_007,
+                Direction::UNKNOWN,
+                b"\x08\x00abc".to_vec(),
+                1500
+            )]
+        );
     }
 
     #[test]
@@ -747,10 +949,18 @@ mod tests {
         let err = Capture::from_bytes(f.bytes.clone()).err().unwrap();
         assert_eq!(err.to_string(), "unsupported link type 147 on interface 0");
 
-        let err = Capture::from_bytes(b"GET / HTTP/1.1\r\n".to_vec()).err().unwrap();
-        assert_eq!(err.to_string(), "not a pcap or pcapng file (magic 0x47455420)");
+        let err = Capture::from_bytes(b"GET / HTTP/1.1\r\n".to_vec())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "not a pcap or pcapng file (magic 0x47455420)"
+        );
         let err = Capture::from_bytes(vec![0xd4, 0xc3]).err().unwrap();
-        assert_eq!(err.to_string(), "not a pcap or pcapng file (file is only 2 bytes)");
+        assert_eq!(
+            err.to_string(),
+            "not a pcap or pcapng file (file is only 2 bytes)"
+        );
 
         let mut f = PcapFile::new(true, false, 1);
         f.record(1, 0, b"abcdef", 6);
@@ -758,7 +968,10 @@ mod tests {
         let cap = Capture::from_bytes(f.bytes[..cut].to_vec()).unwrap();
         let results: Vec<_> = cap.packets().collect();
         assert_eq!(results.len(), 1);
-        assert_eq!(results[0].as_ref().err().unwrap().to_string(), "truncated record at byte 24");
+        assert_eq!(
+            results[0].as_ref().err().unwrap().to_string(),
+            "truncated record at byte 24"
+        );
 
         let mut f = PcapFile::new(true, false, 1);
         f.bytes[4] = 3;
@@ -775,7 +988,13 @@ mod tests {
             .block(0x0000_0bad, b"unknown block, skipped")
             .block(4, &[0; 4]) // name resolution block, skipped
             .enhanced(0, 1_700_000_000_000_001, b"inbound", 100, Some(1))
-            .enhanced(1, 1_700_000_000_000_000_002, b"outbound!", 9, Some(2 | 0x1_0000))
+            .enhanced(
+                1,
+                1_700_000_000_000_000_002,
+                b"outbound!",
+                9,
+                Some(2 | 0x1_0000),
+            )
             .enhanced(0, 3, b"both-bits", 9, Some(3))
             .enhanced(1, 4, b"", 0, None)
             .simple(b"simple", 6);
@@ -790,11 +1009,35 @@ mod tests {
             assert_eq!(
                 got,
                 vec![
-                    (LinkType::ETHERNET, 1_700_000_000_000_001_000, Direction::INGRESS, b"inbound".to_vec(), 100),
-                    (LinkType::LINUX_SLL2, 1_700_000_000_000_000_002, Direction::EGRESS, b"outbound!".to_vec(), 9),
-                    (LinkType::ETHERNET, 3_000, Direction::UNKNOWN, b"both-bits".to_vec(), 9),
+                    (
+                        LinkType::ETHERNET,
+                        1_700_000_000_000_001_000,
+                        Direction::INGRESS,
+                        b"inbound".to_vec(),
+                        100
+                    ),
+                    (
+                        LinkType::LINUX_SLL2,
+                        1_700_000_000_000_000_002,
+                        Direction::EGRESS,
+                        b"outbound!".to_vec(),
+                        9
+                    ),
+                    (
+                        LinkType::ETHERNET,
+                        3_000,
+                        Direction::UNKNOWN,
+                        b"both-bits".to_vec(),
+                        9
+                    ),
                     (LinkType::LINUX_SLL2, 4, Direction::UNKNOWN, vec![], 0),
-                    (LinkType::ETHERNET, 0, Direction::UNKNOWN, b"simple".to_vec(), 6),
+                    (
+                        LinkType::ETHERNET,
+                        0,
+                        Direction::UNKNOWN,
+                        b"simple".to_vec(),
+                        6
+                    ),
                 ],
                 "little endian: {le}"
             );
@@ -805,12 +1048,20 @@ mod tests {
     fn pcapng_power_of_two_resolution_and_snaplen() {
         let mut f = NgFile::new(false);
         // 2^-10 s per tick; snap length 4 limits the Simple Packet Block.
-        f.interface(101, 4, Some(0x80 + 10)).enhanced(0, 3 * 1024 + 512, b"ip", 2, None).simple(b"abcdefgh", 8);
+        f.interface(101, 4, Some(0x80 + 10))
+            .enhanced(0, 3 * 1024 + 512, b"ip", 2, None)
+            .simple(b"abcdefgh", 8);
         let got = read_all(f.bytes.clone());
         assert_eq!(
             got,
             vec![
-                (LinkType::RAW, 3_500_000_000, Direction::UNKNOWN, b"ip".to_vec(), 2),
+                (
+                    LinkType::RAW,
+                    3_500_000_000,
+                    Direction::UNKNOWN,
+                    b"ip".to_vec(),
+                    2
+                ),
                 (LinkType::RAW, 0, Direction::UNKNOWN, b"abcd".to_vec(), 8),
             ]
         );
@@ -832,17 +1083,37 @@ mod tests {
     #[test]
     fn new_section_resets_interfaces_and_byte_order() {
         let mut f = NgFile::new(true);
-        f.interface(1, 0, None).interface(1, 0, None).enhanced(1, 1, b"a", 1, None);
-        f.section(false).interface(228, 0, Some(9)).enhanced(0, 2, b"b", 1, Some(1));
+        f.interface(1, 0, None)
+            .interface(1, 0, None)
+            .enhanced(1, 1, b"a", 1, None);
+        f.section(false)
+            .interface(228, 0, Some(9))
+            .enhanced(0, 2, b"b", 1, Some(1));
         f.enhanced(1, 3, b"c", 1, None);
         let cap = Capture::from_bytes(f.bytes.clone()).unwrap();
         let mut it = cap.packets();
         let a = it.next().unwrap().unwrap();
-        assert_eq!((a.link, a.ts_ns, a.data), (LinkType::ETHERNET, 1_000, b"a".as_slice()));
+        assert_eq!(
+            (a.link, a.ts_ns, a.data),
+            (LinkType::ETHERNET, 1_000, b"a".as_slice())
+        );
         let b = it.next().unwrap().unwrap();
-        assert_eq!((b.link, b.ts_ns, b.direction), (LinkType::IPV4, 2, Direction::INGRESS));
+        assert_eq!(
+            (b.link, b.ts_ns, b.direction),
+            (LinkType::IPV4, 2, Direction::INGRESS)
+        );
         let err = it.next().unwrap().unwrap_err();
-        assert!(matches!(err, CaptureError::UnknownInterface { interface: 1, count: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CaptureError::UnknownInterface {
+                    interface: 1,
+                    count: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(it.next().is_none());
     }
 
@@ -850,11 +1121,15 @@ mod tests {
     fn unsupported_interface_is_reported_per_packet() {
         let mut f = NgFile::new(true);
         f.interface(1, 0, None).interface(147, 0, None);
-        f.enhanced(1, 1, b"user0", 5, None).enhanced(0, 2, b"eth", 3, None);
+        f.enhanced(1, 1, b"user0", 5, None)
+            .enhanced(0, 2, b"eth", 3, None);
         let cap = Capture::from_bytes(f.bytes.clone()).unwrap();
         let got: Vec<_> = cap.packets().collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].as_ref().unwrap_err().to_string(), "unsupported link type 147 on interface 1");
+        assert_eq!(
+            got[0].as_ref().unwrap_err().to_string(),
+            "unsupported link type 147 on interface 1"
+        );
         assert_eq!(got[1].as_ref().unwrap().data, b"eth");
     }
 
@@ -867,9 +1142,24 @@ mod tests {
         };
         let at = base.bytes.len();
         for (len, want) in [
-            (8u32, format!("pcapng block at byte {at} has invalid length 8 (must be at least 12 and a multiple of 4)")),
-            (14, format!("pcapng block at byte {at} has invalid length 14 (must be at least 12 and a multiple of 4)")),
-            (0, format!("pcapng block at byte {at} has invalid length 0 (must be at least 12 and a multiple of 4)")),
+            (
+                8u32,
+                format!(
+                    "pcapng block at byte {at} has invalid length 8 (must be at least 12 and a multiple of 4)"
+                ),
+            ),
+            (
+                14,
+                format!(
+                    "pcapng block at byte {at} has invalid length 14 (must be at least 12 and a multiple of 4)"
+                ),
+            ),
+            (
+                0,
+                format!(
+                    "pcapng block at byte {at} has invalid length 0 (must be at least 12 and a multiple of 4)"
+                ),
+            ),
             (u32::MAX - 3, format!("truncated block at byte {at}")),
         ] {
             let mut bytes = base.bytes.clone();
@@ -898,13 +1188,20 @@ mod tests {
         f.bytes[caplen_at] = 200;
         let cap = Capture::from_bytes(f.bytes.clone()).unwrap();
         let err = cap.packets().next().unwrap().unwrap_err();
-        assert!(err.to_string().ends_with("captured length exceeds the block"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("captured length exceeds the block"),
+            "{err}"
+        );
 
         // Bad byte-order magic.
         let mut f = NgFile::new(true);
         f.bytes[8] = 0;
         let err = Capture::from_bytes(f.bytes).err().unwrap();
-        assert_eq!(err.to_string(), "pcapng section header at byte 0 has unknown byte-order magic 0x003c2b1a");
+        assert_eq!(
+            err.to_string(),
+            "pcapng section header at byte 0 has unknown byte-order magic 0x003c2b1a"
+        );
     }
 
     #[test]
@@ -913,11 +1210,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let missing = dir.join("missing.pcap");
         let err = Capture::open(&missing).err().unwrap().to_string();
-        assert!(err.starts_with(&format!("cannot read {}: ", missing.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{err}"
+        );
         let junk = dir.join("junk.pcap");
         std::fs::write(&junk, b"\x00\x01\x02\x03rest").unwrap();
         let err = Capture::open(&junk).err().unwrap().to_string();
-        assert_eq!(err, format!("{}: not a pcap or pcapng file (magic 0x00010203)", junk.display()));
+        assert_eq!(
+            err,
+            format!(
+                "{}: not a pcap or pcapng file (magic 0x00010203)",
+                junk.display()
+            )
+        );
         let good = dir.join("good.pcap");
         let mut f = PcapFile::new(true, false, 1);
         f.record(1, 1, b"ok", 2);
@@ -944,7 +1250,10 @@ mod tests {
                 Err(CaptureError::UnsupportedLinkType { .. }) => errors += 1,
                 Err(_) => {
                     errors += 1;
-                    assert!(it.next().is_none(), "iteration continued after a fatal error");
+                    assert!(
+                        it.next().is_none(),
+                        "iteration continued after a fatal error"
+                    );
                     break;
                 }
             }
@@ -962,9 +1271,15 @@ mod tests {
             } else if ends.contains(&cut) {
                 // A cut between records is a valid, shorter file.
                 let (ok, errors) = result.unwrap();
-                assert!(ok < packets && errors == 0, "cut at {cut}: {ok} packets, {errors} errors");
+                assert!(
+                    ok < packets && errors == 0,
+                    "cut at {cut}: {ok} packets, {errors} errors"
+                );
             } else if let Some((ok, errors)) = result {
-                assert!(ok < packets && errors == 1, "cut at {cut}: {ok} packets, {errors} errors");
+                assert!(
+                    ok < packets && errors == 1,
+                    "cut at {cut}: {ok} packets, {errors} errors"
+                );
             }
         }
     }
@@ -1007,7 +1322,9 @@ mod tests {
             &PCAP_MAGIC_MICROS.to_le_bytes(),
             &PCAP_MAGIC_NANOS.to_be_bytes(),
             &BT_SHB.to_le_bytes(),
-            &[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0],
+            &[
+                0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0,
+            ],
             &[],
         ];
         for _ in 0..20_000 {
@@ -1027,7 +1344,8 @@ mod tests {
     fn mutated_valid_files_do_not_panic() {
         let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         let mut pcap = PcapFile::new(true, false, 1);
-        pcap.record(1, 2, b"one", 3).record(3, 4, b"second frame", 12);
+        pcap.record(1, 2, b"one", 3)
+            .record(3, 4, b"second frame", 12);
         let files = [pcap.bytes, sample_ng(true).bytes, sample_ng(false).bytes];
         for _ in 0..20_000 {
             let mut bytes = files[rng.below(files.len())].clone();

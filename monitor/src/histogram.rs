@@ -28,7 +28,7 @@ fn bucket_of(us: u64) -> usize {
     if us <= 1 {
         return 0;
     }
-    let log2 = 63 - us.leading_zeros();
+    let log2 = us.ilog2();
     // Fractional part: the next three bits below the leading one.
     let frac = if log2 >= 3 {
         ((us >> (log2 - 3)) & 0x7) as u32
@@ -110,7 +110,10 @@ mod tests {
         for us in 0..100_000u64 {
             let b = bucket_of(us);
             assert!(b >= last);
-            assert!(upper_us(b) >= us as f64, "{us} above its bucket edge");
+            assert!(
+                upper_us(b) >= f64::from(u32::try_from(us).unwrap()),
+                "{us} above its bucket edge"
+            );
             last = b;
         }
     }

@@ -130,8 +130,9 @@ pub fn stats_map(ebpf: &mut Ebpf) -> anyhow::Result<PerCpuArray<MapData, u64>> {
     Ok(PerCpuArray::try_from(map)?)
 }
 
+#[must_use]
 pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
-    let sum = |i: u32| map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+    let sum = |i: u32| map.get(&i, 0).map_or(0, |v| v.iter().sum());
     KernelStats {
         lost_events: sum(stat::LOST_EVENTS),
         tls_packets: sum(stat::TLS_PACKETS),

@@ -52,7 +52,7 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-pub fn run(opts: Options) -> anyhow::Result<()> {
+pub fn run(opts: &Options) -> anyhow::Result<()> {
     kernel::preflight()?;
     let ifaces = if opts.ifaces.is_empty() {
         kernel::default_interfaces()?
@@ -90,7 +90,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             crate::privileges::drop_all()?;
         }
         eprintln!("tlsmon: attached to {}", ifaces.join(", "));
-        event_loop(&mut ebpf, &opts, metrics).await
+        event_loop(&mut ebpf, opts, metrics).await
     })
 }
 

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         }),
         None => {
             let a = cli.live;
-            live::run(live::Options {
+            live::run(&live::Options {
                 ifaces: a.ifaces,
                 headless: a.headless,
                 log: a.log,

@@ -25,6 +25,9 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A label value and the counter it selects from a server's stats.
+type Field = fn(&ServerStats) -> u64;
+
 struct Out(String);
 
 impl Out {
@@ -54,7 +57,7 @@ impl Out {
         name: &str,
         help: &str,
         label: &str,
-        values: &[(&str, fn(&ServerStats) -> u64)],
+        values: &[(&str, Field)],
     ) {
         self.head(name, "counter", help);
         for s in servers {
@@ -72,6 +75,10 @@ impl Out {
 
 /// Renders the whole exposition.
 #[must_use]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one flat list of metric families reads best"
+)]
 pub fn render(tracker: &Tracker, kernel: &KernelStats, undecodable: u64) -> String {
     let servers = tracker.servers();
     let mut o = Out(String::new());

@@ -275,6 +275,10 @@ enum Close {
 }
 
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one connection"
+)]
 struct Conn {
     id: u64,
     client: Endpoint,
@@ -322,7 +326,7 @@ pub struct Tracker {
     /// How connections that established sessions ended.
     closes: Bounded<u64, Close>,
     /// Servers that were seen issuing tickets (TLS ≤ 1.2 NewSessionTicket).
-    ticket_servers: HashMap<Endpoint, ()>,
+    ticket_servers: HashSet<Endpoint>,
     servers: HashMap<Endpoint, ServerStats>,
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
@@ -343,7 +347,7 @@ impl Tracker {
             next_id: 0,
             sessions: Bounded::new(limits.max_sessions),
             closes: Bounded::new(limits.max_sessions),
-            ticket_servers: HashMap::new(),
+            ticket_servers: HashSet::new(),
             servers: HashMap::new(),
             client_addrs: HashSet::new(),
             totals: Totals::default(),
@@ -354,7 +358,7 @@ impl Tracker {
     #[must_use]
     pub fn servers(&self) -> Vec<&ServerStats> {
         let mut v: Vec<_> = self.servers.values().collect();
-        v.sort_by(|a, b| (a.role, a.server).cmp(&(b.role, b.server)));
+        v.sort_by_key(|s| (s.role, s.server));
         v
     }
 
@@ -585,7 +589,7 @@ impl Tracker {
             return;
         };
         let server = conn.server;
-        let issues_tickets = self.ticket_servers.contains_key(&server);
+        let issues_tickets = self.ticket_servers.contains(&server);
         let mut hrr = false;
         let mut after_hello = false;
         for &it in items {
@@ -651,7 +655,7 @@ impl Tracker {
         let id = conn.id;
         let role = conn.role;
         if issued.iter().any(|k| matches!(k, SessionKey::Ticket(_))) {
-            self.ticket_servers.insert(server, ());
+            self.ticket_servers.insert(server);
         }
         for k in issued {
             if self.sessions.insert((server, k), id) {
@@ -696,7 +700,7 @@ impl Tracker {
         // TLS 1.3: nothing after the ServerHello is visible, so it counts
         // there. TLS ≤ 1.2: both ChangeCipherSpecs mean both Finished follow.
         let tls13 = conn.version == ProtocolVersion::TLS1_3.0;
-        if !tls13 && !(conn.ccs_client && conn.ccs_server) {
+        if !(tls13 || conn.ccs_client && conn.ccs_server) {
             return;
         }
         conn.phase = Phase::Done;
@@ -902,11 +906,8 @@ fn server_hello(c: &mut Conn, h: &EventHeader, hello: &Hello, server_issues_tick
 /// ID, so an echo alone does not tell the method. A ticket offered to a
 /// server that uses tickets is taken as the method.
 fn resumption_method(c: &Conn, server_issues_tickets: bool) -> Method {
-    if c.offer_ticket.is_some()
-        && (c.server_ticket_ext || server_issues_tickets || c.client_sid.1 == 0)
-    {
-        Method::Ticket
-    } else if c.offer_ticket.is_some() && !c.offer_sid {
+    let ticket_server = c.server_ticket_ext || server_issues_tickets;
+    if c.offer_ticket.is_some() && (ticket_server || c.client_sid.1 == 0 || !c.offer_sid) {
         Method::Ticket
     } else {
         Method::SessionId
@@ -1018,7 +1019,7 @@ mod tests {
         t.hello.flags = hf::CLIENT_HELLO | flags;
         t.hello.legacy_version = 0x0303;
         t.hello.session_id[..sid.len()].copy_from_slice(sid);
-        t.hello.session_id_len = sid.len() as u8;
+        t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
         t.hello.ticket_id = [ticket; 16];
         t
     }
@@ -1032,7 +1033,7 @@ mod tests {
         t.hello.selected_version = if version == 0x0304 { version } else { 0 };
         t.hello.cipher_suite = 0xc02f;
         t.hello.session_id[..sid.len()].copy_from_slice(sid);
-        t.hello.session_id_len = sid.len() as u8;
+        t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
         t
     }
 
