@@ -1,12 +1,16 @@
 //! tlsmon's userspace: everything but argument parsing lives here so the
 //! integration tests and benchmarks can drive it.
 
+pub mod app;
 pub mod capture;
+pub mod diagnosis;
 pub mod histogram;
 pub mod kernel;
 pub mod live;
 pub mod metrics;
+pub mod names;
 pub mod privileges;
 pub mod replay;
 pub mod report;
 pub mod tracker;
+pub mod ui;
