@@ -16,7 +16,9 @@ use tokio::{
 };
 
 use crate::{
+    app::{App, AppEvent, Control},
     kernel,
+    names::Names,
     report::{now_unix, server_line, summary_line},
     tracker::{Limits, Tracker},
 };
@@ -38,6 +40,7 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub ring_buffer_bytes: u32,
     pub limits: Limits,
+    pub names: Names,
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
@@ -66,11 +69,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for iface in &ifaces {
         kernel::attach(&mut ebpf, iface)?;
     }
-    if !opts.headless && std::io::stdout().is_terminal() {
-        eprintln!(
-            "tlsmon: the dashboard is not built yet; writing JSON lines (use --headless to silence this)"
-        );
-    }
+    let tui = !opts.headless && std::io::stdout().is_terminal();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -89,8 +88,11 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         if kernel::uses_tcx() {
             crate::privileges::drop_all()?;
         }
-        eprintln!("tlsmon: attached to {}", ifaces.join(", "));
-        event_loop(&mut ebpf, opts, metrics).await
+        if !tui {
+            eprintln!("tlsmon: attached to {}", ifaces.join(", "));
+        }
+        let app = App::new(ifaces, opts.names.clone(), opts.limits, monotonic_ns());
+        event_loop(&mut ebpf, opts, app, metrics, tui).await
     })
 }
 
@@ -139,10 +141,22 @@ impl Sink {
     }
 }
 
+/// Restores the terminal however the dashboard ends: normal return, error
+/// or panic (ratatui::init also installs a panic hook that restores first).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
 async fn event_loop(
     ebpf: &mut aya::Ebpf,
     opts: &Options,
+    mut app: App,
     metrics: Option<tokio::net::TcpListener>,
+    tui: bool,
 ) -> anyhow::Result<()> {
     let ring = kernel::ring_buffer(ebpf)?;
     let stats = kernel::stats_map(ebpf)?;
@@ -150,16 +164,26 @@ async fn event_loop(
     // for as long as the AsyncFd (which owns the RingBuf) lives.
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("watching the ring buffer: {}", e.into_parts().1))?;
-    let mut sink = Sink::open(opts.log.as_ref(), opts.log_format)?;
-    let mut tracker = Tracker::new(opts.limits);
+    // With the dashboard on the terminal, lines only go to --log.
+    let mut sink = match (&opts.log, tui) {
+        (None, true) => None,
+        (path, _) => Some(Sink::open(path.as_ref(), opts.log_format)?),
+    };
     let mut undecodable = 0u64;
     let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
     if let Some(listener) = metrics {
         tokio::spawn(crate::metrics::serve(listener, metrics_rx));
     }
+    let (mut terminal, _guard) = if tui {
+        (Some(ratatui::init()), Some(TerminalGuard))
+    } else {
+        (None, None)
+    };
+    let mut keys = tui.then(crossterm::event::EventStream::new);
     let mut snapshot = tokio::time::interval(opts.interval);
     snapshot.tick().await;
-    // Timeouts and the metrics page refresh every second whatever --interval is.
+    // Timeouts, rates, the screen and the metrics page refresh every second
+    // whatever --interval is.
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -167,50 +191,90 @@ async fn event_loop(
     let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     loop {
+        let mut redraw = false;
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for events")?;
-                drain(guard.get_inner_mut(), &mut tracker, &mut undecodable);
+                drain(guard.get_inner_mut(), &mut app, &mut undecodable);
                 guard.clear_ready();
             }
             _ = second.tick() => {
-                tracker.tick(monotonic_ns());
+                let kernel = kernel::read_stats(&stats);
+                app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
                 if !metrics_tx.is_closed() {
-                    let k = kernel::read_stats(&stats);
-                    metrics_tx.send_replace(crate::metrics::render(&tracker, &k, undecodable));
+                    metrics_tx.send_replace(crate::metrics::render(app.tracker(), &kernel, undecodable));
+                }
+                redraw = true;
+            }
+            key = next_key(keys.as_mut()) => {
+                match key {
+                    Some(Ok(crossterm::event::Event::Key(k))) => {
+                        if matches!(app.handle(AppEvent::Key(k)), Control::Quit) {
+                            break;
+                        }
+                        redraw = true;
+                    }
+                    Some(Ok(_)) => redraw = true,
+                    // The terminal went away: nothing left to show.
+                    Some(Err(_)) | None => break,
                 }
             }
-            _ = snapshot.tick() => sink.servers(&tracker)?,
-            _ = sighup.recv() => sink.reopen()?,
+            _ = snapshot.tick() => {
+                if let Some(sink) = sink.as_mut() {
+                    sink.servers(app.tracker())?;
+                }
+            }
+            _ = sighup.recv() => {
+                if let Some(sink) = sink.as_mut() {
+                    sink.reopen()?;
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             () = &mut deadline => break,
         }
+        if redraw && let Some(t) = terminal.as_mut() {
+            t.draw(|f| crate::ui::draw(f, &app)).context("drawing the dashboard")?;
+        }
     }
+    drop(terminal);
+    drop(_guard);
     // Whatever arrived before the signal still counts.
-    drain(ring.get_mut(), &mut tracker, &mut undecodable);
-    tracker.tick(monotonic_ns());
-    sink.servers(&tracker)?;
+    drain(ring.get_mut(), &mut app, &mut undecodable);
+    let kernel = kernel::read_stats(&stats);
+    app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
+    let mut sink = match sink {
+        Some(s) => s,
+        // After the dashboard closes, the final lines go to stdout.
+        None => Sink::open(None, opts.log_format)?,
+    };
+    sink.servers(app.tracker())?;
     let extra = serde_json::json!({"undecodable_events": undecodable});
-    let k = kernel::read_stats(&stats);
-    writeln!(
-        sink.out,
-        "{}",
-        summary_line(&tracker, Some(k), &extra, now_unix())
-    )?;
+    writeln!(sink.out, "{}", summary_line(app.tracker(), Some(kernel), &extra, now_unix()))?;
     sink.out.flush()?;
     Ok(())
 }
 
-fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    tracker: &mut Tracker,
-    undecodable: &mut u64,
-) {
+/// The next terminal event, or never when there is no terminal.
+async fn next_key(
+    keys: Option<&mut crossterm::event::EventStream>,
+) -> Option<std::io::Result<crossterm::event::Event>> {
+    use futures_util::StreamExt as _;
+    match keys {
+        Some(k) => k.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, app: &mut App, undecodable: &mut u64) {
     while let Some(item) = ring.next() {
         match decode(&item) {
-            Some(Decoded::Tls(h, t)) => tracker.on_tls(&h, &t),
-            Some(Decoded::Teardown(h)) => tracker.on_teardown(&h),
+            Some(Decoded::Tls(h, t)) => {
+                app.handle(AppEvent::Tls(h, t));
+            }
+            Some(Decoded::Teardown(h)) => {
+                app.handle(AppEvent::Teardown(h));
+            }
             None => *undecodable += 1,
         }
     }

@@ -3,7 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use monitor::{live, replay, tracker::Limits};
+use monitor::{live, names::Names, replay, tracker::Limits};
 
 /// Live TLS handshake monitor for reverse-proxy hosts: full vs resumed
 /// handshakes per backend and frontend, and why resumption fails.
@@ -43,6 +43,12 @@ struct LiveArgs {
     /// Kernel-to-user ring buffer size in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = ring_mib)]
     ring_buffer_mb: u32,
+    /// File of `ADDR:PORT NAME` lines naming servers on the dashboard.
+    #[arg(long, value_name = "FILE")]
+    names: Option<PathBuf>,
+    /// HAProxy configuration to name backends `backend/server` and frontends.
+    #[arg(long, value_name = "PATH")]
+    haproxy_config: Option<PathBuf>,
     /// Most connections tracked at once; the oldest is evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     max_connections: usize,
@@ -95,6 +101,23 @@ fn ring_mib(s: &str) -> Result<u32, String> {
     }
 }
 
+/// Merges the names file and the HAProxy config; entries HAProxy's config
+/// has that cannot be used (host names, ranges) are reported, not fatal.
+fn load_names(file: Option<&std::path::Path>, haproxy: Option<&std::path::Path>) -> anyhow::Result<Names> {
+    let mut names = Names::new();
+    if let Some(p) = haproxy {
+        let n = Names::from_haproxy_config(p)?;
+        for s in n.skipped() {
+            eprintln!("tlsmon: {}: {s}", p.display());
+        }
+        names.merge(n);
+    }
+    if let Some(p) = file {
+        names.merge(Names::from_file(p)?);
+    }
+    Ok(names)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -105,7 +128,15 @@ fn main() -> ExitCode {
         }),
         None => {
             let a = cli.live;
+            let names = match load_names(a.names.as_deref(), a.haproxy_config.as_deref()) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("tlsmon: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             live::run(&live::Options {
+                names,
                 ifaces: a.ifaces,
                 headless: a.headless,
                 log: a.log,
