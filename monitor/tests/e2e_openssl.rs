@@ -11,9 +11,9 @@ use serde_json::Value;
 
 const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
 const PORT: u16 = 4433;
-/// tlsmon gives no machine-readable sign that it is attached; this is long
-/// enough for it to load and attach its classifier.
-const ATTACH_TIME: Duration = Duration::from_millis(1500);
+/// tlsmon prints `tlsmon: attached to IF` on stderr once its classifier is
+/// verified and attached; loading takes seconds on a busy machine.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
 /// Lets the last packets' events reach userspace before stopping tlsmon.
 const DRAIN_TIME: Duration = Duration::from_millis(500);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +54,12 @@ fn start_tlsmon(lab: &mut Lab) -> Proc {
         "120",
     ];
     let tlsmon = lab.spawn(Side::Client, "tlsmon", &argv);
-    thread::sleep(ATTACH_TIME);
+    common::wait_for_text(
+        &tlsmon.stderr,
+        "tlsmon: attached to",
+        ATTACH_TIMEOUT,
+        &|| output(&tlsmon),
+    );
     assert!(
         lab.running(&tlsmon),
         "tlsmon exited during start-up\n{}",

@@ -2,6 +2,9 @@
 //! by a veth pair, processes started inside them, and a guard that tears it
 //! all down. Every helper panics with context instead of returning errors.
 
+// Each test binary uses a different part of this harness.
+#![allow(dead_code)]
+
 use std::{
     env, fs,
     path::{Path, PathBuf},
@@ -340,6 +343,20 @@ pub fn output(proc: &Proc) -> String {
         proc.name,
         read(&proc.stderr)
     )
+}
+
+/// Waits until `path` contains `needle` (a process announcing it is ready),
+/// panicking with `context` after `timeout`.
+pub fn wait_for_text(path: &Path, needle: &str, timeout: Duration, context: &dyn Fn() -> String) {
+    let start = Instant::now();
+    while !read(path).contains(needle) {
+        assert!(
+            start.elapsed() < timeout,
+            "no {needle:?} within {timeout:?}\n{}",
+            context()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Reads a file that may not exist (yet).

@@ -1,0 +1,170 @@
+//! The real dashboard on a real terminal: tlsmon runs in tmux inside a
+//! network namespace while real openssl peers handshake across a veth; the
+//! screen must show the server and its counts, and `q` must give the
+//! terminal back. Needs root and tmux.
+
+mod common;
+
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{Lab, Side, must_output};
+
+const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
+const PORT: &str = "4433";
+
+fn tmux(args: &[&str]) -> String {
+    must_output(Command::new("tmux").args(args))
+}
+
+/// Kills the tmux session however the test ends.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+fn screen(session: &str) -> String {
+    tmux(&["capture-pane", "-p", "-t", session])
+}
+
+fn wait_screen(session: &str, timeout: Duration, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let s = screen(session);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "screen never showed {what}:\n{s}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
+    let mut lab = Lab::new("tui", 3);
+    let (cert, key) = lab.make_cert();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let _server = lab.spawn(
+        Side::Server,
+        "s_server",
+        &[
+            "openssl",
+            "s_server",
+            "-tls1_2",
+            "-no_ticket",
+            "-www",
+            "-accept",
+            PORT,
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+        ],
+    );
+    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
+
+    let session = Session(format!("tlsmon-tui-{}", std::process::id()));
+    let inner = format!(
+        "ip netns exec {} {TLSMON} --iface {}; echo TLSMON-EXIT=$?; sleep 60",
+        lab.ns(Side::Client),
+        lab.iface(Side::Client)
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session.0,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &inner,
+    ]);
+    // The header names the interface once the program is attached.
+    wait_screen(
+        &session.0,
+        Duration::from_secs(90),
+        "the dashboard header",
+        |s| s.contains("tlsmon") && s.contains(lab.iface(Side::Client)) && s.contains("up "),
+    );
+
+    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
+    let out = lab.run(
+        Side::Client,
+        "s_client",
+        &[
+            "openssl",
+            "s_client",
+            "-tls1_2",
+            "-reconnect",
+            "-connect",
+            &connect,
+        ],
+        Duration::from_secs(30),
+    );
+    let new = out.stdout.lines().filter(|l| l.starts_with("New,")).count();
+    let reused = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Reused,"))
+        .count();
+    assert_eq!(
+        (new, reused),
+        (1, 5),
+        "s_client did not do 1 full + 5 resumed:\n{}",
+        out.stdout
+    );
+
+    // The server row: address, role, then full and resumed as s_client saw them.
+    let server = format!("{}:{PORT}", lab.ip(Side::Server));
+    let shown = wait_screen(
+        &session.0,
+        Duration::from_secs(15),
+        "the server row with 1 full, 5 resumed",
+        |s| {
+            s.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let at = cols
+                    .iter()
+                    .position(|c| c.trim_start_matches(['│', '>']).starts_with(&server));
+                at.is_some_and(|i| row_counts(&cols[i..]) == Some((1, 5)))
+            })
+        },
+    );
+    assert!(shown.contains("q quit"), "footer missing:\n{shown}");
+
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+    let after = wait_screen(&session.0, Duration::from_secs(15), "tlsmon's exit", |s| {
+        s.contains("TLSMON-EXIT=")
+    });
+    assert!(
+        after.contains("TLSMON-EXIT=0"),
+        "tlsmon failed on q:\n{after}"
+    );
+    let alt = tmux(&["display-message", "-p", "-t", &session.0, "#{alternate_on}"]);
+    assert_eq!(alt.trim(), "0", "the alternate screen is still on after q");
+    // The final JSON lines follow the dashboard, starting on a clean line.
+    assert!(
+        after.lines().any(|l| l.starts_with("{\"type\":\"server\"")),
+        "no final server line:\n{after}"
+    );
+}
+
+/// Full and resumed from a table row split on whitespace, starting at the
+/// server column: server, role, hs/s, full, resumed.
+fn row_counts(cols: &[&str]) -> Option<(u64, u64)> {
+    let full = cols.get(3)?.trim_end_matches('▼').parse().ok()?;
+    let resumed = cols.get(4)?.parse().ok()?;
+    Some((full, resumed))
+}
