@@ -87,6 +87,7 @@ pub fn summary_line(
         evicted_flows,
         evicted_sessions,
         malformed_hellos,
+        truncated_hellos,
         untracked_events,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
@@ -108,6 +109,7 @@ pub fn summary_line(
         "evicted_flows": evicted_flows,
         "evicted_sessions": evicted_sessions,
         "malformed_hellos": malformed_hellos,
+        "truncated_hellos": truncated_hellos,
         "untracked_events": untracked_events,
         "connections": tracker.connections(),
         "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},

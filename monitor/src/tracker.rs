@@ -211,6 +211,9 @@ pub struct Totals {
     pub evicted_sessions: u64,
     /// Hellos whose lengths contradicted each other: not counted.
     pub malformed_hellos: u64,
+    /// ClientHellos that continued past their TCP segment: extensions after
+    /// the cut (often pre_shared_key) were not seen.
+    pub truncated_hellos: u64,
     /// RST/FIN or records on connections whose ClientHello was not seen.
     pub untracked_events: u64,
 }
@@ -412,6 +415,9 @@ impl Tracker {
         if hello.flags & hello_flags::MALFORMED != 0 {
             self.totals.malformed_hellos += 1;
         } else if hello.flags & hello_flags::CLIENT_HELLO != 0 {
+            if hello.flags & hello_flags::TRUNCATED != 0 {
+                self.totals.truncated_hellos += 1;
+            }
             self.client_hello(key, src, dst, h, hello);
         }
         let Some(conn) = self.conns.get(&key) else {
@@ -859,11 +865,21 @@ impl Tracker {
 /// Which methods the ClientHello offered, for the negotiated version:
 /// [session ID, ticket, PSK].
 fn offers(c: &Conn) -> [bool; 3] {
-    if c.version == ProtocolVersion::TLS1_3.0 {
+    let mut o = if c.version == ProtocolVersion::TLS1_3.0 {
         [false, false, c.offer_psk]
     } else {
         [c.offer_sid, c.offer_ticket.is_some(), false]
+    };
+    // A resumption was necessarily offered, even when the part of the
+    // ClientHello carrying the offer was in a segment tlsmon could not read
+    // (pre_shared_key is the last extension, RFC 8446 §4.2.11).
+    match c.method {
+        Some(Method::SessionId) => o[0] = true,
+        Some(Method::Ticket) => o[1] = true,
+        Some(Method::Psk) => o[2] = true,
+        None => {}
     }
+    o
 }
 
 fn server_hello(c: &mut Conn, h: &EventHeader, hello: &Hello, server_issues_tickets: bool) {
@@ -1213,6 +1229,21 @@ mod tests {
         assert_eq!(s.early_data_offered, 1);
         // A TLS 1.3 ticket's origin is encrypted: not blamed on a close.
         assert_eq!(s.rejected_origin_unknown, 1);
+    }
+
+    #[test]
+    fn resumption_implies_an_offer_even_when_the_hello_was_cut() {
+        let mut t = Tracker::new(Limits::default());
+        let mut c = conn(&mut t, 1000);
+        // The segment ended before pre_shared_key: no PSK flag seen.
+        c.client(&ch(&[4; 32], hf::OFFERS_TLS13 | hf::TRUNCATED, 0));
+        c.server(&sh(&[4; 32], 0x0304, hf::PSK, &[]));
+        let s = stats(&t);
+        assert_eq!(
+            (s.resumed, s.offered, s.offered_by.psk, s.rejected),
+            (1, 1, 1, 0)
+        );
+        assert_eq!(t.totals.truncated_hellos, 1);
     }
 
     #[test]

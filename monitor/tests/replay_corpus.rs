@@ -1,0 +1,183 @@
+//! Every capture of the corpus through `tlsmon replay`'s two engines: the
+//! shared code compiled for the host, and the real kernel program run with
+//! BPF_PROG_TEST_RUN. Both must print the same counts (the differential
+//! test of the kernel program), and the full/resumed counts must match what
+//! tshark's dissection of the same file says (the `.tshark.tsv` files made
+//! by `fixtures/make.sh`). Needs root for the kernel engine.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use monitor::{
+    replay::{Options, replay},
+    report::server_line,
+};
+use serde_json::Value;
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v: Vec<_> = fs::read_dir(&dir)
+        .expect("fixtures directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 6, "corpus has only {} captures", v.len());
+    v
+}
+
+/// Server lines without the timestamp, and the summary's counters.
+fn run(file: &Path, kernel: bool) -> (Vec<Value>, Value) {
+    let o = replay(&Options {
+        file: file.to_owned(),
+        kernel,
+        local: Vec::new(),
+    })
+    .unwrap_or_else(|e| panic!("replay {} (kernel: {kernel}): {e:#}", file.display()));
+    let servers = o
+        .tracker
+        .servers()
+        .into_iter()
+        .map(|s| {
+            let mut v = server_line(s, 0.0);
+            v.as_object_mut().unwrap().remove("ts");
+            v
+        })
+        .collect();
+    let stats = serde_json::json!({
+        "malformed": o.stats.malformed,
+        "fragments": o.stats.fragments,
+        "too_deep": o.stats.too_deep,
+        "tls_packets": o.stats.tls_packets,
+        "lost_events": o.stats.lost_events,
+        "events": o.tracker.totals.events,
+    });
+    (servers, stats)
+}
+
+/// Full and resumed handshakes according to tshark: one per ServerHello
+/// that is not a HelloRetryRequest. TLS 1.3 (supported_versions 0x0304):
+/// resumed when the ServerHello has pre_shared_key (41). TLS ≤ 1.2: resumed
+/// when the server's flight has ChangeCipherSpec (20) and no Certificate (11).
+fn tshark_counts(pcap: &Path) -> (u64, u64) {
+    const HRR_RANDOM: &str = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
+    let tsv = fs::read_to_string(pcap.with_extension("tshark.tsv"))
+        .expect("tshark TSV next to the capture");
+    let mut lines = tsv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let (ct, ht, random, ext, sv) = (
+        col("tls.record.content_type"),
+        col("tls.handshake.type"),
+        col("tls.handshake.random"),
+        col("tls.handshake.extension.type"),
+        col("tls.handshake.extensions.supported_version"),
+    );
+    let (mut full, mut resumed) = (0, 0);
+    for line in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or("");
+        let list = |i: usize| get(i).split(',').map(str::to_owned).collect::<Vec<_>>();
+        let types = list(ht);
+        if !types.iter().any(|t| t == "2") || get(random).split(',').any(|r| r == HRR_RANDOM) {
+            continue;
+        }
+        let is_resumed = if get(sv).contains("0x0304") {
+            list(ext).iter().any(|e| e == "41")
+        } else {
+            list(ct).iter().any(|c| c == "20") && !types.iter().any(|t| t == "11")
+        };
+        if is_resumed {
+            resumed += 1;
+        } else {
+            full += 1;
+        }
+    }
+    (full, resumed)
+}
+
+#[test]
+fn host_and_kernel_engines_agree_on_every_capture() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the kernel engine needs root (cargo xtask test)"
+    );
+    for pcap in corpus() {
+        let host = run(&pcap, false);
+        let kernel = run(&pcap, true);
+        assert_eq!(host, kernel, "engines disagree on {}", pcap.display());
+    }
+}
+
+#[test]
+fn full_and_resumed_match_tshark_on_every_capture() {
+    for pcap in corpus() {
+        let (servers, _) = run(&pcap, false);
+        let sum = |k: &str| servers.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+        let want = tshark_counts(&pcap);
+        assert!(
+            want.0 + want.1 > 0,
+            "tshark saw no handshake in {}",
+            pcap.display()
+        );
+        assert_eq!(
+            (sum("full"), sum("resumed")),
+            want,
+            "{}: tlsmon (full, resumed) vs tshark",
+            pcap.display()
+        );
+        // Every resumption counted was offered first.
+        assert!(
+            sum("offered") >= sum("resumed"),
+            "{}: resumed without an offer",
+            pcap.display()
+        );
+    }
+}
+
+#[test]
+fn rejected_capture_is_explained() {
+    let pcap = corpus()
+        .into_iter()
+        .find(|p| p.ends_with("tls12_rejected.pcap"))
+        .expect("tls12_rejected.pcap");
+    let (servers, _) = run(&pcap, false);
+    let s = &servers[0];
+    // The second client offered the saved session to a restarted server.
+    assert_eq!(
+        (s["offered"].as_u64(), s["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    // The capture holds the first connection too, which ended with
+    // close_notify: the session was lost to the restart, not to an unclean
+    // close, and tlsmon must say so.
+    assert_eq!(
+        (
+            s["rejected_after_clean"].as_u64(),
+            s["rejected_after_unclean"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    let out = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-Y", "tls.record.content_type == 21"])
+        .output()
+        .expect("tshark (cargo xtask setup installs it)");
+    let alerts = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(
+        alerts >= 2,
+        "tshark shows {alerts} alert records: the clean closes are not in the capture"
+    );
+}
