@@ -103,6 +103,14 @@ pub fn uses_tcx() -> bool {
     aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
+/// The interface's index, `None` when it does not exist.
+#[must_use]
+pub fn ifindex(iface: &str) -> Option<u32> {
+    fs::read_to_string(Path::new("/sys/class/net").join(iface).join("ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Interfaces that are up, loopback excluded (it is only monitored when named).
 pub fn default_interfaces() -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();

@@ -86,7 +86,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         // Everything privileged is done: the links, maps and ring buffer are
         // file descriptors this process already holds.
         if kernel::uses_tcx() {
-            crate::privileges::drop_all()?;
+            crate::privileges::drop_all_but_keep()?;
         }
         if !tui {
             eprintln!("tlsmon: attached to {}", ifaces.join(", "));
@@ -180,6 +180,11 @@ async fn event_loop(
         (None, None)
     };
     let mut keys = tui.then(crossterm::event::EventStream::new);
+    let mut watched: Vec<(String, Option<u32>)> = app
+        .interfaces()
+        .iter()
+        .map(|i| (i.clone(), kernel::ifindex(i)))
+        .collect();
     let mut snapshot = tokio::time::interval(opts.interval);
     snapshot.tick().await;
     // Timeouts, rates, the screen and the metrics page refresh every second
@@ -199,6 +204,7 @@ async fn event_loop(
                 guard.clear_ready();
             }
             _ = second.tick() => {
+                reattach(ebpf, &mut watched, tui);
                 let kernel = kernel::read_stats(&stats);
                 app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
                 if !metrics_tx.is_closed() {
@@ -234,7 +240,8 @@ async fn event_loop(
             () = &mut deadline => break,
         }
         if redraw && let Some(t) = terminal.as_mut() {
-            t.draw(|f| crate::ui::draw(f, &app)).context("drawing the dashboard")?;
+            t.draw(|f| crate::ui::draw(f, &app))
+                .context("drawing the dashboard")?;
         }
     }
     drop(terminal);
@@ -242,7 +249,10 @@ async fn event_loop(
     // Whatever arrived before the signal still counts.
     drain(ring.get_mut(), &mut app, &mut undecodable);
     let kernel = kernel::read_stats(&stats);
-    app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
+    app.handle(AppEvent::Tick {
+        now_ns: monotonic_ns(),
+        kernel,
+    });
     let mut sink = match sink {
         Some(s) => s,
         // After the dashboard closes, the final lines go to stdout.
@@ -250,9 +260,47 @@ async fn event_loop(
     };
     sink.servers(app.tracker())?;
     let extra = serde_json::json!({"undecodable_events": undecodable});
-    writeln!(sink.out, "{}", summary_line(app.tracker(), Some(kernel), &extra, now_unix()))?;
+    writeln!(
+        sink.out,
+        "{}",
+        summary_line(app.tracker(), Some(kernel), &extra, now_unix())
+    )?;
     sink.out.flush()?;
     Ok(())
+}
+
+/// Interfaces come and go (a veth re-created, a bond rebuilt): when one
+/// reappears with a new index, attach to it again; its old links went away
+/// with the old device.
+fn reattach(ebpf: &mut aya::Ebpf, watched: &mut [(String, Option<u32>)], quiet: bool) {
+    for (name, index) in watched.iter_mut() {
+        let now = kernel::ifindex(name);
+        if now == *index {
+            continue;
+        }
+        match now {
+            None => {
+                if !quiet {
+                    eprintln!("tlsmon: interface {name} is gone; waiting for it to come back");
+                }
+                *index = None;
+            }
+            Some(_) => match kernel::attach(ebpf, name) {
+                Ok(()) => {
+                    if !quiet {
+                        eprintln!("tlsmon: re-attached to {name}");
+                    }
+                    *index = now;
+                }
+                // Retried on the next tick.
+                Err(e) => {
+                    if !quiet {
+                        eprintln!("tlsmon: re-attaching to {name}: {e:#}");
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// The next terminal event, or never when there is no terminal.

@@ -2,8 +2,10 @@
 //!
 //! Loading and attaching needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or
 //! CAP_SYS_ADMIN, which implies the first and last on kernels before 5.8).
-//! Once attached, the daemon only reads file descriptors it already holds
-//! (ring buffer, maps, TCX links), so it drops every capability.
+//! Once attached, the daemon reads file descriptors it already holds (ring
+//! buffer, maps, TCX links) and only needs CAP_BPF and CAP_NET_ADMIN again
+//! to re-attach to an interface that was re-created; it drops everything
+//! else, CAP_SYS_ADMIN and CAP_PERFMON included.
 
 use anyhow::bail;
 
@@ -75,21 +77,35 @@ struct CapData {
 /// _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
 const CAP_V3: u32 = 0x2008_0522;
 
-/// Drops every capability: bounding set, then effective, permitted and
-/// inheritable; and forbids regaining any through exec. Called once the
-/// kernel program is attached.
-pub fn drop_all() -> anyhow::Result<()> {
+/// Capabilities kept after attaching: re-attaching to an interface that
+/// disappeared and came back creates a new TCX link.
+pub const KEEP: [u32; 2] = [CAP_BPF, CAP_NET_ADMIN];
+
+/// Drops every capability but [`KEEP`]: bounding set, then effective,
+/// permitted and inheritable; and forbids gaining any through exec. Called
+/// once the kernel program is attached.
+pub fn drop_all_but_keep() -> anyhow::Result<()> {
+    let mut keep = [0u32; 2];
+    for c in KEEP {
+        keep[(c / 32) as usize] |= 1 << (c % 32);
+    }
     // SAFETY: prctl and capset with valid arguments; no memory is shared.
     unsafe {
         for cap in 0..=CAP_LAST {
-            // Fails harmlessly for numbers this kernel does not know.
-            libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0);
+            if !KEEP.contains(&cap) {
+                // Fails harmlessly for numbers this kernel does not know.
+                libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0);
+            }
         }
         let mut hdr = CapHeader {
             version: CAP_V3,
             pid: 0,
         };
-        let data = [CapData::default(); 2];
+        let data = [0, 1].map(|i| CapData {
+            effective: keep[i],
+            permitted: keep[i],
+            inheritable: 0,
+        });
         if libc::syscall(libc::SYS_capset, &raw mut hdr, data.as_ptr()) != 0 {
             bail!("dropping capabilities: {}", std::io::Error::last_os_error());
         }

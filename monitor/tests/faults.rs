@@ -1,0 +1,210 @@
+//! Faults a daemon on a proxy host meets: a monitored interface that
+//! disappears and comes back, and being killed with SIGKILL and started
+//! again. Real namespaces, veths and openssl peers. Needs root.
+
+mod common;
+
+use std::{fs::File, os::fd::AsRawFd as _, process::Command, thread, time::Duration};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use common::{Lab, Proc, Side, must_output, output, read, wait_for_text};
+use serde_json::Value;
+
+const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
+const PORT: &str = "4433";
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn start_server(lab: &mut Lab) -> Proc {
+    let (cert, key) = lab.make_cert();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let p = lab.spawn(
+        Side::Server,
+        "s_server",
+        &[
+            "openssl",
+            "s_server",
+            "-tls1_2",
+            "-no_ticket",
+            "-www",
+            "-accept",
+            PORT,
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+        ],
+    );
+    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
+    p
+}
+
+fn start_tlsmon(lab: &mut Lab, name: &str) -> Proc {
+    let iface = lab.iface(Side::Client).to_owned();
+    let p = lab.spawn(
+        Side::Client,
+        name,
+        &[
+            TLSMON,
+            "--iface",
+            &iface,
+            "--headless",
+            "--interval",
+            "1",
+            "--duration",
+            "120",
+        ],
+    );
+    wait_for_text(&p.stderr, "tlsmon: attached to", ATTACH_TIMEOUT, &|| {
+        output(&p)
+    });
+    p
+}
+
+/// Runs `s_client -reconnect` and returns its (New, Reused) counts.
+fn reconnect(lab: &mut Lab) -> (usize, usize) {
+    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
+    let out = lab.run(
+        Side::Client,
+        "s_client",
+        &[
+            "openssl",
+            "s_client",
+            "-tls1_2",
+            "-reconnect",
+            "-connect",
+            &connect,
+        ],
+        Duration::from_secs(30),
+    );
+    let count = |p: &str| out.stdout.lines().filter(|l| l.starts_with(p)).count();
+    (count("New,"), count("Reused,"))
+}
+
+/// Stops tlsmon with SIGINT and returns its final line for the server.
+fn stop(lab: &mut Lab, tlsmon: &Proc) -> Value {
+    thread::sleep(Duration::from_millis(500));
+    lab.signal(tlsmon, libc::SIGINT);
+    let status = lab.wait(tlsmon, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "tlsmon failed: {status}\n{}",
+        output(tlsmon)
+    );
+    let server = format!("{}:{PORT}", lab.ip(Side::Server));
+    read(&tlsmon.stdout)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "server" && v["server"] == server.as_str())
+        .unwrap_or_else(|| panic!("no final line for {server}\n{}", output(tlsmon)))
+}
+
+#[test]
+fn interface_that_comes_back_is_attached_again() {
+    let mut lab = Lab::new("fif", 4);
+    let _server = start_server(&mut lab);
+    let tlsmon = start_tlsmon(&mut lab, "tlsmon");
+
+    // Delete the veth pair (deleting one end removes both) and re-create it
+    // with the same names and addresses.
+    let (cli_ns, srv_ns) = (
+        lab.ns(Side::Client).to_owned(),
+        lab.ns(Side::Server).to_owned(),
+    );
+    let (cli_if, srv_if) = (
+        lab.iface(Side::Client).to_owned(),
+        lab.iface(Side::Server).to_owned(),
+    );
+    must_output(Command::new("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
+    wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
+        output(&tlsmon)
+    });
+    must_output(Command::new("ip").args([
+        "link", "add", &cli_if, "netns", &cli_ns, "type", "veth", "peer", "name", &srv_if, "netns",
+        &srv_ns,
+    ]));
+    for (ns, ifname, ip) in [
+        (&cli_ns, &cli_if, lab.ip(Side::Client)),
+        (&srv_ns, &srv_if, lab.ip(Side::Server)),
+    ] {
+        must_output(Command::new("ip").args([
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/30"),
+            "dev",
+            ifname,
+        ]));
+        must_output(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+    }
+    wait_for_text(
+        &tlsmon.stderr,
+        "re-attached to",
+        Duration::from_secs(15),
+        &|| output(&tlsmon),
+    );
+
+    let (new, reused) = reconnect(&mut lab);
+    assert_eq!((new, reused), (1, 5), "s_client's own counts");
+    let line = stop(&mut lab, &tlsmon);
+    assert_eq!(
+        (line["full"].as_u64(), line["resumed"].as_u64()),
+        (Some(new as u64), Some(reused as u64)),
+        "after the interface came back: {line}"
+    );
+}
+
+/// Programs attached to `iface` in namespace `ns` for one direction, by
+/// name, queried from a thread that joined the namespace.
+fn tcx_programs(ns: &str, iface: &str, at: TcAttachType) -> Vec<String> {
+    let (ns, iface) = (ns.to_owned(), iface.to_owned());
+    thread::spawn(move || {
+        let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
+        // SAFETY: setns on this thread only; the fd is valid.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+        let (_, progs) = SchedClassifier::query_tcx(&iface, at).expect("query tcx");
+        progs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn sigkill_then_restart_leaves_exactly_one_attachment() {
+    let mut lab = Lab::new("fkl", 5);
+    let _server = start_server(&mut lab);
+    let first = start_tlsmon(&mut lab, "tlsmon-1");
+    lab.signal(&first, libc::SIGKILL);
+    lab.wait(&first, Duration::from_secs(10));
+    let second = start_tlsmon(&mut lab, "tlsmon-2");
+    let (ns, iface) = (
+        lab.ns(Side::Client).to_owned(),
+        lab.iface(Side::Client).to_owned(),
+    );
+    assert_eq!(
+        tcx_programs(&ns, &iface, TcAttachType::Ingress),
+        ["tlsmon_ingress"]
+    );
+    assert_eq!(
+        tcx_programs(&ns, &iface, TcAttachType::Egress),
+        ["tlsmon_egress"]
+    );
+
+    let (new, reused) = reconnect(&mut lab);
+    let line = stop(&mut lab, &second);
+    assert_eq!(
+        (line["full"].as_u64(), line["resumed"].as_u64()),
+        (Some(new as u64), Some(reused as u64)),
+        "{line}"
+    );
+    // And after a clean stop nothing stays attached.
+    assert!(tcx_programs(&ns, &iface, TcAttachType::Ingress).is_empty());
+}
