@@ -326,3 +326,41 @@ fn hostile_frames_are_skipped_the_same_way_in_both_engines() {
         both(&mut k, &f);
     }
 }
+
+#[test]
+fn ring_buffer_overflow_is_counted_never_silent() {
+    use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root");
+    // One page: room for about 15 TLS events.
+    let mut ebpf = monitor::kernel::load(4096).expect("load");
+    let mut ring = monitor::kernel::ring_buffer(&mut ebpf).expect("ring");
+    let stats = monitor::kernel::stats_map(&mut ebpf).expect("stats");
+    let prog: &SchedClassifier = ebpf
+        .program(monitor::kernel::INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let frame = frame(&PLAIN, &client_hello());
+    let runs = 200u32;
+    prog.test_run(TestRunOptions {
+        data_in: Some(&frame),
+        repeat: runs,
+        ..TestRunOptions::default()
+    })
+    .expect("test run");
+    let mut delivered = 0u64;
+    while ring.next().is_some() {
+        delivered += 1;
+    }
+    let lost = monitor::kernel::read_stats(&stats).lost_events;
+    assert!(
+        delivered > 0 && lost > 0,
+        "delivered {delivered}, lost {lost}"
+    );
+    assert_eq!(
+        delivered + lost,
+        u64::from(runs),
+        "every event is either delivered or counted as lost"
+    );
+}
