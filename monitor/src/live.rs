@@ -174,11 +174,8 @@ async fn event_loop(
     if let Some(listener) = metrics {
         tokio::spawn(crate::metrics::serve(listener, metrics_rx));
     }
-    let (mut terminal, _guard) = if tui {
-        (Some(ratatui::init()), Some(TerminalGuard))
-    } else {
-        (None, None)
-    };
+    // The guard restores the terminal when `screen` is dropped.
+    let mut screen = tui.then(|| (ratatui::init(), TerminalGuard));
     let mut keys = tui.then(crossterm::event::EventStream::new);
     let mut watched: Vec<(String, Option<u32>)> = app
         .interfaces()
@@ -239,13 +236,12 @@ async fn event_loop(
             _ = sigterm.recv() => break,
             () = &mut deadline => break,
         }
-        if redraw && let Some(t) = terminal.as_mut() {
+        if redraw && let Some((t, _)) = screen.as_mut() {
             t.draw(|f| crate::ui::draw(f, &app))
                 .context("drawing the dashboard")?;
         }
     }
-    drop(terminal);
-    drop(_guard);
+    drop(screen);
     // Whatever arrived before the signal still counts.
     drain(ring.get_mut(), &mut app, &mut undecodable);
     let kernel = kernel::read_stats(&stats);
@@ -253,11 +249,21 @@ async fn event_loop(
         now_ns: monotonic_ns(),
         kernel,
     });
-    let mut sink = match sink {
+    let sink = match sink {
         Some(s) => s,
         // After the dashboard closes, the final lines go to stdout.
         None => Sink::open(None, opts.log_format)?,
     };
+    finish(sink, &app, kernel, undecodable)
+}
+
+/// The closing lines: every server, then the summary.
+fn finish(
+    mut sink: Sink,
+    app: &App,
+    kernel: kernel::KernelStats,
+    undecodable: u64,
+) -> anyhow::Result<()> {
     sink.servers(app.tracker())?;
     let extra = serde_json::json!({"undecodable_events": undecodable});
     writeln!(
