@@ -1,11 +1,13 @@
-//! Project tasks: `cargo xtask setup | test | demo`.
+//! Project tasks: `cargo xtask setup | test | demo | lab | bench`.
 //!
 //! Every subcommand first checks (and, where something is missing, installs)
 //! what the project needs on a Debian machine: rust-src for the nightly
 //! toolchain, a bpf-linker built against that toolchain's libLLVM, and the
 //! Debian packages used by the end-to-end tests and the demo.
 
+mod bench;
 mod demo;
+mod lab;
 mod setup;
 mod test;
 mod util;
@@ -27,8 +29,37 @@ enum Task {
     Setup,
     /// Setup, then build, test (as root), clippy and rustfmt check the workspace.
     Test,
-    /// Setup, then run tlsmon on live TLS traffic between two network namespaces.
+    /// Setup, then the proxy lab with broken backend reuse, load, and tlsmon watching it.
     Demo,
+    /// The proxy lab: a TLS-terminating proxy re-encrypting to three backends (docs/proxy-lab.md).
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Measure tlsmon's cost; print one JSON report and regenerate docs/performance.md.
+    Bench {
+        /// Short runs for a CI smoke test; leaves docs/performance.md alone.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Bring the lab up (after tearing down any earlier one): broken, working or http,
+    /// optionally with +tls13.
+    Up { scenario: String },
+    /// Stop every lab process by its PID and delete the namespaces.
+    Down,
+    /// Drive bounded HTTPS load through the proxy from the client namespace.
+    Load {
+        /// Requests, each on a new TLS connection to the frontend.
+        #[arg(long, default_value_t = 300)]
+        requests: u32,
+        /// Parallel clients (1 keeps the broken scenario's numbers exact).
+        #[arg(long, default_value_t = 1)]
+        concurrency: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +67,15 @@ fn main() -> ExitCode {
         Task::Setup => setup::setup(),
         Task::Test => test::test(),
         Task::Demo => demo::demo(),
+        Task::Lab { action } => match action {
+            LabAction::Up { scenario } => lab::up(&scenario),
+            LabAction::Down => lab::down(),
+            LabAction::Load {
+                requests,
+                concurrency,
+            } => lab::load(requests, concurrency),
+        },
+        Task::Bench { quick } => bench::run(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
