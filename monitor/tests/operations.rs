@@ -1,0 +1,173 @@
+//! tlsmon as an unattended daemon: the metrics endpoint scraped over HTTP
+//! and parsed with the reference exposition parser, the text log format,
+//! log reopening on SIGHUP (logrotate), the final lines on SIGTERM, and the
+//! capabilities it keeps after attaching. Real namespaces and openssl
+//! peers. Needs root.
+
+mod common;
+
+use std::{fs, thread, time::Duration};
+
+use common::{Lab, Side, output, read, wait_for_text};
+
+const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
+const PORT: &str = "4433";
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_BPF: u64 = 1 << 39;
+
+/// Scrapes the endpoint from inside the namespace with Python's urllib and
+/// parses it with prometheus_client; returns `name labels value` lines.
+const SCRAPE: &str = r"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+body = urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=5).read().decode()
+for fam in text_string_to_metric_families(body):
+    for s in fam.samples:
+        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), s.value)
+";
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("tlsmon's /proc status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+#[test]
+fn metrics_logs_signals_and_capabilities() {
+    let mut lab = Lab::new("ops", 6);
+    let (cert, key) = lab.make_cert();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let _server = lab.spawn(
+        Side::Server,
+        "s_server",
+        &[
+            "openssl",
+            "s_server",
+            "-tls1_2",
+            "-no_ticket",
+            "-www",
+            "-accept",
+            PORT,
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+        ],
+    );
+    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
+
+    let log = lab.dir.join("tlsmon.log");
+    let rotated = lab.dir.join("tlsmon.log.1");
+    let iface = lab.iface(Side::Client).to_owned();
+    let log_arg = log.display().to_string();
+    let tlsmon = lab.spawn(
+        Side::Client,
+        "tlsmon",
+        &[
+            TLSMON,
+            "--iface",
+            &iface,
+            "--headless",
+            "--interval",
+            "1",
+            "--log",
+            &log_arg,
+            "--log-format",
+            "text",
+            "--metrics",
+            "127.0.0.1:9464",
+        ],
+    );
+    wait_for_text(
+        &tlsmon.stderr,
+        "tlsmon: attached to",
+        Duration::from_secs(90),
+        &|| output(&tlsmon),
+    );
+
+    // Once attached, only what re-attaching needs is left.
+    for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(
+            status_field(tlsmon.pid, field),
+            CAP_BPF | CAP_NET_ADMIN,
+            "{field} after attaching"
+        );
+    }
+
+    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
+    let out = lab.run(
+        Side::Client,
+        "s_client",
+        &[
+            "openssl",
+            "s_client",
+            "-tls1_2",
+            "-reconnect",
+            "-connect",
+            &connect,
+        ],
+        Duration::from_secs(30),
+    );
+    let new = out.stdout.lines().filter(|l| l.starts_with("New,")).count();
+    let reused = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Reused,"))
+        .count();
+    assert_eq!((new, reused), (1, 5), "s_client's own counts");
+    // The metrics page refreshes every second.
+    thread::sleep(Duration::from_millis(2500));
+
+    let scraped = lab.run(
+        Side::Client,
+        "scrape",
+        &["python3", "-c", SCRAPE],
+        Duration::from_secs(20),
+    );
+    assert!(
+        scraped.status.success(),
+        "scrape failed: {}",
+        scraped.stderr
+    );
+    let server = format!("role=backend,server={connect}");
+    for want in [
+        format!("tlsmon_handshakes_total kind=full,{server} {new}"),
+        format!("tlsmon_handshakes_total kind=resumed,{server} {reused}"),
+        format!("tlsmon_offered_total method=session_id,{server} {reused}"),
+        "tlsmon_lost_events_total  0".to_owned(),
+    ] {
+        assert!(
+            scraped.stdout.lines().any(|l| l == want),
+            "missing {want:?} in\n{}",
+            scraped.stdout
+        );
+    }
+
+    // logrotate: move the file away, SIGHUP, and tlsmon writes a new one.
+    fs::rename(&log, &rotated).unwrap();
+    lab.signal(&tlsmon, libc::SIGHUP);
+    wait_for_text(&log, "full=", Duration::from_secs(10), &|| output(&tlsmon));
+    let text_line = format!("backend {connect} full={new} resumed={reused} ");
+    assert!(
+        read(&rotated).contains(&text_line),
+        "rotated log lacks {text_line:?}:\n{}",
+        read(&rotated)
+    );
+
+    lab.signal(&tlsmon, libc::SIGTERM);
+    let status = lab.wait(&tlsmon, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "tlsmon on SIGTERM: {status}\n{}",
+        output(&tlsmon)
+    );
+    let last = read(&log).lines().last().unwrap_or_default().to_owned();
+    let summary: serde_json::Value =
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("last line {last:?}: {e}"));
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["lost_events"], 0);
+    assert!(read(&log).contains(&text_line), "final text line missing");
+}
