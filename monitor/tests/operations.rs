@@ -36,6 +36,7 @@ fn status_field(pid: u32, field: &str) -> u64 {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one daemon's life, step by step")]
 fn metrics_logs_signals_and_capabilities() {
     let mut lab = Lab::new("ops", 6);
     let (cert, key) = lab.make_cert();
