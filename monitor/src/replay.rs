@@ -32,6 +32,8 @@ pub struct Outcome {
     pub stats: KernelStats,
     pub packets: u64,
     pub last_ts_ns: u64,
+    /// Why reading stopped before the end of the file, if it did.
+    pub capture_error: Option<String>,
 }
 
 /// Runs a capture through an engine; the caller prints or compares.
@@ -46,8 +48,19 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
     let mut packets = 0u64;
     let mut last_ts = 0u64;
     let mut last_tick = 0u64;
+    let mut capture_error = None;
     for packet in capture.packets() {
-        let p = packet.with_context(|| format!("reading {}", opts.file.display()))?;
+        let p = match packet {
+            Ok(p) => p,
+            // A capture cut short (tcpdump killed mid-write) still has
+            // everything before the cut: classify that, and say where it
+            // ended. A file that yields nothing at all is an error.
+            Err(e) if packets > 0 => {
+                capture_error = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", opts.file.display())),
+        };
         packets += 1;
         last_ts = last_ts.max(p.ts_ns);
         for d in engine.run(p.link, p.data)? {
@@ -86,6 +99,7 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
         stats: engine.stats()?,
         packets,
         last_ts_ns: last_ts,
+        capture_error,
     })
 }
 
@@ -97,10 +111,18 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for s in o.tracker.servers() {
         writeln!(out, "{}", server_line(s, ts))?;
     }
+    if let Some(e) = &o.capture_error {
+        eprintln!(
+            "tlsmon: {}: {e}; counted the {} packets before it",
+            opts.file.display(),
+            o.packets
+        );
+    }
     let extra = serde_json::json!({
         "file": opts.file.display().to_string(),
         "engine": if opts.kernel { "kernel" } else { "host" },
         "packets": o.packets,
+        "capture_error": o.capture_error,
     });
     writeln!(
         out,

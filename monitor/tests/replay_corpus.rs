@@ -181,3 +181,47 @@ fn rejected_capture_is_explained() {
         "tshark shows {alerts} alert records: the clean closes are not in the capture"
     );
 }
+
+#[test]
+fn cut_and_foreign_files_are_reported_by_name() {
+    let src = corpus()
+        .into_iter()
+        .find(|p| p.ends_with("tls12_rejected.pcap"))
+        .unwrap();
+    let bytes = fs::read(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("tlsmon-replay-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    // Cut in the middle of a record: what came before is still counted.
+    let cut = dir.join("cut.pcap");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = replay(&Options {
+        file: cut.clone(),
+        kernel: false,
+        local: Vec::new(),
+    })
+    .expect("a cut capture still replays");
+    assert!(o.packets > 0);
+    assert!(
+        o.capture_error
+            .as_deref()
+            .is_some_and(|e| e.contains("truncated")),
+        "{:?}",
+        o.capture_error
+    );
+    // Not a capture at all: an error that names the file.
+    let junk = dir.join("junk.pcap");
+    fs::write(&junk, b"this is not a capture file, just text").unwrap();
+    let err = replay(&Options {
+        file: junk.clone(),
+        kernel: false,
+        local: Vec::new(),
+    })
+    .err()
+    .expect("junk must fail");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("junk.pcap") && msg.contains("not a pcap"),
+        "{msg}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
