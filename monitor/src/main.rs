@@ -103,7 +103,10 @@ fn ring_mib(s: &str) -> Result<u32, String> {
 
 /// Merges the names file and the HAProxy config; entries HAProxy's config
 /// has that cannot be used (host names, ranges) are reported, not fatal.
-fn load_names(file: Option<&std::path::Path>, haproxy: Option<&std::path::Path>) -> anyhow::Result<Names> {
+fn load_names(
+    file: Option<&std::path::Path>,
+    haproxy: Option<&std::path::Path>,
+) -> anyhow::Result<Names> {
     let mut names = Names::new();
     if let Some(p) = haproxy {
         let n = Names::from_haproxy_config(p)?;
