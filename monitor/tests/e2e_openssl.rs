@@ -4,71 +4,27 @@
 
 mod common;
 
-use std::{path::Path, thread, time::Duration};
+use std::{thread, time::Duration};
 
-use common::{Finished, Lab, Proc, Side, must_output, output};
+use common::{Finished, Lab, Proc, Side, must_output, output, start_s_server, start_tlsmon};
 use serde_json::Value;
 
-const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
-const PORT: u16 = 4433;
-/// tlsmon prints `tlsmon: attached to IF` on stderr once its classifier is
-/// verified and attached; loading takes seconds on a busy machine.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+const PORT: u16 = common::TLS_PORT;
 /// Lets the last packets' events reach userspace before stopping tlsmon.
 const DRAIN_TIME: Duration = Duration::from_millis(500);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn start_server(lab: &mut Lab, name: &str, cert: &Path, key: &Path) -> Proc {
-    let port = PORT.to_string();
-    let argv = [
-        "openssl".as_ref(),
-        "s_server".as_ref(),
-        "-tls1_2".as_ref(),
-        "-no_ticket".as_ref(),
-        "-www".as_ref(),
-        "-accept".as_ref(),
-        port.as_ref(),
-        "-cert".as_ref(),
-        cert.as_os_str(),
-        "-key".as_ref(),
-        key.as_os_str(),
-    ];
-    let server = lab.spawn(Side::Server, name, &argv);
-    lab.wait_listening(Side::Server, PORT, Duration::from_secs(10));
-    server
+/// Starts tlsmon headless on the client's veth; it is attached on return.
+fn start(lab: &mut Lab) -> Proc {
+    // --duration is only a backstop: the tests stop it with SIGINT.
+    start_tlsmon(
+        lab,
+        "tlsmon",
+        &["--headless", "--interval", "1", "--duration", "120"],
+    )
 }
 
-/// Starts tlsmon headless on the client's veth and gives it time to attach.
-fn start_tlsmon(lab: &mut Lab) -> Proc {
-    let iface = lab.iface(Side::Client).to_owned();
-    // --duration is only a backstop: the test stops it with SIGINT.
-    let argv = [
-        TLSMON,
-        "--iface",
-        &iface,
-        "--headless",
-        "--interval",
-        "1",
-        "--duration",
-        "120",
-    ];
-    let tlsmon = lab.spawn(Side::Client, "tlsmon", &argv);
-    common::wait_for_text(
-        &tlsmon.stderr,
-        "tlsmon: attached to",
-        ATTACH_TIMEOUT,
-        &|| output(&tlsmon),
-    );
-    assert!(
-        lab.running(&tlsmon),
-        "tlsmon exited during start-up\n{}",
-        output(&tlsmon)
-    );
-    tlsmon
-}
-
-/// Stops tlsmon with SIGINT and returns its JSON lines.
 fn stop_tlsmon(lab: &mut Lab, tlsmon: &Proc) -> Vec<Value> {
     thread::sleep(DRAIN_TIME);
     lab.signal(tlsmon, libc::SIGINT);
@@ -138,8 +94,8 @@ fn client_output(name: &str, client: &Finished) -> String {
 fn openssl_reconnect_counts() {
     let mut lab = Lab::new("rc", 1);
     let (cert, key) = lab.make_cert();
-    let _server = start_server(&mut lab, "s_server", &cert, &key);
-    let tlsmon = start_tlsmon(&mut lab);
+    let _server = start_s_server(&mut lab, "s_server", &cert, &key);
+    let tlsmon = start(&mut lab);
 
     let server = format!("{}:{PORT}", lab.ip(Side::Server));
     let client = lab.run(
@@ -208,8 +164,8 @@ fn openssl_reconnect_counts() {
 fn rejected_after_server_restart() {
     let mut lab = Lab::new("rj", 2);
     let (cert, key) = lab.make_cert();
-    let first_server = start_server(&mut lab, "s_server-1", &cert, &key);
-    let tlsmon = start_tlsmon(&mut lab);
+    let first_server = start_s_server(&mut lab, "s_server-1", &cert, &key);
+    let tlsmon = start(&mut lab);
 
     let server = format!("{}:{PORT}", lab.ip(Side::Server));
     let session = lab.dir.join("session.pem");
@@ -225,7 +181,7 @@ fn rejected_after_server_restart() {
     // A new server process has an empty session cache: the saved session
     // offered next must be refused and a full handshake done instead.
     lab.kill(&first_server);
-    let _second_server = start_server(&mut lab, "s_server-2", &cert, &key);
+    let _second_server = start_s_server(&mut lab, "s_server-2", &cert, &key);
     let second = lab.run(
         Side::Client,
         "s_client-2",

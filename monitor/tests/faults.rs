@@ -7,77 +7,25 @@ mod common;
 use std::{fs::File, os::fd::AsRawFd as _, process::Command, thread, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use common::{Lab, Proc, Side, must_output, output, read, wait_for_text};
+use common::{
+    Lab, Proc, Side, TLS_PORT, must_output, output, read, reconnect, start_s_server, start_tlsmon,
+    wait_for_text,
+};
 use serde_json::Value;
 
-const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
-const PORT: &str = "4433";
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+const PORT: u16 = TLS_PORT;
 
 fn start_server(lab: &mut Lab) -> Proc {
     let (cert, key) = lab.make_cert();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let p = lab.spawn(
-        Side::Server,
-        "s_server",
-        &[
-            "openssl",
-            "s_server",
-            "-tls1_2",
-            "-no_ticket",
-            "-www",
-            "-accept",
-            PORT,
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-    );
-    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
-    p
+    start_s_server(lab, "s_server", &cert, &key)
 }
 
-fn start_tlsmon(lab: &mut Lab, name: &str) -> Proc {
-    let iface = lab.iface(Side::Client).to_owned();
-    let p = lab.spawn(
-        Side::Client,
+fn start(lab: &mut Lab, name: &str) -> Proc {
+    start_tlsmon(
+        lab,
         name,
-        &[
-            TLSMON,
-            "--iface",
-            &iface,
-            "--headless",
-            "--interval",
-            "1",
-            "--duration",
-            "120",
-        ],
-    );
-    wait_for_text(&p.stderr, "tlsmon: attached to", ATTACH_TIMEOUT, &|| {
-        output(&p)
-    });
-    p
-}
-
-/// Runs `s_client -reconnect` and returns its (New, Reused) counts.
-fn reconnect(lab: &mut Lab) -> (usize, usize) {
-    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
-    let out = lab.run(
-        Side::Client,
-        "s_client",
-        &[
-            "openssl",
-            "s_client",
-            "-tls1_2",
-            "-reconnect",
-            "-connect",
-            &connect,
-        ],
-        Duration::from_secs(30),
-    );
-    let count = |p: &str| out.stdout.lines().filter(|l| l.starts_with(p)).count();
-    (count("New,"), count("Reused,"))
+        &["--headless", "--interval", "1", "--duration", "120"],
+    )
 }
 
 /// Stops tlsmon with SIGINT and returns its final line for the server.
@@ -103,7 +51,7 @@ fn stop(lab: &mut Lab, tlsmon: &Proc) -> Value {
 fn interface_that_comes_back_is_attached_again() {
     let mut lab = Lab::new("fif", 4);
     let _server = start_server(&mut lab);
-    let tlsmon = start_tlsmon(&mut lab, "tlsmon");
+    let tlsmon = start(&mut lab, "tlsmon");
 
     // Delete the veth pair (deleting one end removes both) and re-create it
     // with the same names and addresses.
@@ -145,7 +93,7 @@ fn interface_that_comes_back_is_attached_again() {
         &|| output(&tlsmon),
     );
 
-    let (new, reused) = reconnect(&mut lab);
+    let (_, new, reused) = reconnect(&mut lab);
     assert_eq!((new, reused), (1, 5), "s_client's own counts");
     let line = stop(&mut lab, &tlsmon);
     assert_eq!(
@@ -181,10 +129,10 @@ fn tcx_programs(ns: &str, iface: &str, at: TcAttachType) -> Vec<String> {
 fn sigkill_then_restart_leaves_exactly_one_attachment() {
     let mut lab = Lab::new("fkl", 5);
     let _server = start_server(&mut lab);
-    let first = start_tlsmon(&mut lab, "tlsmon-1");
+    let first = start(&mut lab, "tlsmon-1");
     lab.signal(&first, libc::SIGKILL);
     lab.wait(&first, Duration::from_secs(10));
-    let second = start_tlsmon(&mut lab, "tlsmon-2");
+    let second = start(&mut lab, "tlsmon-2");
     let (ns, iface) = (
         lab.ns(Side::Client).to_owned(),
         lab.iface(Side::Client).to_owned(),
@@ -198,7 +146,7 @@ fn sigkill_then_restart_leaves_exactly_one_attachment() {
         ["tlsmon_egress"]
     );
 
-    let (new, reused) = reconnect(&mut lab);
+    let (_, new, reused) = reconnect(&mut lab);
     let line = stop(&mut lab, &second);
     assert_eq!(
         (line["full"].as_u64(), line["resumed"].as_u64()),

@@ -8,10 +8,10 @@ mod common;
 
 use std::{fs, thread, time::Duration};
 
-use common::{Lab, Side, output, read, wait_for_text};
+use common::{
+    Lab, Side, TLS_PORT, output, read, reconnect, start_s_server, start_tlsmon, wait_for_text,
+};
 
-const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
-const PORT: &str = "4433";
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_BPF: u64 = 1 << 39;
 
@@ -36,41 +36,18 @@ fn status_field(pid: u32, field: &str) -> u64 {
 }
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "one daemon's life, step by step")]
 fn metrics_logs_signals_and_capabilities() {
     let mut lab = Lab::new("ops", 6);
     let (cert, key) = lab.make_cert();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let _server = lab.spawn(
-        Side::Server,
-        "s_server",
-        &[
-            "openssl",
-            "s_server",
-            "-tls1_2",
-            "-no_ticket",
-            "-www",
-            "-accept",
-            PORT,
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-    );
-    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
+    let _server = start_s_server(&mut lab, "s_server", &cert, &key);
 
     let log = lab.dir.join("tlsmon.log");
     let rotated = lab.dir.join("tlsmon.log.1");
-    let iface = lab.iface(Side::Client).to_owned();
     let log_arg = log.display().to_string();
-    let tlsmon = lab.spawn(
-        Side::Client,
+    let tlsmon = start_tlsmon(
+        &mut lab,
         "tlsmon",
         &[
-            TLSMON,
-            "--iface",
-            &iface,
             "--headless",
             "--interval",
             "1",
@@ -82,12 +59,6 @@ fn metrics_logs_signals_and_capabilities() {
             "127.0.0.1:9464",
         ],
     );
-    wait_for_text(
-        &tlsmon.stderr,
-        "tlsmon: attached to",
-        Duration::from_secs(90),
-        &|| output(&tlsmon),
-    );
 
     // Once attached, only what re-attaching needs is left.
     for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
@@ -98,26 +69,8 @@ fn metrics_logs_signals_and_capabilities() {
         );
     }
 
-    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
-    let out = lab.run(
-        Side::Client,
-        "s_client",
-        &[
-            "openssl",
-            "s_client",
-            "-tls1_2",
-            "-reconnect",
-            "-connect",
-            &connect,
-        ],
-        Duration::from_secs(30),
-    );
-    let new = out.stdout.lines().filter(|l| l.starts_with("New,")).count();
-    let reused = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Reused,"))
-        .count();
+    let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
+    let (_, new, reused) = reconnect(&mut lab);
     assert_eq!((new, reused), (1, 5), "s_client's own counts");
     // The metrics page refreshes every second.
     thread::sleep(Duration::from_millis(2500));

@@ -11,10 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Lab, Side, must_output};
-
-const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
-const PORT: &str = "4433";
+use common::{Lab, Side, TLS_PORT, TLSMON, must_output, reconnect, start_s_server};
 
 fn tmux(args: &[&str]) -> String {
     must_output(Command::new("tmux").args(args))
@@ -54,25 +51,7 @@ fn wait_screen(session: &str, timeout: Duration, what: &str, ok: impl Fn(&str) -
 fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
     let mut lab = Lab::new("tui", 3);
     let (cert, key) = lab.make_cert();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let _server = lab.spawn(
-        Side::Server,
-        "s_server",
-        &[
-            "openssl",
-            "s_server",
-            "-tls1_2",
-            "-no_ticket",
-            "-www",
-            "-accept",
-            PORT,
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-    );
-    lab.wait_listening(Side::Server, 4433, Duration::from_secs(10));
+    let _server = start_s_server(&mut lab, "s_server", &cert, &key);
 
     let session = Session(format!("tlsmon-tui-{}", std::process::id()));
     let inner = format!(
@@ -99,26 +78,7 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
         |s| s.contains("tlsmon") && s.contains(lab.iface(Side::Client)) && s.contains("up "),
     );
 
-    let connect = format!("{}:{PORT}", lab.ip(Side::Server));
-    let out = lab.run(
-        Side::Client,
-        "s_client",
-        &[
-            "openssl",
-            "s_client",
-            "-tls1_2",
-            "-reconnect",
-            "-connect",
-            &connect,
-        ],
-        Duration::from_secs(30),
-    );
-    let new = out.stdout.lines().filter(|l| l.starts_with("New,")).count();
-    let reused = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Reused,"))
-        .count();
+    let (out, new, reused) = reconnect(&mut lab);
     assert_eq!(
         (new, reused),
         (1, 5),
@@ -127,7 +87,7 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
     );
 
     // The server row: address, role, then full and resumed as s_client saw them.
-    let server = format!("{}:{PORT}", lab.ip(Side::Server));
+    let server = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
     let shown = wait_screen(
         &session.0,
         Duration::from_secs(15),
