@@ -773,12 +773,9 @@ impl Tracker {
         let mut found = None;
         for k in keys {
             if let Some(&origin) = self.sessions.get(&(conn.server, k)) {
-                let close = self
-                    .closes
-                    .get(&origin)
-                    .copied()
-                    .or_else(|| self.conn_close_by_id(origin))
-                    .unwrap_or(Close::Open);
+                // Closes are recorded as they happen; a connection without
+                // one is still open (or left the table without a close seen).
+                let close = self.closes.get(&origin).copied().unwrap_or(Close::Open);
                 if close == Close::Unclean {
                     return Some(Close::Unclean);
                 }
@@ -786,10 +783,6 @@ impl Tracker {
             }
         }
         found
-    }
-
-    fn conn_close_by_id(&self, id: u64) -> Option<Close> {
-        self.conns.values().find(|c| c.id == id).map(|c| c.close)
     }
 
     fn tcp_flags(&mut self, key: ConnKey, src: Endpoint, flags: u8, ts: u64) {
