@@ -24,7 +24,8 @@ use anyhow::{Context as _, Result, bail, ensure};
 use crate::util::{cargo, describe, is_root, target_dir, workspace_root};
 
 /// Why the parts that need a reverse proxy under load are not measured.
-const NO_LAB: &str = "needs the proxy lab (cargo xtask lab), not built yet";
+const NO_LAB: &str = "not measured yet: needs load through the proxy lab (cargo xtask lab) \
+                      with and without tlsmon attached";
 const NOT_ROOT: &str =
     "needs root: loads the kernel program and runs it with BPF_PROG_TEST_RUN (run with sudo)";
 
@@ -55,7 +56,7 @@ pub fn run(quick: bool) -> Result<()> {
         skipped(NOT_ROOT)
     };
     let soak = if is_root() {
-        part("soak", example(&["soak"], quick))
+        part("soak", example(&["soak"], quick).map(|v| tidy(&v)))
     } else {
         skipped(NOT_ROOT)
     };
@@ -268,6 +269,16 @@ fn part(name: &str, r: Result<Json>) -> Json {
 fn set(fields: &mut [(String, Json)], key: &str, v: Json) {
     if let Some(f) = fields.iter_mut().find(|(k, _)| k == key) {
         f.1 = v;
+    }
+}
+
+/// Every fractional number rounded to three decimals.
+fn tidy(v: &Json) -> Json {
+    match v {
+        Json::Num(_) => round(v, 3),
+        Json::Arr(items) => Json::Arr(items.iter().map(tidy).collect()),
+        Json::Obj(fields) => Json::Obj(fields.iter().map(|(k, v)| (k.clone(), tidy(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -551,6 +562,25 @@ fn end_to_end_section(md: &mut String, e2e: Option<&Json>) {
     let get = |k: &str| e2e.and_then(|u| u.get(k));
     let soak = get("soak");
     let s = |k: &str| cell(soak.and_then(|v| v.get(k)), "");
+    let ms = |k: &str| {
+        let v = soak.and_then(|v| v.get(k)).map(|v| round(v, 1));
+        cell(v.as_ref(), " ms")
+    };
+    let lossy = match soak.and_then(|v| v.get("seconds_with_loss")) {
+        Some(Json::Arr(items)) if items.is_empty() => "none".to_owned(),
+        Some(Json::Arr(items)) => items
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} lost in second {}",
+                    cell(i.get("lost"), ""),
+                    cell(i.get("second"), "")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "—".to_owned(),
+    };
     let _ = writeln!(
         md,
         "## End to end\n\n\
@@ -559,11 +589,16 @@ fn end_to_end_section(md: &mut String, e2e: Option<&Json>) {
          kernel program with BPF_PROG_TEST_RUN (client packets through `tlsmon_egress`, \
          server packets through `tlsmon_ingress`) and paced at 20,000 handshakes/s, while a \
          second thread drains the daemon's default 8 MiB ring buffer and feeds the tracker as \
-         the daemon does.\n\n\
+         the daemon does. An 8 MiB ring holds about 30,000 events, 0.3 s at this rate: a \
+         consumer that stops reading for longer loses events, so the longest drain and \
+         `tick` are shown too.\n\n\
          | measurement | value |\n|---|---:|\n\
          | handshakes/s achieved | {} |\n| seconds | {} |\n| handshakes sent | {} |\n\
          | handshakes counted by the tracker | {} |\n| events received / expected | {} / {} |\n\
-         | lost events (kernel `STATS`) | {} |\n\
+         | lost events (kernel `STATS`) | {} |\n| when | {lossy} |\n\
+         | consumer: longest drain / longest `tick` | {} / {} |\n\
+         | consumer thread's share of a CPU | {} |\n\
+         | load average before / after | {} / {} |\n\
          | proxy throughput ratio with/without tlsmon | {} |\n\
          | tlsmon CPU seconds per 1,000 handshakes | {} |\n\
          | tshark CPU seconds per 1,000 handshakes | {} |\n",
@@ -574,6 +609,16 @@ fn end_to_end_section(md: &mut String, e2e: Option<&Json>) {
         s("events_received"),
         s("events_expected"),
         cell(get("lost_events"), ""),
+        ms("consumer_longest_drain_ms"),
+        ms("consumer_longest_tick_ms"),
+        cell(
+            soak.and_then(|v| v.get("consumer_cpu_share"))
+                .map(|v| round(v, 2))
+                .as_ref(),
+            ""
+        ),
+        s("load_average_before"),
+        s("load_average_after"),
         cell(get("throughput_ratio"), ""),
         cell(get("tlsmon_cpu_s_per_1k"), ""),
         cell(get("tshark_cpu_s_per_1k"), ""),

@@ -1,0 +1,814 @@
+//! The measuring half of `cargo xtask bench`: each subcommand prints one
+//! JSON object on stdout, and xtask assembles them into the report.
+//!
+//! ```text
+//! bench kernel [--quick]   cost of the classifier per packet, against the
+//!                          return-only baseline program, in BPF_PROG_TEST_RUN
+//! bench rss                resident memory of the tracker holding 100k and 1M
+//!                          connections (each in a fresh child process)
+//! bench soak [--quick]     complete TLS 1.2 handshakes through the kernel
+//!                          program at 20,000/s while a consumer thread drains
+//!                          the ring buffer like the daemon: are events lost?
+//! ```
+//!
+//! `kernel` and `soak` load the eBPF program and need root.
+
+use std::{
+    env,
+    io::Write as _,
+    os::fd::AsRawFd as _,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{MapData, RingBuf},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+};
+use monitor::{
+    kernel::{self, BASELINE, EGRESS, INGRESS},
+    live::monotonic_ns,
+    tracker::{Limits, Tracker},
+};
+use monitor_common::{
+    event::{Decoded, Direction, EventHeader, TlsEvent, TlsSummary, decode, hello_flags},
+    net::{TCP_ACK, TCP_PSH, TCP_RST},
+};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: bench kernel|soak [--quick] | bench rss";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = match args.first().map(String::as_str) {
+        Some("kernel") => kernel_costs(quick)?,
+        Some("rss") => rss()?,
+        Some("rss-child") => {
+            let n = args
+                .get(1)
+                .context("rss-child needs a connection count")?
+                .parse()
+                .context("rss-child: connection count")?;
+            rss_child(n)
+        }
+        Some("soak") => soak(quick)?,
+        _ => bail!(USAGE),
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{out}")?;
+    Ok(())
+}
+
+// ---- frames ------------------------------------------------------------------
+
+/// Ethernet + IPv4 + TCP with the timestamp option, as Linux sends them.
+const PAYLOAD_OFF: usize = 14 + 20 + 32;
+const IP_SRC: usize = 26;
+const IP_DST: usize = 30;
+const TCP_SPORT: usize = 34;
+const TCP_DPORT: usize = 36;
+/// Where the session ID starts in a hello that opens the payload: record
+/// header, handshake header, legacy_version, random, session ID length.
+const HELLO_SID_OFF: usize = 5 + 4 + 2 + 32 + 1;
+
+const CLIENT_IP: [u8; 4] = [10, 1, 0, 1];
+const SERVER_IP: [u8; 4] = [10, 2, 0, 1];
+const CLIENT_PORT: u16 = 40_000;
+const SERVER_PORT: u16 = 443;
+const SNI: &[u8] = b"api.backend.example";
+
+/// Builds TLS and TCP bytes. Lengths are checked: the frames are fixed
+/// shapes far below every limit.
+mod wire {
+    fn be16(n: usize) -> [u8; 2] {
+        u16::try_from(n).expect("length fits u16").to_be_bytes()
+    }
+
+    /// `body` behind a one-byte length.
+    pub fn vec8(body: &[u8]) -> Vec<u8> {
+        let mut v = vec![u8::try_from(body.len()).expect("length fits u8")];
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// `body` behind a two-byte length.
+    pub fn vec16(body: &[u8]) -> Vec<u8> {
+        let mut v = be16(body.len()).to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// `body` behind a three-byte length.
+    pub fn vec24(body: &[u8]) -> Vec<u8> {
+        let n = u32::try_from(body.len()).expect("length fits u24");
+        assert!(n < 1 << 24);
+        let mut v = n.to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    pub fn ext(ty: u16, body: &[u8]) -> Vec<u8> {
+        let mut v = ty.to_be_bytes().to_vec();
+        v.extend(vec16(body));
+        v
+    }
+
+    pub fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![ty];
+        v.extend(vec24(body));
+        v
+    }
+
+    /// A record with legacy_record_version 0x0303 (RFC 8446 §5.1).
+    pub fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![content_type, 3, 3];
+        v.extend(vec16(body));
+        v
+    }
+
+    /// Bytes that look random (encrypted records, keys, signatures).
+    pub fn noise(n: usize, seed: u8) -> Vec<u8> {
+        let mut x = 0x2545_f491_u32 ^ u32::from(seed);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    }
+
+    /// An Ethernet/IPv4/TCP frame with the timestamp option
+    /// (RFC 7323 §3.2), checksums left zero: nothing on this path checks them.
+    pub fn frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8, payload: &[u8]) -> Vec<u8> {
+        let tcp_len = 32;
+        let mut v = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+        v.extend_from_slice(&[0x45, 0]);
+        v.extend_from_slice(&be16(20 + tcp_len + payload.len()));
+        v.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0]);
+        v.extend_from_slice(&src.0);
+        v.extend_from_slice(&dst.0);
+        v.extend_from_slice(&src.1.to_be_bytes());
+        v.extend_from_slice(&dst.1.to_be_bytes());
+        v.extend_from_slice(&0x1000_0000_u32.to_be_bytes());
+        v.extend_from_slice(&0x2000_0000_u32.to_be_bytes());
+        v.push(u8::try_from((tcp_len / 4) << 4).expect("data offset"));
+        v.push(flags);
+        v.extend_from_slice(&[0x01, 0xf5, 0, 0, 0, 0]); // window, checksum, urgent
+        v.extend_from_slice(&[1, 1, 8, 10]); // NOP NOP timestamps
+        v.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0x20, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+}
+
+/// The ClientHello of a current browser or proxy that speaks TLS 1.3 and
+/// 1.2: SNI, ALPN, an empty session_ticket (it accepts tickets), key_share,
+/// supported_versions, GREASE, padded to 512 bytes as Chrome pads.
+fn client_hello_payload() -> Vec<u8> {
+    use wire::{ext, handshake, noise, record, vec8, vec16};
+    let mut body = vec![3, 3];
+    body.extend(noise(32, 1)); // random
+    body.extend(vec8(&noise(32, 2))); // legacy_session_id (RFC 8446 §D.4)
+    let suites: &[u16] = &[
+        0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+        0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+    ];
+    body.extend(vec16(
+        &suites
+            .iter()
+            .flat_map(|s| s.to_be_bytes())
+            .collect::<Vec<_>>(),
+    ));
+    body.extend_from_slice(&[1, 0]); // null compression
+    let mut exts = ext(0x1a1a, &[]);
+    let mut host = vec![0];
+    host.extend(vec16(SNI));
+    exts.extend(ext(0, &vec16(&host))); // server_name
+    exts.extend(ext(23, &[])); // extended_master_secret
+    exts.extend(ext(0xff01, &[0])); // renegotiation_info
+    exts.extend(ext(10, &vec16(&[0x2a, 0x2a, 0, 0x1d, 0, 0x17, 0, 0x18]))); // supported_groups
+    exts.extend(ext(11, &[1, 0])); // ec_point_formats
+    exts.extend(ext(35, &[])); // session_ticket, no ticket: a full handshake
+    let mut alpn = vec8(b"h2");
+    alpn.extend(vec8(b"http/1.1"));
+    exts.extend(ext(16, &vec16(&alpn)));
+    exts.extend(ext(5, &[1, 0, 0, 0, 0])); // status_request
+    exts.extend(ext(
+        13,
+        &vec16(&[
+            4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1, // signature_algorithms
+        ]),
+    ));
+    exts.extend(ext(18, &[])); // signed_certificate_timestamp
+    let mut shares = vec![0x2a, 0x2a, 0, 1, 0];
+    shares.extend_from_slice(&[0, 0x1d, 0, 32]);
+    shares.extend(noise(32, 3));
+    exts.extend(ext(51, &vec16(&shares))); // key_share
+    exts.extend(ext(45, &[1, 1])); // psk_key_exchange_modes
+    exts.extend(ext(43, &vec8(&[0x3a, 0x3a, 3, 4, 3, 3]))); // supported_versions
+    exts.extend(ext(27, &[2, 0, 2])); // compress_certificate
+    exts.extend(ext(0x4a4a, &[0]));
+    // padding (RFC 7685) up to a 512-byte ClientHello message.
+    let so_far = 4 + body.len() + 2 + exts.len() + 4;
+    exts.extend(ext(21, &vec![0; 512usize.saturating_sub(so_far)]));
+    body.extend(vec16(&exts));
+    record(22, &handshake(1, &body))
+}
+
+/// A TLS 1.2 ECDHE-RSA server flight in one segment, the way OpenSSL
+/// writes it: ServerHello, Certificate (one ~1000-byte certificate),
+/// ServerKeyExchange, ServerHelloDone in one record, about 1400 bytes.
+fn server_flight_payload() -> Vec<u8> {
+    use wire::{ext, handshake, noise, record, vec8, vec16, vec24};
+    let mut sh = vec![3, 3];
+    sh.extend(noise(32, 4));
+    sh.extend(vec8(&noise(32, 5))); // a new session ID: a full handshake
+    sh.extend_from_slice(&[0xc0, 0x2f, 0]); // ECDHE-RSA-AES128-GCM-SHA256, null
+    let mut exts = ext(0xff01, &[0]);
+    exts.extend(ext(11, &[1, 0]));
+    exts.extend(ext(35, &[])); // will send a NewSessionTicket
+    exts.extend(ext(23, &[]));
+    exts.extend(ext(16, &vec16(&vec8(b"h2"))));
+    sh.extend(vec16(&exts));
+    let mut cert = vec![0x30, 0x82, 0x03, 0xe4];
+    cert.extend(noise(996, 6));
+    let mut msgs = handshake(2, &sh);
+    msgs.extend(handshake(11, &vec24(&vec24(&cert))));
+    let mut ske = vec![3, 0, 0x1d]; // named_curve x25519
+    ske.extend(vec8(&noise(32, 7)));
+    ske.extend_from_slice(&[8, 4]); // rsa_pss_rsae_sha256
+    ske.extend(vec16(&noise(256, 8)));
+    msgs.extend(handshake(12, &ske));
+    msgs.extend(handshake(14, &[]));
+    record(22, &msgs)
+}
+
+/// The client's second flight: ClientKeyExchange, ChangeCipherSpec, and the
+/// encrypted Finished.
+fn client_finish_payload() -> Vec<u8> {
+    use wire::{handshake, noise, record, vec8};
+    let mut v = record(22, &handshake(16, &vec8(&noise(32, 9))));
+    v.extend(record(20, &[1]));
+    v.extend(record(22, &noise(40, 10)));
+    v
+}
+
+/// Length of the ticket in [`server_finish_payload`].
+const TICKET_LEN: usize = 192;
+/// The server's last flight: NewSessionTicket, ChangeCipherSpec, Finished.
+fn server_finish_payload() -> Vec<u8> {
+    use wire::{handshake, noise, record, vec16};
+    let mut nst = 7200u32.to_be_bytes().to_vec(); // lifetime hint
+    nst.extend(vec16(&noise(TICKET_LEN, 11)));
+    let mut v = record(22, &handshake(4, &nst));
+    v.extend(record(20, &[1]));
+    v.extend(record(22, &noise(40, 12)));
+    v
+}
+
+fn to_server(flags: u8, payload: &[u8]) -> Vec<u8> {
+    wire::frame(
+        (CLIENT_IP, CLIENT_PORT),
+        (SERVER_IP, SERVER_PORT),
+        flags,
+        payload,
+    )
+}
+
+fn to_client(flags: u8, payload: &[u8]) -> Vec<u8> {
+    wire::frame(
+        (SERVER_IP, SERVER_PORT),
+        (CLIENT_IP, CLIENT_PORT),
+        flags,
+        payload,
+    )
+}
+
+/// What the kernel program must make of a frame, checked once before it
+/// is timed so the benchmark measures the path it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Nothing,
+    ClientHello,
+    ServerHello,
+    Teardown,
+}
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    expect: Expect,
+}
+
+fn cases() -> Vec<Case> {
+    let psh = TCP_ACK | TCP_PSH;
+    let app = wire::record(23, &wire::noise(1400, 13));
+    let http = b"GET /api/v1/items?page=2 HTTP/1.1\r\nHost: api.backend.example\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+Accept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\n\
+Connection: keep-alive\r\nCookie: session=4f1d2c3b5a69788796a5b4c3d2e1f00f\r\n\r\n";
+    vec![
+        Case {
+            name: "app_data",
+            frame: to_client(psh, &app),
+            expect: Expect::Nothing,
+        },
+        Case {
+            name: "non_tls",
+            frame: to_server(psh, http),
+            expect: Expect::Nothing,
+        },
+        Case {
+            name: "client_hello",
+            frame: to_server(psh, &client_hello_payload()),
+            expect: Expect::ClientHello,
+        },
+        Case {
+            name: "server_flight",
+            frame: to_client(psh, &server_flight_payload()),
+            expect: Expect::ServerHello,
+        },
+        Case {
+            name: "rst",
+            frame: to_server(TCP_RST | TCP_ACK, &[]),
+            expect: Expect::Teardown,
+        },
+    ]
+}
+
+fn check(case: &Case, events: &[Decoded]) -> anyhow::Result<()> {
+    let ok = match (case.expect, events) {
+        (Expect::Nothing, []) | (Expect::Teardown, [Decoded::Teardown(_)]) => true,
+        (Expect::ClientHello, [Decoded::Tls(_, t)]) => {
+            let f = t.hello.flags;
+            f & hello_flags::CLIENT_HELLO != 0
+                && f & (hello_flags::TRUNCATED | hello_flags::MALFORMED) == 0
+                && t.hello.sni[..usize::from(t.hello.sni_len)] == *SNI
+        }
+        (Expect::ServerHello, [Decoded::Tls(_, t)]) => {
+            t.hello.flags & hello_flags::SERVER_HELLO != 0
+                && t.items[..usize::from(t.n_items)] == [0x1602, 0x160b, 0x160c, 0x160e]
+        }
+        _ => false,
+    };
+    ensure!(
+        ok,
+        "frame {} ({} bytes) gave {events:?}, expected {:?}",
+        case.name,
+        case.frame.len(),
+        case.expect
+    );
+    Ok(())
+}
+
+// ---- kernel --------------------------------------------------------------------
+
+/// `TC_ACT_PIPE` from linux/pkt_cls.h.
+const TC_ACT_PIPE: u32 = 3;
+const ROUNDS: usize = 5;
+
+fn classifier<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a SchedClassifier> {
+    Ok(ebpf
+        .program(name)
+        .with_context(|| format!("program {name} missing"))?
+        .try_into()?)
+}
+
+/// One BPF_PROG_TEST_RUN; the kernel reports the mean time per repeat
+/// (net/bpf/test_run.c, `bpf_test_timer_leave`), excluding the time the
+/// loop spent rescheduled.
+fn test_run(prog: &SchedClassifier, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    ensure!(
+        r.return_value == TC_ACT_PIPE,
+        "program returned {} instead of TC_ACT_PIPE",
+        r.return_value
+    );
+    Ok(r.duration)
+}
+
+fn drain(ring: &mut RingBuf<MapData>) -> (u64, Vec<Decoded>) {
+    let mut n = 0;
+    let mut first = Vec::new();
+    while let Some(item) = ring.next() {
+        n += 1;
+        if first.len() < 4 {
+            first.extend(decode(&item));
+        }
+    }
+    (n, first)
+}
+
+/// The kernel reports whole nanoseconds in a u32.
+fn nanos(d: Duration) -> f64 {
+    f64::from(u32::try_from(d.as_nanos()).unwrap_or(u32::MAX))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn kernel_costs(quick: bool) -> anyhow::Result<Value> {
+    kernel::preflight()?;
+    let repeat: u32 = if quick { 100_000 } else { 1_000_000 };
+    // Room for every event of one run, so each repeat measures a successful
+    // reservation and not the full-ring path (the ring is drained after
+    // every run). A record is the event plus the ring's 8-byte header.
+    let record = size_of::<TlsEvent>().next_multiple_of(8) + 8;
+    let ring_bytes = (record * usize::try_from(repeat)?)
+        .next_power_of_two()
+        .max(1 << 20);
+    let mut ebpf = kernel::load(u32::try_from(ring_bytes)?)?;
+    let mut ring = kernel::ring_buffer(&mut ebpf)?;
+    let stats = kernel::stats_map(&mut ebpf)?;
+    let baseline = classifier(&ebpf, BASELINE)?;
+    let ingress = classifier(&ebpf, INGRESS)?;
+    let mut out = Vec::new();
+    for case in cases() {
+        test_run(ingress, &case.frame, 1)?;
+        check(&case, &drain(&mut ring).1)?;
+        let lost_before = kernel::read_stats(&stats).lost_events;
+        let (mut base, mut prog) = (Vec::new(), Vec::new());
+        let mut events = 0;
+        // Interleaved, so drift in clock speed or background load hits both.
+        for _ in 0..ROUNDS {
+            base.push(nanos(test_run(baseline, &case.frame, repeat)?));
+            prog.push(nanos(test_run(ingress, &case.frame, repeat)?));
+            events += drain(&mut ring).0;
+        }
+        let lost = kernel::read_stats(&stats).lost_events - lost_before;
+        let (b, p) = (median(&mut base), median(&mut prog));
+        out.push(json!({
+            "case": case.name,
+            "ns": p,
+            "baseline_ns": b,
+            "ratio": p / b,
+            "frame_bytes": case.frame.len(),
+            "events": events,
+            "lost_events": lost,
+            "ns_runs": prog,
+            "baseline_ns_runs": base,
+        }));
+    }
+    Ok(json!({
+        "repeat": repeat,
+        "rounds": ROUNDS,
+        "ring_bytes": ring_bytes,
+        "cases": out,
+    }))
+}
+
+// ---- rss -----------------------------------------------------------------------
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Each size in a process of its own, so one does not reuse the other's heap.
+fn rss() -> anyhow::Result<Value> {
+    let exe = env::current_exe().context("locating this executable")?;
+    let mut out = serde_json::Map::new();
+    for (key, n) in [("rss_mb_100k", 100_000u32), ("rss_mb_1m", 1_000_000)] {
+        let child = Command::new(&exe)
+            .args(["rss-child", &n.to_string()])
+            .output()
+            .context("starting the rss child")?;
+        ensure!(
+            child.status.success(),
+            "rss child for {n} failed: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let v: Value = serde_json::from_slice(&child.stdout).context("rss child output")?;
+        out.insert(key.to_owned(), v["rss_mb"].clone());
+        out.insert(format!("{key}_detail"), v);
+    }
+    Ok(Value::Object(out))
+}
+
+fn mib(kib: u64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "KiB counts far below 2^52")]
+    let k = kib as f64;
+    k / 1024.0
+}
+
+/// Client `i`'s address and port: 60,000 ports per address.
+fn client(i: u32) -> ([u8; 4], u16) {
+    let [_, _, hi, lo] = (i / 60_000).to_be_bytes();
+    let port = u16::try_from(1024 + i % 60_000).expect("below 61,024");
+    ([10, 64 + hi, lo, 1], port)
+}
+
+/// A ClientHello event from client `i`: its own address and port, so every
+/// one opens a connection that waits for its ServerHello.
+fn client_hello_event(i: u32, ts_ns: u64) -> (EventHeader, TlsSummary) {
+    let mut h = EventHeader {
+        kind: 2,
+        direction: Direction::INGRESS.0,
+        family: 4,
+        tcp_flags: TCP_ACK | TCP_PSH,
+        src_port: client(i).1,
+        dst_port: SERVER_PORT,
+        ts_ns,
+        ..EventHeader::default()
+    };
+    h.src_addr[..4].copy_from_slice(&client(i).0);
+    h.dst_addr[..4].copy_from_slice(&SERVER_IP);
+    let mut t = TlsSummary::default();
+    t.push(22, 1);
+    let hello = &mut t.hello;
+    hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TICKET_EXT | hello_flags::OFFERS_TLS13;
+    hello.legacy_version = 0x0303;
+    hello.session_id = [0; 32];
+    hello.session_id[..4].copy_from_slice(&i.to_be_bytes());
+    hello.session_id_len = 32;
+    hello.sni[..SNI.len()].copy_from_slice(SNI);
+    hello.sni_len = u8::try_from(SNI.len()).expect("short SNI");
+    hello.alpn[..2].copy_from_slice(b"h2");
+    hello.alpn_len = 2;
+    (h, t)
+}
+
+fn rss_child(n: u32) -> Value {
+    let before = vm_rss_kib();
+    let mut tracker = Tracker::new(Limits {
+        max_connections: 2_000_000,
+        ..Limits::default()
+    });
+    for i in 0..n {
+        let (h, t) = client_hello_event(i, 1_000_000_000 + u64::from(i));
+        tracker.on_tls(&h, &t);
+    }
+    let after = vm_rss_kib();
+    let conns = tracker.connections();
+    let grown = after.saturating_sub(before);
+    #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
+    let per_conn = (grown * 1024) as f64 / f64::from(n.max(1));
+    json!({
+        "connections": conns,
+        "rss_mb": mib(grown),
+        "rss_mb_before": mib(before),
+        "rss_mb_after": mib(after),
+        "bytes_per_connection": per_conn,
+    })
+}
+
+// ---- soak ----------------------------------------------------------------------
+
+const SOAK_RATE: u32 = 20_000;
+/// The daemon's default `--ring-buffer-mb`.
+const SOAK_RING_BYTES: u32 = 8 << 20;
+
+/// One handshake's frames, patched per handshake with the client's
+/// address and port and fresh session IDs and ticket.
+struct Handshake {
+    client_hello: Vec<u8>,
+    server_flight: Vec<u8>,
+    client_finish: Vec<u8>,
+    server_finish: Vec<u8>,
+    rst: Vec<u8>,
+}
+
+impl Handshake {
+    fn new() -> Self {
+        let psh = TCP_ACK | TCP_PSH;
+        Self {
+            client_hello: to_server(psh, &client_hello_payload()),
+            server_flight: to_client(psh, &server_flight_payload()),
+            client_finish: to_server(psh, &client_finish_payload()),
+            server_finish: to_client(psh, &server_finish_payload()),
+            rst: to_server(TCP_RST | TCP_ACK, &[]),
+        }
+    }
+
+    fn set_client(&mut self, i: u32) {
+        let (addr, port) = client(i);
+        let port = port.to_be_bytes();
+        for f in [
+            &mut self.client_hello,
+            &mut self.client_finish,
+            &mut self.rst,
+        ] {
+            f[IP_SRC..IP_SRC + 4].copy_from_slice(&addr);
+            f[TCP_SPORT..TCP_SPORT + 2].copy_from_slice(&port);
+        }
+        for f in [&mut self.server_flight, &mut self.server_finish] {
+            f[IP_DST..IP_DST + 4].copy_from_slice(&addr);
+            f[TCP_DPORT..TCP_DPORT + 2].copy_from_slice(&port);
+        }
+        let id = i.to_be_bytes();
+        let sid = PAYLOAD_OFF + HELLO_SID_OFF;
+        self.client_hello[sid..sid + 4].copy_from_slice(&id);
+        self.server_flight[sid..sid + 4].copy_from_slice(&id);
+        // The ticket's last bytes identify it (RFC 5077 §4's MAC).
+        let ticket_end = PAYLOAD_OFF + 5 + 4 + 4 + 2 + TICKET_LEN;
+        self.server_finish[ticket_end - 4..ticket_end].copy_from_slice(&id);
+    }
+}
+
+/// What the consumer thread saw.
+struct Consumed {
+    tracker: Tracker,
+    events: u64,
+    undecodable: u64,
+    /// Longest single drain (until the ring was empty) and `tick`: while
+    /// either runs nothing is read, and an 8 MiB ring holds about 0.3 s of
+    /// events at 20,000 handshakes/s.
+    longest_drain: Duration,
+    longest_tick: Duration,
+    cpu_s: f64,
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+    .as_secs_f64()
+}
+
+/// The 1-minute load average: how busy the rest of the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Drains the ring buffer the way the daemon does: wait until the map's fd
+/// is readable (the daemon's `AsyncFd` is epoll on the same fd), drain
+/// everything, decode, feed the tracker, tick the clock once a second.
+fn consume(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> Consumed {
+    let mut c = Consumed {
+        tracker: Tracker::new(Limits::default()),
+        events: 0,
+        undecodable: 0,
+        longest_drain: Duration::ZERO,
+        longest_tick: Duration::ZERO,
+        cpu_s: 0.0,
+    };
+    let cpu_start = thread_cpu_s();
+    let mut last_tick = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        let mut pfd = libc::pollfd {
+            fd: ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&raw mut pfd, 1, 100) };
+        let drain_start = Instant::now();
+        while let Some(item) = ring.next() {
+            c.events += 1;
+            match decode(&item) {
+                Some(Decoded::Tls(h, t)) => c.tracker.on_tls(&h, &t),
+                Some(Decoded::Teardown(h)) => c.tracker.on_teardown(&h),
+                None => c.undecodable += 1,
+            }
+        }
+        c.longest_drain = c.longest_drain.max(drain_start.elapsed());
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            let tick_start = Instant::now();
+            c.tracker.tick(monotonic_ns());
+            c.longest_tick = c.longest_tick.max(tick_start.elapsed());
+            last_tick = Instant::now();
+        }
+        // The producer had finished before this last drain began.
+        if stopping {
+            break;
+        }
+    }
+    c.tracker.tick(monotonic_ns());
+    c.cpu_s = thread_cpu_s() - cpu_start;
+    c
+}
+
+fn soak(quick: bool) -> anyhow::Result<Value> {
+    kernel::preflight()?;
+    let seconds = if quick { 5 } else { 60 };
+    let mut ebpf = kernel::load(SOAK_RING_BYTES)?;
+    let ring = kernel::ring_buffer(&mut ebpf)?;
+    let stats = kernel::stats_map(&mut ebpf)?;
+    let ingress = classifier(&ebpf, INGRESS)?;
+    let egress = classifier(&ebpf, EGRESS)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || consume(ring, &stop))
+    };
+    let mut hs = Handshake::new();
+    let limit = Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut done: u32 = 0;
+    let mut run_error = None;
+    let load_before = load_average();
+    // Seconds of the run in which events were lost: bursts point at stalls.
+    let mut lossy_seconds = Vec::new();
+    let (mut second, mut lost_so_far) = (0, 0);
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed.as_secs() > second || elapsed >= limit {
+            let lost = kernel::read_stats(&stats).lost_events;
+            if lost > lost_so_far {
+                lossy_seconds.push(json!({"second": second, "lost": lost - lost_so_far}));
+            }
+            (second, lost_so_far) = (elapsed.as_secs(), lost);
+        }
+        if elapsed >= limit {
+            break;
+        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "at most 60 s × 20,000/s"
+        )]
+        let due = (elapsed.as_secs_f64() * f64::from(SOAK_RATE)) as u32;
+        if done >= due {
+            thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        hs.set_client(done);
+        // Client packets leave through egress, the server's arrive on
+        // ingress, as on the proxy host talking to a backend.
+        let steps = [
+            (egress, &hs.client_hello),
+            (ingress, &hs.server_flight),
+            (egress, &hs.client_finish),
+            (ingress, &hs.server_finish),
+            (egress, &hs.rst),
+        ];
+        if let Some(e) = steps
+            .into_iter()
+            .find_map(|(prog, frame)| test_run(prog, frame, 1).err())
+        {
+            run_error = Some(e);
+            break;
+        }
+        done += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Release);
+    let seen = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
+    if let Some(e) = run_error {
+        return Err(e);
+    }
+    let k = kernel::read_stats(&stats);
+    let servers = seen.tracker.servers();
+    let counted: u64 = servers.iter().map(|s| s.handshakes()).sum();
+    let failed: u64 = servers.iter().map(|s| s.failed + s.incomplete).sum();
+    Ok(json!({
+        "handshakes_per_s_target": SOAK_RATE,
+        "handshakes_per_s_achieved": f64::from(done) / elapsed,
+        "seconds": elapsed,
+        "handshakes_sent": done,
+        "events_expected": u64::from(done) * 5,
+        "events_received": seen.events,
+        "lost_events": k.lost_events,
+        "undecodable_events": seen.undecodable,
+        "handshakes_counted": counted,
+        "handshakes_failed_or_incomplete": failed,
+        "ring_buffer_bytes": SOAK_RING_BYTES,
+        "seconds_with_loss": lossy_seconds,
+        "consumer_cpu_share": seen.cpu_s / elapsed,
+        "consumer_longest_drain_ms": seen.longest_drain.as_secs_f64() * 1e3,
+        "consumer_longest_tick_ms": seen.longest_tick.as_secs_f64() * 1e3,
+        "tracker_connections_at_end": seen.tracker.connections(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }))
+}
