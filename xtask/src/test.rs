@@ -69,8 +69,15 @@ pub fn test() -> Result<()> {
             }
         }
     }
+    // Benchmarks are not timed tests: a short run checks that the report
+    // is produced and well-formed, not its numbers.
+    println!("xtask test: step `bench --quick`");
+    if let Err(err) = crate::bench::run(true) {
+        eprintln!("xtask test: step `bench --quick` failed: {err:#}");
+        failed.push("bench --quick");
+    }
     if failed.is_empty() {
-        println!("xtask test: PASSED (build, test, clippy, fmt)");
+        println!("xtask test: PASSED (build, test, clippy, fmt, bench smoke)");
         Ok(())
     } else {
         bail!("xtask test: FAILED steps: {}", failed.join(", "))
