@@ -6,7 +6,10 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{Finished, Lab, Proc, Side, must_output, output, start_s_server, start_tlsmon};
+use common::{
+    Finished, Lab, Proc, Side, handshakes, must_output, output, reconnect, start_s_server,
+    start_tlsmon,
+};
 use serde_json::Value;
 
 const PORT: u16 = common::TLS_PORT;
@@ -69,20 +72,6 @@ fn counter(line: &Value, field: &str, context: &str) -> u64 {
         .unwrap_or_else(|| panic!("field {field:?} missing or not a count in {line}\n{context}"))
 }
 
-/// Counts `s_client`'s `New,` (full handshake) and `Reused,` (resumed) lines.
-fn handshakes(client: &Finished) -> (u64, u64) {
-    let count = |prefix: &str| -> u64 {
-        client
-            .stdout
-            .lines()
-            .filter(|line| line.starts_with(prefix))
-            .count()
-            .try_into()
-            .expect("count fits u64")
-    };
-    (count("New,"), count("Reused,"))
-}
-
 fn client_output(name: &str, client: &Finished) -> String {
     format!(
         "--- {name} ({}) stdout ---\n{}\n--- {name} stderr ---\n{}",
@@ -98,19 +87,7 @@ fn openssl_reconnect_counts() {
     let tlsmon = start(&mut lab);
 
     let server = format!("{}:{PORT}", lab.ip(Side::Server));
-    let client = lab.run(
-        Side::Client,
-        "s_client",
-        &[
-            "openssl",
-            "s_client",
-            "-tls1_2",
-            "-reconnect",
-            "-connect",
-            &server,
-        ],
-        CLIENT_TIMEOUT,
-    );
+    let (client, new, reused) = reconnect(&mut lab);
     let lines = stop_tlsmon(&mut lab, &tlsmon);
     let context = format!(
         "{}\n{}",
@@ -120,7 +97,6 @@ fn openssl_reconnect_counts() {
     assert!(client.status.success(), "s_client failed\n{context}");
 
     // openssl's -reconnect: one full handshake, then five resumptions of it.
-    let (new, reused) = handshakes(&client);
     assert_eq!(
         (new, reused),
         (1, 5),

@@ -98,7 +98,7 @@ fn interface_that_comes_back_is_attached_again() {
     let line = stop(&mut lab, &tlsmon);
     assert_eq!(
         (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new as u64), Some(reused as u64)),
+        (Some(new), Some(reused)),
         "after the interface came back: {line}"
     );
 }
@@ -150,7 +150,7 @@ fn sigkill_then_restart_leaves_exactly_one_attachment() {
     let line = stop(&mut lab, &second);
     assert_eq!(
         (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new as u64), Some(reused as u64)),
+        (Some(new), Some(reused)),
         "{line}"
     );
     // And after a clean stop nothing stays attached.

@@ -448,8 +448,8 @@ pub fn start_tlsmon(lab: &mut Lab, name: &str, args: &[&str]) -> Proc {
 }
 
 /// `openssl s_client -tls1_2 -reconnect` against the server: what it
-/// printed, and its own count of `New,` and `Reused,` handshakes.
-pub fn reconnect(lab: &mut Lab) -> (Finished, usize, usize) {
+/// printed, and its own count of full and resumed handshakes.
+pub fn reconnect(lab: &mut Lab) -> (Finished, u64, u64) {
     let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
     let out = lab.run(
         Side::Client,
@@ -464,7 +464,18 @@ pub fn reconnect(lab: &mut Lab) -> (Finished, usize, usize) {
         ],
         Duration::from_secs(30),
     );
-    let count = |p: &str| out.stdout.lines().filter(|l| l.starts_with(p)).count();
-    let (new, reused) = (count("New,"), count("Reused,"));
+    let (new, reused) = handshakes(&out);
     (out, new, reused)
+}
+
+/// Counts `s_client`'s `New,` (full handshake) and `Reused,` (resumed) lines.
+pub fn handshakes(client: &Finished) -> (u64, u64) {
+    let count = |prefix: &str| {
+        client
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count() as u64
+    };
+    (count("New,"), count("Reused,"))
 }
