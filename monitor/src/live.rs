@@ -23,8 +23,8 @@ use crate::{
     tracker::{Limits, Tracker},
 };
 
-/// How snapshot lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How snapshot lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
     Text,

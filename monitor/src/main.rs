@@ -29,8 +29,8 @@ struct LiveArgs {
     #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
     /// Format of the snapshot lines: json (one object per server) or text.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    log_format: Format,
+    #[arg(long, value_enum, default_value_t = live::LogFormat::Json)]
+    log_format: live::LogFormat,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -73,12 +73,6 @@ struct ReplayArgs {
     /// when the capture does not record packet direction (repeatable).
     #[arg(long = "local", value_name = "ADDR")]
     local: Vec<IpAddr>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Json,
-    Text,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,10 +137,7 @@ fn main() -> ExitCode {
                 ifaces: a.ifaces,
                 headless: a.headless,
                 log: a.log,
-                log_format: match a.log_format {
-                    Format::Json => live::LogFormat::Json,
-                    Format::Text => live::LogFormat::Text,
-                },
+                log_format: a.log_format,
                 metrics: a.metrics,
                 interval: Duration::from_secs_f64(a.interval),
                 duration: a.duration.map(Duration::from_secs_f64),
