@@ -78,7 +78,9 @@ fn metrics_logs_signals_and_capabilities() {
     let scraped = lab.run(
         Side::Client,
         "scrape",
-        &["python3", "-c", SCRAPE],
+        // Debian's interpreter: `cargo xtask setup` installs the parser for it,
+        // whatever other python3 is first on PATH.
+        &["/usr/bin/python3", "-c", SCRAPE],
         Duration::from_secs(20),
     );
     assert!(

@@ -32,6 +32,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wrk",
     "nghttp2-client",
     "python3",
+    // The metrics test parses the exposition with the reference parser.
+    "python3-prometheus-client",
     "procps",
 ];
 
