@@ -9,8 +9,9 @@
 
 use crate::{
     bytes::Bytes,
-    event::{EventHeader, EventKind, TlsSummary},
+    event::{CHUNK_DATA_OFF, ChunkEvent, EventHeader, EventKind, TlsSummary},
     net::{TCP_FIN, TCP_RST, TcpSegment},
+    split::Span,
     tls::{ContentType, RECORD_HEADER_LEN, record_header, summarize},
 };
 
@@ -69,50 +70,207 @@ pub fn fill_tls<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment, out: &mut TlsSummary
     summarize(b, seg.payload_off, seg.payload_off + seg.payload_len, out);
 }
 
+/// Fills a chunk event with the bytes of `span`, which start at the
+/// beginning of the segment's payload; `false` if they cannot be read.
+#[inline(always)]
+pub fn fill_chunk<B: Bytes + ?Sized>(
+    b: &B,
+    seg: &TcpSegment,
+    span: Span,
+    ev: &mut ChunkEvent,
+) -> bool {
+    let len = span.len as usize;
+    fill_header(&mut ev.header, seg, EventKind::CHUNK, CHUNK_DATA_OFF + len);
+    ev.offset = span.offset;
+    ev.len = span.len;
+    b.copy_prefix(seg.payload_off, &mut ev.data, len)
+}
+
 #[cfg(feature = "user")]
-pub use host::classify;
+pub use host::{Classifier, classify};
 
 #[cfg(feature = "user")]
 mod host {
-    use super::{Class, class, fill_header, fill_tls};
+    use std::{collections::HashMap, vec::Vec};
+
+    use super::{Class, class, fill_chunk, fill_header, fill_tls};
     use crate::{
-        event::{Decoded, Direction, EventHeader, EventKind, TeardownEvent, TlsEvent, TlsSummary},
-        net::{LinkType, Skip, tcp},
+        event::{
+            CHUNK_DATA_OFF, Chunk, ChunkEvent, Decoded, Direction, EventHeader, EventKind,
+            TeardownEvent, TlsEvent, TlsSummary, hello_flags,
+        },
+        net::{LinkType, Skip, TcpSegment, tcp},
+        split::{
+            FlowKey, HelloAt, MAX_SPLIT_HELLOS, PendingHello, Span, advance, beyond, continuation,
+            expired, split_hello,
+        },
+        tls::HandshakeType,
     };
 
-    /// The whole per-packet path for a frame held in memory: what the kernel
-    /// program does, compiled for the host. `Ok(None)` is a packet that
-    /// needs no event.
+    /// The kernel program's per-packet path compiled for the host, with its
+    /// one piece of state: the ClientHellos being reassembled (the kernel's
+    /// LRU map, here a bounded hash map). Packets must come in capture order.
+    #[derive(Default)]
+    pub struct Classifier {
+        pending: HashMap<FlowKey, PendingHello>,
+        /// Hellos whose bytes were sent for reassembly (the kernel's
+        /// `split_hellos` counter).
+        pub split_hellos: u64,
+    }
+
+    impl Classifier {
+        /// The events the kernel program would send for this frame.
+        pub fn packet(
+            &mut self,
+            frame: &[u8],
+            link: LinkType,
+            direction: Direction,
+            ts_ns: u64,
+        ) -> Result<Vec<Decoded>, Skip> {
+            let seg = tcp(frame, link)?;
+            let stamp = |mut h: EventHeader| {
+                h.direction = direction.0;
+                h.ts_ns = ts_ns;
+                h
+            };
+            let mut out = Vec::new();
+            let mut header = EventHeader::default();
+            // The kernel program's order: see `class` and its entry point.
+            match class(frame, &seg) {
+                Class::Ignore => {
+                    if seg.payload_len > 0 {
+                        self.continued(frame, &seg, ts_ns, &mut out);
+                    }
+                    for d in &mut out {
+                        if let Decoded::Chunk(h, _) = d {
+                            *h = stamp(*h);
+                        }
+                    }
+                }
+                Class::Teardown => {
+                    if seg.payload_len > 0 {
+                        self.continued(frame, &seg, ts_ns, &mut out);
+                    }
+                    for d in &mut out {
+                        if let Decoded::Chunk(h, _) = d {
+                            *h = stamp(*h);
+                        }
+                    }
+                    out.push(Decoded::Teardown(stamp(teardown_header(&seg))));
+                }
+                Class::Tls => {
+                    fill_header(&mut header, &seg, EventKind::TLS, size_of::<TlsEvent>());
+                    let mut tls = TlsSummary::default();
+                    fill_tls(frame, &seg, &mut tls);
+                    out.push(Decoded::Tls(stamp(header), tls));
+                    // The kernel's tail call (`tlsmon_split`).
+                    if tls.hello_type == HandshakeType::CLIENT_HELLO.0
+                        && tls.hello.flags & hello_flags::TRUNCATED != 0
+                    {
+                        let mut p = split_hello(frame, &seg, HelloAt::of(&tls), ts_ns);
+                        if p.need != 0 {
+                            let span = continuation(&p, &seg);
+                            advance(&mut p, span);
+                            if self.remember(&seg, p) {
+                                self.split_hellos += 1;
+                                if let Some((h, c)) = chunk(frame, &seg, span) {
+                                    out.push(Decoded::Chunk(stamp(h), c));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
+
+        /// Hands the segment to a pending hello of its flow; `true` if it
+        /// carried bytes of it.
+        fn continued(
+            &mut self,
+            frame: &[u8],
+            seg: &TcpSegment,
+            now_ns: u64,
+            out: &mut Vec<Decoded>,
+        ) -> bool {
+            let key = FlowKey::of(seg);
+            let Some(p) = self.pending.get_mut(&key) else {
+                return false;
+            };
+            if expired(p, now_ns) {
+                self.pending.remove(&key);
+                return false;
+            }
+            let span = continuation(p, seg);
+            if span.len == 0 {
+                if beyond(p, seg) {
+                    self.pending.remove(&key);
+                }
+                return false;
+            }
+            if let Some((h, c)) = chunk(frame, seg, span) {
+                out.push(Decoded::Chunk(h, c));
+            }
+            if advance(p, span) {
+                self.pending.remove(&key);
+            }
+            true
+        }
+
+        /// Stores a pending hello; when the table is full, expired entries
+        /// make room first and a hello that still does not fit is not
+        /// reassembled (the kernel's LRU map drops its oldest instead).
+        fn remember(&mut self, seg: &TcpSegment, p: PendingHello) -> bool {
+            let key = FlowKey::of(seg);
+            if self.pending.len() >= MAX_SPLIT_HELLOS as usize && !self.pending.contains_key(&key) {
+                self.pending.retain(|_, q| !expired(q, p.since_ns));
+                if self.pending.len() >= MAX_SPLIT_HELLOS as usize {
+                    return false;
+                }
+            }
+            self.pending.insert(key, p);
+            true
+        }
+    }
+
+    fn teardown_header(seg: &TcpSegment) -> EventHeader {
+        let mut h = EventHeader::default();
+        fill_header(&mut h, seg, EventKind::TEARDOWN, size_of::<TeardownEvent>());
+        h
+    }
+
+    fn chunk(frame: &[u8], seg: &TcpSegment, span: Span) -> Option<(EventHeader, Chunk)> {
+        // Boxed: a chunk event is larger than is comfortable on the stack.
+        let mut ev = std::boxed::Box::new(ChunkEvent {
+            header: EventHeader::default(),
+            offset: 0,
+            len: 0,
+            data: [0; crate::split::CHUNK_MAX],
+        });
+        if !fill_chunk(frame, seg, span, &mut ev) {
+            return None;
+        }
+        let data = ev.data[..span.len as usize].to_vec();
+        debug_assert_eq!(usize::from(ev.header.size), CHUNK_DATA_OFF + data.len());
+        Some((
+            ev.header,
+            Chunk {
+                offset: ev.offset,
+                data,
+            },
+        ))
+    }
+
+    /// One packet on its own: the first event the kernel program would send
+    /// for it, with no earlier packets (so no hello is being reassembled).
     pub fn classify(
         frame: &[u8],
         link: LinkType,
         direction: Direction,
         ts_ns: u64,
     ) -> Result<Option<Decoded>, Skip> {
-        let seg = tcp(frame, link)?;
-        let mut header = EventHeader::default();
-        let decoded = match class(frame, &seg) {
-            Class::Ignore => return Ok(None),
-            Class::Teardown => {
-                fill_header(
-                    &mut header,
-                    &seg,
-                    EventKind::TEARDOWN,
-                    size_of::<TeardownEvent>(),
-                );
-                header.direction = direction.0;
-                header.ts_ns = ts_ns;
-                Decoded::Teardown(header)
-            }
-            Class::Tls => {
-                fill_header(&mut header, &seg, EventKind::TLS, size_of::<TlsEvent>());
-                header.direction = direction.0;
-                header.ts_ns = ts_ns;
-                let mut tls = TlsSummary::default();
-                fill_tls(frame, &seg, &mut tls);
-                Decoded::Tls(header, tls)
-            }
-        };
-        Ok(Some(decoded))
+        Classifier::default()
+            .packet(frame, link, direction, ts_ns)
+            .map(|v| v.into_iter().next())
     }
 }

@@ -17,6 +17,8 @@ impl EventKind {
     /// A TCP segment whose payload starts with a TLS record: [`TlsEvent`].
     /// Its header may also carry RST/FIN flags.
     pub const TLS: Self = Self(2);
+    /// Bytes of a ClientHello that spans segments: [`ChunkEvent`].
+    pub const CHUNK: Self = Self(3);
 }
 
 /// Which way the packet crossed the interface.
@@ -111,6 +113,9 @@ pub mod hello_flags {
     pub const NEW_TICKET: u16 = 1 << 10;
     /// Lengths inside the hello contradict each other: not a real hello.
     pub const MALFORMED: u16 = 1 << 11;
+    /// Set by userspace on a hello summarized from the chunks of a
+    /// ClientHello that spanned segments (`split`).
+    pub const REASSEMBLED: u16 = 1 << 12;
 }
 
 /// What a ClientHello or ServerHello says, as far as classification needs.
@@ -206,6 +211,22 @@ pub struct TlsEvent {
     pub tls: TlsSummary,
 }
 
+/// Bytes of a ClientHello spanning segments (`split`). Sent with a
+/// variable length: the header's `size` is [`CHUNK_DATA_OFF`] + `len`, and
+/// only the first `len` bytes of `data` travel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEvent {
+    pub header: EventHeader,
+    /// Offset of `data` in the hello's stream (0 = the record header).
+    pub offset: u32,
+    pub len: u32,
+    pub data: [u8; crate::split::CHUNK_MAX],
+}
+
+/// Where [`ChunkEvent::data`] starts.
+pub const CHUNK_DATA_OFF: usize = size_of::<EventHeader>() + 8;
+
 /// Kernel-side counters, indexes into the `STATS` per-CPU array.
 pub mod stat {
     use crate::net::Skip;
@@ -214,7 +235,9 @@ pub mod stat {
     pub const LOST_EVENTS: u32 = Skip::COUNT as u32;
     /// Packets that started with a TLS record and produced an event.
     pub const TLS_PACKETS: u32 = LOST_EVENTS + 1;
-    pub const COUNT: u32 = TLS_PACKETS + 1;
+    /// ClientHellos spanning segments whose bytes were sent for reassembly.
+    pub const SPLIT_HELLOS: u32 = TLS_PACKETS + 1;
+    pub const COUNT: u32 = SPLIT_HELLOS + 1;
 }
 
 #[cfg(feature = "user")]
@@ -224,6 +247,9 @@ mod user {
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::TeardownEvent {}
     unsafe impl aya::Pod for super::TlsEvent {}
+    unsafe impl aya::Pod for super::ChunkEvent {}
+    unsafe impl aya::Pod for crate::split::FlowKey {}
+    unsafe impl aya::Pod for crate::split::PendingHello {}
 }
 
 /// Reads an event back from ring-buffer bytes. `None` if the bytes are too
@@ -243,16 +269,38 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
     match EventKind(header.kind) {
         EventKind::TEARDOWN => read::<TeardownEvent>(bytes).map(|e| Decoded::Teardown(e.header)),
         EventKind::TLS => read::<TlsEvent>(bytes).map(|e| Decoded::Tls(e.header, e.tls)),
+        EventKind::CHUNK => {
+            let meta: [u8; 8] = bytes
+                .get(size_of::<EventHeader>()..CHUNK_DATA_OFF)?
+                .try_into()
+                .ok()?;
+            let offset = u32::from_ne_bytes([meta[0], meta[1], meta[2], meta[3]]);
+            let len = u32::from_ne_bytes([meta[4], meta[5], meta[6], meta[7]]) as usize;
+            if len > crate::split::CHUNK_MAX {
+                return None;
+            }
+            let data = bytes.get(CHUNK_DATA_OFF..CHUNK_DATA_OFF + len)?.to_vec();
+            Some(Decoded::Chunk(header, Chunk { offset, data }))
+        }
         _ => None,
     }
 }
 
 /// An event decoded into owned values.
 #[cfg(feature = "user")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     Teardown(EventHeader),
     Tls(EventHeader, TlsSummary),
+    Chunk(EventHeader, Chunk),
+}
+
+/// The bytes of a [`ChunkEvent`].
+#[cfg(feature = "user")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub offset: u32,
+    pub data: std::vec::Vec<u8>,
 }
 
 #[cfg(all(test, feature = "user"))]

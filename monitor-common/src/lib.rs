@@ -20,4 +20,5 @@ pub mod bytes;
 pub mod classify;
 pub mod event;
 pub mod net;
+pub mod split;
 pub mod tls;

@@ -11,14 +11,22 @@ use aya_ebpf::{
     bindings::TC_ACT_PIPE,
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::TcContext,
 };
 use monitor_common::{
     bytes::Bytes,
-    classify::{Class, class, fill_header, fill_tls},
-    event::{Direction, EventKind, TeardownEvent, TlsEvent, stat},
-    net::{LinkType, Skip, tcp},
+    classify::{Class, class, fill_chunk, fill_header, fill_tls},
+    event::{
+        CHUNK_DATA_OFF, ChunkEvent, Direction, EventKind, TeardownEvent, TlsEvent, hello_flags,
+        stat,
+    },
+    net::{LinkType, Skip, TcpSegment, tcp},
+    split::{
+        CHUNK_MAX, FlowKey, HelloAt, MAX_SPLIT_HELLOS, PendingHello, SPLIT_TIMEOUT_NS, Span,
+        advance, beyond, continuation, expired, split_hello,
+    },
+    tls::HandshakeType,
 };
 
 /// Events to userspace. The loader may resize it (`--ring-buffer-mb`).
@@ -28,6 +36,30 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// Skip reasons and the counters in [`stat`], per CPU.
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// ClientHellos spanning segments, by sending flow (see `split`).
+#[map]
+static SPLIT_HELLOS: LruHashMap<FlowKey, PendingHello> =
+    LruHashMap::with_max_entries(MAX_SPLIT_HELLOS, 0);
+
+/// Until when (`bpf_ktime_get_ns`) [`SPLIT_HELLOS`] may hold a live entry;
+/// 0 once that time has passed. Every packet reads this one word, and only
+/// while it is open does a packet cost a hash lookup.
+#[map]
+static SPLIT_GATE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// [`tlsmon_split`], reached by tail call from the classifiers.
+#[map]
+static SPLIT_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Arguments of that tail call, per CPU.
+#[map]
+static SPLIT_ARGS: PerCpuArray<SplitArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a chunk is assembled before it is copied to [`EVENTS`] with its
+/// real length (a ring-buffer reservation must have a constant size).
+#[map]
+static CHUNK_SCRATCH: PerCpuArray<ChunkEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[classifier]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
@@ -70,9 +102,23 @@ fn count(index: u32) {
 fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
     let seg = tcp(&Direct(ctx), LinkType::ETHERNET)?;
     match class(&Direct(ctx), &seg) {
-        Class::Ignore => {}
+        // A segment in the middle of a split ClientHello starts with hello
+        // bytes, which do not look like a record header (but for a chance
+        // of about one in a million: that hello is then reported truncated).
+        // Checking here, after `class`, keeps this path off the TLS walk's.
+        Class::Ignore => {
+            if seg.payload_len > 0 && split_gate_open() {
+                continued(ctx, &seg, direction);
+            }
+        }
         Class::Teardown => {
-            let Some(mut entry) = EVENTS.reserve::<TeardownEvent>(0) else {
+            if seg.payload_len > 0 && split_gate_open() {
+                continued(ctx, &seg, direction);
+            }
+            teardown(ctx, &seg, direction);
+        }
+        Class::Tls => {
+            let Some(mut entry) = EVENTS.reserve::<TlsEvent>(0) else {
                 count(stat::LOST_EVENTS);
                 return Ok(());
             };
@@ -83,34 +129,230 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
                 core::ptr::write_bytes(p, 0, 1);
                 &mut *p
             };
-            fill_header(
-                &mut ev.header,
-                &seg,
-                EventKind::TEARDOWN,
-                size_of::<TeardownEvent>(),
-            );
-            stamp(ctx, &mut ev.header, direction);
-            entry.submit(0);
-        }
-        Class::Tls => {
-            let Some(mut entry) = EVENTS.reserve::<TlsEvent>(0) else {
-                count(stat::LOST_EVENTS);
-                return Ok(());
-            };
-            // SAFETY: as above.
-            let ev = unsafe {
-                let p = entry.as_mut_ptr();
-                core::ptr::write_bytes(p, 0, 1);
-                &mut *p
-            };
             fill_header(&mut ev.header, &seg, EventKind::TLS, size_of::<TlsEvent>());
             stamp(ctx, &mut ev.header, direction);
             fill_tls(&Helper(ctx), &seg, &mut ev.tls);
+            // SAFETY: plain reads of fields of a live &mut, from memory
+            // (see `split`).
+            let (hello, now) = unsafe {
+                (
+                    HelloAt {
+                        hello_type: core::ptr::read_volatile(&raw const ev.tls.hello_type),
+                        at: core::ptr::read_volatile(&raw const ev.tls.hello_at),
+                        len: core::ptr::read_volatile(&raw const ev.tls.hello_len),
+                        flags: core::ptr::read_volatile(&raw const ev.tls.hello.flags),
+                    },
+                    core::ptr::read_volatile(&raw const ev.header.ts_ns),
+                )
+            };
             entry.submit(0);
             count(stat::TLS_PACKETS);
+            if hello.hello_type == HandshakeType::CLIENT_HELLO.0
+                && hello.flags & hello_flags::TRUNCATED != 0
+            {
+                split(ctx, hello, now, direction);
+            }
         }
     }
     Ok(())
+}
+
+#[inline(always)]
+fn teardown(ctx: &TcContext, seg: &TcpSegment, direction: Direction) {
+    let Some(mut entry) = EVENTS.reserve::<TeardownEvent>(0) else {
+        count(stat::LOST_EVENTS);
+        return;
+    };
+    // SAFETY: the reservation is sized for the type; zeroing first means no
+    // stale ring-buffer bytes reach userspace.
+    let ev = unsafe {
+        let p = entry.as_mut_ptr();
+        core::ptr::write_bytes(p, 0, 1);
+        &mut *p
+    };
+    fill_header(
+        &mut ev.header,
+        seg,
+        EventKind::TEARDOWN,
+        size_of::<TeardownEvent>(),
+    );
+    stamp(ctx, &mut ev.header, direction);
+    entry.submit(0);
+}
+
+/// What [`tlsmon_split`] needs from the program that calls it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SplitArgs {
+    now_ns: u64,
+    at: u32,
+    len: u32,
+    flags: u16,
+    direction: u8,
+    hello_type: u8,
+    pad: u32,
+}
+
+/// Hands a truncated ClientHello to [`tlsmon_split`], which decides whether
+/// it is a split hello to reassemble.
+///
+/// A tail call, not inline code: the TLS walk leaves the verifier with many
+/// distinct states, and anything after it is verified once per state. The
+/// split handling there pushed the program past the verifier's
+/// one-million-instruction budget; as a program of its own it is verified
+/// once. A failed tail call (not loaded) leaves the hello truncated.
+#[inline(always)]
+fn split(ctx: &TcContext, hello: HelloAt, now_ns: u64, direction: Direction) {
+    let Some(args) = SPLIT_ARGS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; the tail-called program runs on this CPU
+    // before anything else can.
+    unsafe {
+        *args = SplitArgs {
+            now_ns,
+            at: hello.at,
+            len: hello.len,
+            flags: hello.flags,
+            direction: direction.0,
+            hello_type: hello.hello_type,
+            pad: 0,
+        };
+        let _ = SPLIT_JUMP.tail_call(ctx, 0);
+    }
+}
+
+/// The second half of a truncated ClientHello's packet (see [`split`]):
+/// remembers a hello that continues in later segments and sends the bytes
+/// this segment holds. Only ever entered by tail call.
+#[classifier]
+pub fn tlsmon_split(ctx: TcContext) -> i32 {
+    let _ = try_split(&ctx);
+    TC_ACT_PIPE
+}
+
+#[inline(always)]
+fn try_split(ctx: &TcContext) -> Result<(), Skip> {
+    let Some(args) = SPLIT_ARGS.get_ptr(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's slot, written by the caller just before.
+    let args = unsafe { *args };
+    let seg = tcp(&Direct(ctx), LinkType::ETHERNET)?;
+    let hello = HelloAt {
+        hello_type: args.hello_type,
+        at: args.at,
+        len: args.len,
+        flags: args.flags,
+    };
+    let mut p = split_hello(&Helper(ctx), &seg, hello, args.now_ns);
+    if p.need == 0 {
+        return Ok(());
+    }
+    let span = continuation(&p, &seg);
+    advance(&mut p, span);
+    if remember(&seg, &p) {
+        count(stat::SPLIT_HELLOS);
+        send_chunk(ctx, &seg, span, Direction(args.direction));
+    }
+    Ok(())
+}
+
+/// Whether a hello may be pending; closes the gate once its time is up.
+///
+/// Two CPUs may race here: one closing the gate just as another opens it
+/// for a new hello. The new hello's later segments are then not looked up,
+/// and it reaches userspace as a truncated hello — counted, not lost.
+#[inline(always)]
+fn split_gate_open() -> bool {
+    let Some(gate) = SPLIT_GATE.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a valid map value pointer; a racing write is tolerated above.
+    let until = unsafe { core::ptr::read_volatile(gate) };
+    if until == 0 {
+        return false;
+    }
+    // SAFETY: plain helper call.
+    if unsafe { bpf_ktime_get_ns() } > until {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(gate, 0) };
+        return false;
+    }
+    true
+}
+
+/// Stores a pending hello and opens the gate for its lifetime.
+#[inline(always)]
+fn remember(seg: &TcpSegment, p: &PendingHello) -> bool {
+    if SPLIT_HELLOS.insert(FlowKey::of(seg), p, 0).is_err() {
+        return false;
+    }
+    if let Some(gate) = SPLIT_GATE.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer.
+        unsafe { core::ptr::write_volatile(gate, p.since_ns + SPLIT_TIMEOUT_NS) };
+    }
+    true
+}
+
+/// Sends the part of `seg` that continues a pending hello of its flow;
+/// `true` if it did (the payload then starts inside the hello, not with a
+/// record header).
+#[inline(always)]
+fn continued(ctx: &TcContext, seg: &TcpSegment, direction: Direction) -> bool {
+    let key = FlowKey::of(seg);
+    let Some(p) = SPLIT_HELLOS.get_ptr_mut(&key) else {
+        return false;
+    };
+    // SAFETY: a valid map value pointer; concurrent updates of one flow's
+    // entry are benign (at worst a chunk is sent twice and deduplicated).
+    let p = unsafe { &mut *p };
+    // SAFETY: plain helper call.
+    if expired(p, unsafe { bpf_ktime_get_ns() }) {
+        let _ = SPLIT_HELLOS.remove(&key);
+        return false;
+    }
+    let span = continuation(p, seg);
+    if span.len == 0 {
+        if beyond(p, seg) {
+            let _ = SPLIT_HELLOS.remove(&key);
+        }
+        return false;
+    }
+    send_chunk(ctx, seg, span, direction);
+    if advance(p, span) {
+        let _ = SPLIT_HELLOS.remove(&key);
+    }
+    true
+}
+
+/// Copies the hello bytes of `span` to userspace, sized to what they hold.
+#[inline(always)]
+fn send_chunk(ctx: &TcContext, seg: &TcpSegment, span: Span, direction: Direction) {
+    let Some(ev) = CHUNK_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot of a per-CPU map; nothing else runs here
+    // until the program returns.
+    let ev = unsafe { &mut *ev };
+    if !fill_chunk(&Helper(ctx), seg, span, ev) {
+        return;
+    }
+    stamp(ctx, &mut ev.header, direction);
+    // The verifier must see the bound on the very register it passes as
+    // the size (see `Helper::copy_prefix`).
+    let len = core::hint::black_box(span.len as usize);
+    if len > CHUNK_MAX {
+        return;
+    }
+    // SAFETY: ChunkEvent is repr(C) plain data; CHUNK_DATA_OFF + len is
+    // within it.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(core::ptr::from_ref(ev).cast::<u8>(), CHUNK_DATA_OFF + len)
+    };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(stat::LOST_EVENTS);
+    }
 }
 
 #[inline(always)]

@@ -298,10 +298,12 @@ fn replay(tracker: &mut Tracker, events: &[Ev], round: u64) {
             }
             h
         };
-        match &ev.event {
-            Decoded::Tls(h, t) => tracker.on_tls(&fix(h), t),
-            Decoded::Teardown(h) => tracker.on_teardown(&fix(h)),
-        }
+        // Through `on_event`, as the daemon feeds it.
+        tracker.on_event(match &ev.event {
+            Decoded::Tls(h, t) => Decoded::Tls(fix(h), *t),
+            Decoded::Teardown(h) => Decoded::Teardown(fix(h)),
+            Decoded::Chunk(h, c) => Decoded::Chunk(fix(h), c.clone()),
+        });
     }
     tracker.tick(base + ROUND_NS);
 }

@@ -694,8 +694,7 @@ fn consume(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> Consumed {
         while let Some(item) = ring.next() {
             c.events += 1;
             match decode(&item) {
-                Some(Decoded::Tls(h, t)) => c.tracker.on_tls(&h, &t),
-                Some(Decoded::Teardown(h)) => c.tracker.on_teardown(&h),
+                Some(d) => c.tracker.on_event(d),
                 None => c.undecodable += 1,
             }
         }

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use monitor_common::event::{EventHeader, TlsSummary};
+use monitor_common::event::Decoded;
 
 use crate::{
     kernel::KernelStats,
@@ -20,7 +20,11 @@ pub const HISTORY_SECS: usize = 300;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "kernel events are the hot path: moved once, never boxed per packet"
+)]
 pub enum AppEvent {
     Key(KeyEvent),
     /// Time passed: `now_ns` is `CLOCK_MONOTONIC` (the events' clock).
@@ -28,8 +32,8 @@ pub enum AppEvent {
         now_ns: u64,
         kernel: KernelStats,
     },
-    Tls(EventHeader, TlsSummary),
-    Teardown(EventHeader),
+    /// An event from the kernel program, in ring-buffer order.
+    Kernel(Decoded),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,8 +292,7 @@ impl App {
             }
             // Hot path: no row building here. The selection is kept by
             // server, so new events cannot invalidate it.
-            AppEvent::Tls(h, t) => self.tracker.on_tls(&h, &t),
-            AppEvent::Teardown(h) => self.tracker.on_teardown(&h),
+            AppEvent::Kernel(d) => self.tracker.on_event(d),
         }
         Control::Continue
     }
@@ -626,7 +629,7 @@ pub(crate) mod sim {
     use std::net::Ipv4Addr;
 
     use monitor_common::{
-        event::{Direction, EventHeader, EventKind, TlsSummary, hello_flags},
+        event::{Decoded, Direction, EventHeader, EventKind, TlsSummary, hello_flags},
         net::{TCP_ACK, TCP_FIN, TCP_RST},
         tls::{ContentType, HandshakeType, ProtocolVersion},
     };
@@ -789,7 +792,7 @@ pub(crate) mod sim {
         }
 
         fn push(&mut self, h: EventHeader, t: TlsSummary) {
-            self.events.push(AppEvent::Tls(h, t));
+            self.events.push(AppEvent::Kernel(Decoded::Tls(h, t)));
         }
 
         /// Events of one TLS ≤ 1.2 connection starting at `t`; returns what
@@ -951,7 +954,7 @@ pub(crate) mod sim {
                     let mut hd = header(role, true, client, server, t, TCP_RST);
                     hd.kind = EventKind::TEARDOWN.0;
                     hd.tcp_flags = TCP_RST;
-                    self.events.push(AppEvent::Teardown(hd));
+                    self.events.push(AppEvent::Kernel(Decoded::Teardown(hd)));
                 }
                 Close::Clean => {
                     self.push(
@@ -960,7 +963,7 @@ pub(crate) mod sim {
                     );
                     let mut hd = header(role, false, client, server, t + MS / 10, TCP_FIN);
                     hd.kind = EventKind::TEARDOWN.0;
-                    self.events.push(AppEvent::Teardown(hd));
+                    self.events.push(AppEvent::Kernel(Decoded::Teardown(hd)));
                 }
             }
         }
@@ -995,7 +998,7 @@ pub(crate) mod sim {
         };
         sim.tls12(&c, T0);
         let mut tracker = Tracker::new(Limits::default());
-        if let Some(AppEvent::Tls(h, t)) = sim.events.first() {
+        if let Some(AppEvent::Kernel(Decoded::Tls(h, t))) = sim.events.first() {
             tracker.on_tls(h, t);
         }
         tracker.servers()[0].clone()

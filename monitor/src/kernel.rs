@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{SchedClassifier, TcAttachType, tc},
 };
 use monitor_common::{event::stat, net::Skip};
@@ -18,6 +18,8 @@ pub const INGRESS: &str = "tlsmon_ingress";
 pub const EGRESS: &str = "tlsmon_egress";
 /// A classifier that only returns TC_ACT_PIPE, for benchmarks.
 pub const BASELINE: &str = "tlsmon_baseline";
+/// The split-ClientHello half of the classifiers, entered by tail call.
+pub const SPLIT: &str = "tlsmon_split";
 
 /// Counters the kernel keeps, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct KernelStats {
     pub malformed: u64,
     pub fragments: u64,
     pub too_deep: u64,
+    /// ClientHellos spanning segments whose bytes were sent for reassembly.
+    pub split_hellos: u64,
 }
 
 /// Checks that this host can run the kernel program at all, so the failure
@@ -60,7 +64,7 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
         .context("loading the tlsmon kernel program")?;
-    for name in [INGRESS, EGRESS, BASELINE] {
+    for name in [INGRESS, EGRESS, BASELINE, SPLIT] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -68,6 +72,22 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
         prog.load()
             .with_context(|| format!("the kernel verifier rejected {name}"))?;
     }
+    // The classifiers tail-call the split-hello program through this
+    // array. Its entries last as long as a user-space reference to the
+    // array does, so the map stays inside `ebpf`.
+    let fd = {
+        let prog: &SchedClassifier = ebpf
+            .program(SPLIT)
+            .context("split program missing")?
+            .try_into()?;
+        prog.fd()?.try_clone()?
+    };
+    let mut jump = ProgramArray::try_from(
+        ebpf.map_mut("SPLIT_JUMP")
+            .context("SPLIT_JUMP map missing")?,
+    )?;
+    jump.set(0, &fd, 0)
+        .context("installing the split-hello program")?;
     Ok(ebpf)
 }
 
@@ -147,5 +167,6 @@ pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
         malformed: sum(Skip::MALFORMED.0),
         fragments: sum(Skip::FRAGMENT.0),
         too_deep: sum(Skip::TOO_DEEP.0),
+        split_hellos: sum(stat::SPLIT_HELLOS),
     }
 }

@@ -10,6 +10,7 @@ pub mod live;
 pub mod metrics;
 pub mod names;
 pub mod privileges;
+pub mod reassembly;
 pub mod replay;
 pub mod report;
 pub mod tracker;

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use monitor_common::event::{Decoded, decode};
+use monitor_common::event::decode;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -323,11 +323,8 @@ async fn next_key(
 fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, app: &mut App, undecodable: &mut u64) {
     while let Some(item) = ring.next() {
         match decode(&item) {
-            Some(Decoded::Tls(h, t)) => {
-                app.handle(AppEvent::Tls(h, t));
-            }
-            Some(Decoded::Teardown(h)) => {
-                app.handle(AppEvent::Teardown(h));
+            Some(d) => {
+                app.handle(AppEvent::Kernel(d));
             }
             None => *undecodable += 1,
         }

@@ -234,6 +234,21 @@ pub fn render(tracker: &Tracker, kernel: &KernelStats, undecodable: u64) -> Stri
         tracker.totals.malformed_hellos,
     );
     o.head(
+        "tlsmon_split_client_hellos_total",
+        "counter",
+        "ClientHellos that spanned TCP segments, by outcome: reassembled whole, or truncated (later extensions unseen).",
+    );
+    for (outcome, v) in [
+        ("reassembled", tracker.totals.reassembled_hellos),
+        ("truncated", tracker.totals.truncated_hellos),
+    ] {
+        o.sample(
+            "tlsmon_split_client_hellos_total",
+            &[("outcome", outcome)],
+            v,
+        );
+    }
+    o.head(
         "tlsmon_undecodable_events_total",
         "counter",
         "Ring-buffer records that did not decode.",

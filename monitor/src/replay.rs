@@ -8,7 +8,7 @@ use std::{collections::HashSet, io::Write as _, net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use monitor_common::{
-    classify::classify,
+    classify::Classifier,
     event::{Decoded, Direction, decode},
     net::{ETHERTYPE_IPV4, LinkType, Skip, l3},
 };
@@ -63,20 +63,12 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
         };
         packets += 1;
         last_ts = last_ts.max(p.ts_ns);
-        for d in engine.run(p.link, p.data)? {
+        for mut d in engine.run(p.link, p.data, p.ts_ns)? {
             // Capture time and direction, whichever engine produced it.
-            match d {
-                Decoded::Tls(mut h, t) => {
-                    h.ts_ns = p.ts_ns;
-                    h.direction = p.direction.0;
-                    tracker.on_tls(&h, &t);
-                }
-                Decoded::Teardown(mut h) => {
-                    h.ts_ns = p.ts_ns;
-                    h.direction = p.direction.0;
-                    tracker.on_teardown(&h);
-                }
-            }
+            let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
+            h.ts_ns = p.ts_ns;
+            h.direction = p.direction.0;
+            tracker.on_event(d);
         }
         if p.ts_ns.saturating_sub(last_tick) > 1_000_000_000 {
             tracker.tick(p.ts_ns);
@@ -133,33 +125,41 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 }
 
 trait Engine {
-    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>>;
+    /// The events for one frame; `ts_ns` is its capture time.
+    fn run(&mut self, link: LinkType, frame: &[u8], ts_ns: u64) -> anyhow::Result<Vec<Decoded>>;
     fn stats(&mut self) -> anyhow::Result<KernelStats>;
 }
 
 #[derive(Default)]
 struct HostEngine {
+    classifier: Classifier,
     stats: KernelStats,
 }
 
 impl Engine for HostEngine {
-    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
-        Ok(match classify(frame, link, Direction::UNKNOWN, 0) {
-            Ok(Some(d)) => {
-                if matches!(d, Decoded::Tls(..)) {
-                    self.stats.tls_packets += 1;
+    fn run(&mut self, link: LinkType, frame: &[u8], ts_ns: u64) -> anyhow::Result<Vec<Decoded>> {
+        Ok(
+            match self
+                .classifier
+                .packet(frame, link, Direction::UNKNOWN, ts_ns)
+            {
+                Ok(events) => {
+                    self.stats.tls_packets += events
+                        .iter()
+                        .filter(|d| matches!(d, Decoded::Tls(..)))
+                        .count() as u64;
+                    events
                 }
-                vec![d]
-            }
-            Ok(None) => Vec::new(),
-            Err(skip) => {
-                count_skip(&mut self.stats, skip);
-                Vec::new()
-            }
-        })
+                Err(skip) => {
+                    count_skip(&mut self.stats, skip);
+                    Vec::new()
+                }
+            },
+        )
     }
 
     fn stats(&mut self) -> anyhow::Result<KernelStats> {
+        self.stats.split_hellos = self.classifier.split_hellos;
         Ok(self.stats)
     }
 }
@@ -204,6 +204,14 @@ impl KernelEngine {
             frame: Vec::new(),
             short_frames: 0,
         })
+    }
+
+    /// The program's counters so far.
+    #[must_use]
+    pub fn counters(&self) -> KernelStats {
+        let mut s = kernel::read_stats(&self.stats);
+        s.malformed += self.short_frames;
+        s
     }
 
     /// Runs the ingress program once on an Ethernet frame and returns the
@@ -254,7 +262,8 @@ impl KernelEngine {
 }
 
 impl Engine for KernelEngine {
-    fn run(&mut self, link: LinkType, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
+    /// The kernel program times pending hellos by its own clock, not `_ts_ns`.
+    fn run(&mut self, link: LinkType, frame: &[u8], _ts_ns: u64) -> anyhow::Result<Vec<Decoded>> {
         if link == LinkType::ETHERNET {
             return self.run_frame(frame);
         }
@@ -284,8 +293,6 @@ impl Engine for KernelEngine {
     }
 
     fn stats(&mut self) -> anyhow::Result<KernelStats> {
-        let mut s = kernel::read_stats(&self.stats);
-        s.malformed += self.short_frames;
-        Ok(s)
+        Ok(self.counters())
     }
 }

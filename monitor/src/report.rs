@@ -88,6 +88,8 @@ pub fn summary_line(
         evicted_sessions,
         malformed_hellos,
         truncated_hellos,
+        reassembled_hellos,
+        orphan_chunks,
         untracked_events,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
@@ -110,6 +112,9 @@ pub fn summary_line(
         "evicted_sessions": evicted_sessions,
         "malformed_hellos": malformed_hellos,
         "truncated_hellos": truncated_hellos,
+        "reassembled_hellos": reassembled_hellos,
+        "split_hellos": k.split_hellos,
+        "orphan_chunks": orphan_chunks,
         "untracked_events": untracked_events,
         "connections": tracker.connections(),
         "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},

@@ -13,12 +13,14 @@ use std::{
 };
 
 use monitor_common::{
-    event::{Direction, EventHeader, Hello, ITEM_OPAQUE, TICKET_ID_LEN, TlsSummary, hello_flags},
+    event::{
+        Decoded, Direction, EventHeader, Hello, ITEM_OPAQUE, TICKET_ID_LEN, TlsSummary, hello_flags,
+    },
     net::{TCP_FIN, TCP_RST},
     tls::{ContentType, HandshakeType, ProtocolVersion},
 };
 
-use crate::histogram::Histogram;
+use crate::{histogram::Histogram, reassembly::Hellos};
 
 /// One side of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,9 +213,14 @@ pub struct Totals {
     pub evicted_sessions: u64,
     /// Hellos whose lengths contradicted each other: not counted.
     pub malformed_hellos: u64,
-    /// ClientHellos that continued past their TCP segment: extensions after
-    /// the cut (often pre_shared_key) were not seen.
+    /// ClientHellos that continued past their TCP segment and could not be
+    /// reassembled: extensions after the cut (often pre_shared_key) were
+    /// not seen.
     pub truncated_hellos: u64,
+    /// ClientHellos that spanned segments and were reassembled whole.
+    pub reassembled_hellos: u64,
+    /// Hello chunks with no hello waiting for them (see `reassembly`).
+    pub orphan_chunks: u64,
     /// RST/FIN or records on connections whose ClientHello was not seen.
     pub untracked_events: u64,
 }
@@ -334,6 +341,8 @@ pub struct Tracker {
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
     client_addrs: HashSet<IpAddr>,
+    /// ClientHellos spanning segments, until they are whole.
+    hellos: Hellos,
     pub totals: Totals,
 }
 
@@ -353,6 +362,7 @@ impl Tracker {
             ticket_servers: HashSet::new(),
             servers: HashMap::new(),
             client_addrs: HashSet::new(),
+            hellos: Hellos::default(),
             totals: Totals::default(),
         }
     }
@@ -405,7 +415,25 @@ impl Tracker {
             .collect()
     }
 
-    /// Feeds a TLS event.
+    /// Feeds the next event from the kernel in ring-buffer order, chunks of
+    /// split ClientHellos included: the way the daemon and `replay` feed it.
+    pub fn on_event(&mut self, d: Decoded) {
+        for ready in self.hellos.push(d).into_iter().flatten() {
+            self.on_ready(&ready);
+        }
+        self.totals.orphan_chunks = self.hellos.orphan_chunks;
+    }
+
+    fn on_ready(&mut self, d: &Decoded) {
+        match d {
+            Decoded::Tls(h, t) => self.on_tls(h, t),
+            Decoded::Teardown(h) => self.on_teardown(h),
+            // `Hellos` keeps chunks to itself.
+            Decoded::Chunk(..) => {}
+        }
+    }
+
+    /// Feeds a TLS event that needs no reassembly.
     pub fn on_tls(&mut self, h: &EventHeader, tls: &TlsSummary) {
         self.totals.events += 1;
         let src = Endpoint::from_wire(h.family, h.src_addr, h.src_port);
@@ -417,6 +445,9 @@ impl Tracker {
         } else if hello.flags & hello_flags::CLIENT_HELLO != 0 {
             if hello.flags & hello_flags::TRUNCATED != 0 {
                 self.totals.truncated_hellos += 1;
+            }
+            if hello.flags & hello_flags::REASSEMBLED != 0 {
+                self.totals.reassembled_hellos += 1;
             }
             self.client_hello(key, src, dst, h, hello);
         }
@@ -459,6 +490,9 @@ impl Tracker {
     /// Time passes: handshakes without a ServerHello time out, closed
     /// connections are forgotten after their linger time.
     pub fn tick(&mut self, now_ns: u64) {
+        for ready in self.hellos.expire(now_ns) {
+            self.on_ready(&ready);
+        }
         let limits = self.limits;
         let mut gone = Vec::new();
         for (key, c) in &mut self.conns {

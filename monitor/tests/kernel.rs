@@ -4,28 +4,34 @@
 //! timestamp, interface and direction, which only the kernel knows). Needs
 //! root.
 
-use monitor::replay::KernelEngine;
+use monitor::{live::monotonic_ns, replay::KernelEngine};
 use monitor_common::{
-    classify::classify,
+    classify::Classifier,
     event::{Decoded, Direction, hello_flags as hf},
     net::LinkType,
 };
 
-fn engine() -> KernelEngine {
+/// The kernel program and its host build, each with its own state (the
+/// ClientHellos being reassembled), fed the same frames.
+struct Engines {
+    kernel: KernelEngine,
+    host: Classifier,
+}
+
+fn engine() -> Engines {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
         "kernel tests load eBPF programs: run them as root (cargo xtask test)"
     );
-    KernelEngine::new().expect("loading the kernel program")
+    Engines {
+        kernel: KernelEngine::new().expect("loading the kernel program"),
+        host: Classifier::default(),
+    }
 }
 
 /// Clears what only the kernel fills in, so both engines compare equal.
-#[expect(
-    clippy::large_types_passed_by_value,
-    reason = "used with Iterator::map"
-)]
 fn normalized(d: Decoded) -> Decoded {
     match d {
         Decoded::Tls(mut h, t) => {
@@ -36,29 +42,50 @@ fn normalized(d: Decoded) -> Decoded {
             (h.ts_ns, h.ifindex, h.direction) = (0, 0, 0);
             Decoded::Teardown(h)
         }
+        Decoded::Chunk(mut h, c) => {
+            (h.ts_ns, h.ifindex, h.direction) = (0, 0, 0);
+            Decoded::Chunk(h, c)
+        }
     }
 }
 
-/// Runs a frame through both engines and checks they agree.
-fn both(k: &mut KernelEngine, frame: &[u8]) -> Option<Decoded> {
-    let kernel: Vec<_> = k
+/// Runs a frame through both engines, checks they agree, and returns all
+/// events.
+fn all(e: &mut Engines, frame: &[u8]) -> Vec<Decoded> {
+    // The host's clock for pending hellos is the kernel's (CLOCK_MONOTONIC).
+    let now = monotonic_ns();
+    let kernel: Vec<_> = e
+        .kernel
         .run_frame(frame)
-        .unwrap_or_else(|e| panic!("test run of {} bytes: {e:#}", frame.len()))
+        .unwrap_or_else(|err| panic!("test run of {} bytes: {err:#}", frame.len()))
         .into_iter()
         .map(normalized)
         .collect();
-    let host: Vec<_> = classify(frame, LinkType::ETHERNET, Direction::UNKNOWN, 0)
-        .ok()
-        .flatten()
-        .map(normalized)
+    let host: Vec<_> = e
+        .host
+        .packet(frame, LinkType::ETHERNET, Direction::UNKNOWN, now)
+        .unwrap_or_default()
         .into_iter()
+        .map(normalized)
         .collect();
     assert_eq!(
         kernel, host,
         "kernel and host engines disagree on frame {frame:02x?}"
     );
-    assert!(kernel.len() <= 1, "one event per packet at most");
-    kernel.into_iter().next()
+    let summaries = kernel
+        .iter()
+        .filter(|d| !matches!(d, Decoded::Chunk(..)))
+        .count();
+    assert!(
+        summaries <= 1,
+        "one TLS or teardown event per packet at most"
+    );
+    kernel
+}
+
+/// The first event of [`all`].
+fn both(e: &mut Engines, frame: &[u8]) -> Option<Decoded> {
+    all(e, frame).into_iter().next()
 }
 
 // ---- frame building -------------------------------------------------------
@@ -111,6 +138,29 @@ fn client_hello() -> Vec<u8> {
     body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
     body.extend_from_slice(&exts);
     record(22, &handshake(1, &body))
+}
+
+/// [`client_hello`] grown past one segment by a 1,216-byte key_share, the
+/// size of an X25519MLKEM768 share, placed before pre_shared_key.
+fn large_client_hello() -> Vec<u8> {
+    let small = client_hello();
+    // Record header, handshake header, then the body; the extensions block
+    // ends the body, and pre_shared_key (last, 4 + 10 bytes) ends it.
+    let mut body = small[9..].to_vec();
+    let psk = body.split_off(body.len() - 14);
+    body.extend(ext(51, &[0x5a; 1216]));
+    body.extend_from_slice(&psk);
+    // Fix the extensions length: it sits right after compression methods.
+    let ext_len_at = 2 + 32 + 1 + 32 + 2 + 4 + 2;
+    let n = u16::try_from(body.len() - ext_len_at - 2).unwrap();
+    body[ext_len_at..ext_len_at + 2].copy_from_slice(&n.to_be_bytes());
+    record(22, &handshake(1, &body))
+}
+
+/// Sets the TCP sequence number of a [`PLAIN`] frame.
+fn with_seq(mut f: Vec<u8>, seq: u32) -> Vec<u8> {
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f
 }
 
 /// A TLS 1.2 full-handshake server flight: ServerHello, Certificate,
@@ -282,7 +332,13 @@ fn truncated_frames_never_report_a_whole_hello() {
     let mut k = engine();
     let full = frame(&PLAIN, &client_hello());
     for cut in 0..full.len() {
-        if let Some(Decoded::Tls(_, t)) = both(&mut k, &full[..cut]) {
+        // Each cut from its own port: a cut hello is remembered for
+        // reassembly, and the next cut must not look like its continuation.
+        let mut f = full[..cut].to_vec();
+        if let Some(port) = f.get_mut(34..36) {
+            port.copy_from_slice(&u16::try_from(1000 + cut).unwrap().to_be_bytes());
+        }
+        if let Some(Decoded::Tls(_, t)) = both(&mut k, &f) {
             let f = t.hello.flags;
             assert!(
                 f & hf::CLIENT_HELLO == 0 || f & (hf::TRUNCATED | hf::MALFORMED) != 0,
@@ -290,6 +346,96 @@ fn truncated_frames_never_report_a_whole_hello() {
             );
         }
     }
+}
+
+#[test]
+fn a_client_hello_split_over_segments_is_reassembled() {
+    use monitor::tracker::{Limits, Tracker};
+    let hello = large_client_hello();
+    // The whole hello in one frame, for reference.
+    let mut k = engine();
+    let Some(Decoded::Tls(_, whole)) = both(&mut k, &frame(&PLAIN, &hello)) else {
+        panic!("no TLS event for the whole hello");
+    };
+    assert_eq!(whole.hello.flags & hf::TRUNCATED, 0);
+    // Cut at a 536-byte MSS (RFC 9293 §3.7.1's default), sent in order,
+    // the middle segment repeated (a retransmission), the last with FIN.
+    let mss = 536;
+    let mut k = engine();
+    let mut events = Vec::new();
+    let pieces: Vec<&[u8]> = hello.chunks(mss).collect();
+    assert_eq!(pieces.len(), 3, "hello is {} bytes", hello.len());
+    for (i, piece) in pieces.iter().enumerate().chain([(1, &pieces[1])]) {
+        let f = if i == 2 {
+            Frame {
+                flags: 0x19,
+                ..PLAIN
+            }
+        } else {
+            PLAIN
+        };
+        let seq = 1000 + u32::try_from(i * mss).unwrap();
+        events.extend(all(&mut k, &with_seq(frame(&f, piece), seq)));
+    }
+    let chunks: Vec<(u32, usize)> = events
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Chunk(_, c) => Some((c.offset, c.data.len())),
+            _ => None,
+        })
+        .collect();
+    // Each segment's bytes exactly once; the retransmission came after the
+    // hello was complete, when nothing was pending any more.
+    assert_eq!(
+        chunks,
+        vec![(0, 536), (536, 536), (1072, hello.len() - 1072)]
+    );
+    assert!(matches!(&events[0], Decoded::Tls(_, t) if t.hello.flags & hf::TRUNCATED != 0));
+    assert!(matches!(events.last(), Some(Decoded::Teardown(h)) if h.tcp_flags == 0x19));
+    // Application data on the flow now: nothing, as before any hello.
+    assert!(
+        all(
+            &mut k,
+            &with_seq(frame(&PLAIN, &record(23, &[1; 64])), 9000)
+        )
+        .is_empty()
+    );
+    // The server accepts the PSK (RFC 8446 §4.2.11: its pre_shared_key
+    // names the identity chosen).
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x44; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x22; 32]);
+    body.extend_from_slice(&[0x13, 0x01, 0]);
+    let exts = [ext(43, &[3, 4]), ext(41, &[0, 0])].concat();
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut server_hello = with_seq(frame(&PLAIN, &record(22, &handshake(2, &body))), 77);
+    // From 10.0.0.2:443 back to 10.0.0.1:40000.
+    server_hello[26..34].rotate_left(4);
+    server_hello[34..38].rotate_left(2);
+    events.extend(all(&mut k, &server_hello));
+    // The tracker sees the whole hello: the PSK offer from the last
+    // segment. (Without the FIN, which in this made-up order would end the
+    // connection before the server could answer.)
+    let mut t = Tracker::new(Limits::default());
+    for d in events {
+        if !matches!(d, Decoded::Teardown(_)) {
+            t.on_event(d);
+        }
+    }
+    assert_eq!(
+        (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+        (1, 0)
+    );
+    let s = t.servers();
+    assert_eq!(
+        (s[0].offered_by.psk, s[0].resumed_by.psk),
+        (1, 1),
+        "{:?}",
+        s[0]
+    );
+    assert_eq!(k.kernel.counters().split_hellos, 1);
 }
 
 #[test]
