@@ -20,6 +20,20 @@ use monitor_common::{
 
 use crate::histogram::Histogram;
 
+/// The tracker's hash tables. Their keys come from packets: addresses,
+/// ports, session IDs and tickets that any client on the Internet picks, and
+/// several lookups happen per event. std's SipHash was the largest single
+/// cost per event; foldhash is several times faster on these short keys.
+/// Against hash flooding it takes a random seed per table
+/// (`fast::RandomState`), so colliding keys cannot be computed in advance.
+/// foldhash does not claim to resist an attacker who observes hash values
+/// or times table operations, and tlsmon exposes neither: it is passive (it
+/// answers no packet) and every listing it prints is sorted, not in table
+/// order. aHash would be the alternative; foldhash is already built as a
+/// dependency of hashbrown.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// One side of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
@@ -124,8 +138,8 @@ pub struct ServerStats {
     pub unclean_closes: u64,
     pub rst_by_client: u64,
     pub rst_by_server: u64,
-    pub versions: HashMap<&'static str, u64>,
-    pub ciphers: HashMap<u16, u64>,
+    pub versions: Map<&'static str, u64>,
+    pub ciphers: Map<u16, u64>,
     pub sni: TopK,
     pub alpn: TopK,
     pub handshake_full: Histogram,
@@ -154,8 +168,8 @@ impl ServerStats {
             unclean_closes: 0,
             rst_by_client: 0,
             rst_by_server: 0,
-            versions: HashMap::new(),
-            ciphers: HashMap::new(),
+            versions: Map::default(),
+            ciphers: Map::default(),
             sni: TopK::default(),
             alpn: TopK::default(),
             handshake_full: Histogram::default(),
@@ -173,7 +187,7 @@ impl ServerStats {
 /// without bound; values beyond the cap are counted as `other`.
 #[derive(Clone, Debug, Default)]
 pub struct TopK {
-    counts: HashMap<String, u64>,
+    counts: Map<String, u64>,
     pub other: u64,
 }
 
@@ -320,7 +334,7 @@ struct Conn {
 #[derive(Debug)]
 pub struct Tracker {
     limits: Limits,
-    conns: HashMap<ConnKey, Conn>,
+    conns: Map<ConnKey, Conn>,
     /// Insertion order of `conns`, for eviction of the oldest.
     conn_order: VecDeque<(ConnKey, u64)>,
     next_id: u64,
@@ -329,11 +343,11 @@ pub struct Tracker {
     /// How connections that established sessions ended.
     closes: Bounded<u64, Close>,
     /// Servers that were seen issuing tickets (TLS ≤ 1.2 NewSessionTicket).
-    ticket_servers: HashSet<Endpoint>,
-    servers: HashMap<Endpoint, ServerStats>,
+    ticket_servers: Set<Endpoint>,
+    servers: Map<Endpoint, ServerStats>,
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
-    client_addrs: HashSet<IpAddr>,
+    client_addrs: Set<IpAddr>,
     pub totals: Totals,
 }
 
@@ -345,14 +359,14 @@ impl Tracker {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            conns: HashMap::new(),
+            conns: Map::default(),
             conn_order: VecDeque::new(),
             next_id: 0,
             sessions: Bounded::new(limits.max_sessions),
             closes: Bounded::new(limits.max_sessions),
-            ticket_servers: HashSet::new(),
-            servers: HashMap::new(),
-            client_addrs: HashSet::new(),
+            ticket_servers: Set::default(),
+            servers: Map::default(),
+            client_addrs: Set::default(),
             totals: Totals::default(),
         }
     }
@@ -947,7 +961,7 @@ fn name(bytes: &[u8], len: u8) -> Option<String> {
 #[derive(Debug)]
 struct Bounded<K, V> {
     cap: usize,
-    map: HashMap<K, V>,
+    map: Map<K, V>,
     order: VecDeque<K>,
 }
 
@@ -955,7 +969,7 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
-            map: HashMap::new(),
+            map: Map::default(),
             order: VecDeque::new(),
         }
     }
