@@ -348,9 +348,9 @@ impl Conn {
 }
 
 /// A name (SNI, ALPN) as the kernel copied it, kept inline in the
-/// connection and turned into text only when the handshake is counted: a
-/// `String` each cost two allocations per ClientHello and, with the
-/// allocator's minimum chunk, more memory than these bytes.
+/// connection and turned into text only when the handshake is counted.
+/// Two `String`s cost two allocations per ClientHello and, with their
+/// headers and the allocator's minimum chunk, more memory than these bytes.
 #[derive(Clone, Copy, Debug)]
 struct Name<const N: usize> {
     bytes: [u8; N],
