@@ -6,21 +6,38 @@
 //! docs/classification.md.
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet, VecDeque},
     fmt,
-    hash::Hash,
+    hash::{BuildHasher as _, Hash},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use hashbrown::HashTable;
 use monitor_common::{
     event::{
-        Decoded, Direction, EventHeader, Hello, ITEM_OPAQUE, TICKET_ID_LEN, TlsSummary, hello_flags,
+        ALPN_MAX, Decoded, Direction, EventHeader, Hello, ITEM_OPAQUE, SNI_MAX, TICKET_ID_LEN,
+        TlsSummary, hello_flags,
     },
     net::{TCP_FIN, TCP_RST},
     tls::{ContentType, HandshakeType, ProtocolVersion},
 };
 
 use crate::{histogram::Histogram, reassembly::Hellos};
+
+/// The tracker's hash tables. Their keys come from packets: addresses,
+/// ports, session IDs and tickets that any client on the Internet picks, and
+/// several lookups happen per event. std's SipHash was the largest single
+/// cost per event; foldhash is several times faster on these short keys.
+/// Against hash flooding it takes a random seed per table
+/// (`fast::RandomState`), so colliding keys cannot be computed in advance.
+/// foldhash does not claim to resist an attacker who observes hash values
+/// or times table operations, and tlsmon exposes neither: it is passive (it
+/// answers no packet) and every listing it prints is sorted, not in table
+/// order. aHash would be the alternative; foldhash is already built as a
+/// dependency of hashbrown.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// One side of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,8 +143,8 @@ pub struct ServerStats {
     pub unclean_closes: u64,
     pub rst_by_client: u64,
     pub rst_by_server: u64,
-    pub versions: HashMap<&'static str, u64>,
-    pub ciphers: HashMap<u16, u64>,
+    pub versions: Map<&'static str, u64>,
+    pub ciphers: Map<u16, u64>,
     pub sni: TopK,
     pub alpn: TopK,
     pub handshake_full: Histogram,
@@ -156,8 +173,8 @@ impl ServerStats {
             unclean_closes: 0,
             rst_by_client: 0,
             rst_by_server: 0,
-            versions: HashMap::new(),
-            ciphers: HashMap::new(),
+            versions: Map::default(),
+            ciphers: Map::default(),
             sni: TopK::default(),
             alpn: TopK::default(),
             handshake_full: Histogram::default(),
@@ -175,7 +192,7 @@ impl ServerStats {
 /// without bound; values beyond the cap are counted as `other`.
 #[derive(Clone, Debug, Default)]
 pub struct TopK {
-    counts: HashMap<String, u64>,
+    counts: Map<String, u64>,
     pub other: u64,
 }
 
@@ -304,8 +321,8 @@ struct Conn {
     early_data: bool,
     version: u16,
     cipher: u16,
-    sni: Option<String>,
-    alpn: Option<String>,
+    sni: Name<SNI_MAX>,
+    alpn: Name<ALPN_MAX>,
     resumed: bool,
     method: Option<Method>,
     server_ticket_ext: bool,
@@ -316,31 +333,168 @@ struct Conn {
     rst_server: bool,
     close: Close,
     closed_at: u64,
-    issued: Vec<SessionKey>,
     /// This server was seen issuing tickets before this handshake.
     server_issues_tickets: bool,
     /// A plaintext alert ended the handshake; counted on the next update.
     failed_pending: bool,
 }
 
+impl Conn {
+    fn key(&self) -> ConnKey {
+        ConnKey::new(self.client, self.server)
+    }
+
+    /// `self.key() == *key` without ordering the endpoints again: this
+    /// runs on every probe of the index.
+    fn has_key(&self, key: &ConnKey) -> bool {
+        let ConnKey(a, b) = *key;
+        (self.client == a && self.server == b) || (self.client == b && self.server == a)
+    }
+}
+
+/// A name (SNI, ALPN) as the kernel copied it, kept inline in the
+/// connection and turned into text only when the handshake is counted.
+/// Two `String`s cost two allocations per ClientHello and, with their
+/// headers and the allocator's minimum chunk, more memory than these bytes.
+#[derive(Clone, Copy, Debug)]
+struct Name<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Name<N> {
+    fn new(bytes: &[u8; N], len: u8) -> Self {
+        Self { bytes: *bytes, len }
+    }
+
+    fn text(&self) -> Option<Cow<'_, str>> {
+        let n = usize::from(self.len).min(N);
+        (n > 0).then(|| String::from_utf8_lossy(&self.bytes[..n]))
+    }
+}
+
+/// Where a connection sits in [`Conns`].
+type Slot = u32;
+
+/// The connection table: connections in a slab, found through an index of
+/// slot numbers hashed by [`ConnKey`].
+///
+/// A `HashMap<ConnKey, Conn>` kept each connection (~250 bytes with its
+/// key) in a hash bucket, and hashbrown keeps at most 7/8 of its buckets
+/// full and grows by doubling: a million connections took two million
+/// buckets, over 500 MB. Here a bucket is a 4-byte slot number and the slab
+/// holds only live connections, reusing freed slots. Looking a connection
+/// up once per event also gives a slot every later step of that event
+/// uses, where the map was hashed and probed again by each step.
+#[derive(Debug)]
+struct Conns {
+    slots: Vec<Option<Conn>>,
+    /// Empty slots, filled before `slots` grows.
+    free: Vec<Slot>,
+    index: HashTable<Slot>,
+    /// See [`Map`] for the choice of hasher.
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Conns {
+    fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn hash(&self, key: &ConnKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, hash: u64, key: &ConnKey) -> Option<Slot> {
+        self.index
+            .find(hash, |&s| self.get(s).has_key(key))
+            .copied()
+    }
+
+    fn get(&self, slot: Slot) -> &Conn {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("slots handed out hold a connection")
+    }
+
+    fn get_mut(&mut self, slot: Slot) -> &mut Conn {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("slots handed out hold a connection")
+    }
+
+    /// The id of the connection in `slot`, if there is one.
+    fn id_at(&self, slot: Slot) -> Option<u64> {
+        self.slots.get(slot as usize)?.as_ref().map(|c| c.id)
+    }
+
+    /// Adds a connection whose key is not in the table; `hash` is its key's.
+    fn insert(&mut self, hash: u64, conn: Conn) -> Slot {
+        let slot = if let Some(slot) = self.free.pop() {
+            self.slots[slot as usize] = Some(conn);
+            slot
+        } else {
+            let slot = Slot::try_from(self.slots.len()).expect("fewer than 2^32 connections");
+            self.slots.push(Some(conn));
+            slot
+        };
+        let Self {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, slot, |&s| {
+            let c = slots[s as usize].as_ref().expect("indexed slots are full");
+            hasher.hash_one(c.key())
+        });
+        slot
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        let hash = self.hash(&self.get(slot).key());
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        self.slots[slot as usize] = None;
+        self.free.push(slot);
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (Slot, &mut Conn)> {
+        (0..)
+            .zip(&mut self.slots)
+            .filter_map(|(slot, c)| Some((slot, c.as_mut()?)))
+    }
+}
+
 /// The whole tracker: connections, remembered sessions, per-server stats.
 #[derive(Debug)]
 pub struct Tracker {
     limits: Limits,
-    conns: HashMap<ConnKey, Conn>,
-    /// Insertion order of `conns`, for eviction of the oldest.
-    conn_order: VecDeque<(ConnKey, u64)>,
+    conns: Conns,
+    /// Insertion order of `conns` (slot and connection id; a slot may have
+    /// been reused since), for eviction of the oldest.
+    conn_order: VecDeque<(Slot, u64)>,
     next_id: u64,
     /// Which connection established a session, per server.
     sessions: Bounded<(Endpoint, SessionKey), u64>,
     /// How connections that established sessions ended.
     closes: Bounded<u64, Close>,
     /// Servers that were seen issuing tickets (TLS ≤ 1.2 NewSessionTicket).
-    ticket_servers: HashSet<Endpoint>,
-    servers: HashMap<Endpoint, ServerStats>,
+    ticket_servers: Set<Endpoint>,
+    servers: Map<Endpoint, ServerStats>,
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
-    client_addrs: HashSet<IpAddr>,
+    client_addrs: Set<IpAddr>,
     /// ClientHellos spanning segments, until they are whole.
     hellos: Hellos,
     pub totals: Totals,
@@ -354,14 +508,14 @@ impl Tracker {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            conns: HashMap::new(),
+            conns: Conns::new(),
             conn_order: VecDeque::new(),
             next_id: 0,
             sessions: Bounded::new(limits.max_sessions),
             closes: Bounded::new(limits.max_sessions),
-            ticket_servers: HashSet::new(),
-            servers: HashMap::new(),
-            client_addrs: HashSet::new(),
+            ticket_servers: Set::default(),
+            servers: Map::default(),
+            client_addrs: Set::default(),
             hellos: Hellos::default(),
             totals: Totals::default(),
         }
@@ -439,9 +593,12 @@ impl Tracker {
         let src = Endpoint::from_wire(h.family, h.src_addr, h.src_port);
         let dst = Endpoint::from_wire(h.family, h.dst_addr, h.dst_port);
         let key = ConnKey::new(src, dst);
+        // Hashed once per event; the slot found serves every step below.
+        let hash = self.conns.hash(&key);
         let hello = &tls.hello;
-        if hello.flags & hello_flags::MALFORMED != 0 {
+        let slot = if hello.flags & hello_flags::MALFORMED != 0 {
             self.totals.malformed_hellos += 1;
+            self.conns.find(hash, &key)
         } else if hello.flags & hello_flags::CLIENT_HELLO != 0 {
             if hello.flags & hello_flags::TRUNCATED != 0 {
                 self.totals.truncated_hellos += 1;
@@ -449,18 +606,20 @@ impl Tracker {
             if hello.flags & hello_flags::REASSEMBLED != 0 {
                 self.totals.reassembled_hellos += 1;
             }
-            self.client_hello(key, src, dst, h, hello);
-        }
-        let Some(conn) = self.conns.get(&key) else {
+            Some(self.client_hello(key, hash, src, dst, h, hello))
+        } else {
+            self.conns.find(hash, &key)
+        };
+        let Some(slot) = slot else {
             self.totals.untracked_events += 1;
             return;
         };
-        let from_server = conn.server == src;
         let n = usize::from(tls.n_items).min(tls.items.len());
         let items = &tls.items[..n];
-        if from_server {
-            self.server_items(key, h, tls, items);
-        } else if let Some(conn) = self.conns.get_mut(&key) {
+        if self.conns.get(slot).server == src {
+            self.server_items(slot, h, tls, items);
+        } else {
+            let conn = self.conns.get_mut(slot);
             for &it in items {
                 let (ct, detail) = split(it);
                 if ct == ContentType::CHANGE_CIPHER_SPEC {
@@ -470,8 +629,8 @@ impl Tracker {
                 }
             }
         }
-        self.maybe_complete(key);
-        self.tcp_flags(key, src, h.tcp_flags, h.ts_ns);
+        self.maybe_complete(slot);
+        self.tcp_flags(slot, src, h.tcp_flags, h.ts_ns);
     }
 
     /// Feeds a RST/FIN event.
@@ -480,8 +639,8 @@ impl Tracker {
         let src = Endpoint::from_wire(h.family, h.src_addr, h.src_port);
         let dst = Endpoint::from_wire(h.family, h.dst_addr, h.dst_port);
         let key = ConnKey::new(src, dst);
-        if self.conns.contains_key(&key) {
-            self.tcp_flags(key, src, h.tcp_flags, h.ts_ns);
+        if let Some(slot) = self.conns.find(self.conns.hash(&key), &key) {
+            self.tcp_flags(slot, src, h.tcp_flags, h.ts_ns);
         } else {
             self.totals.untracked_events += 1;
         }
@@ -495,7 +654,7 @@ impl Tracker {
         }
         let limits = self.limits;
         let mut gone = Vec::new();
-        for (key, c) in &mut self.conns {
+        for (slot, c) in self.conns.iter_mut() {
             if c.phase == Phase::AwaitServerHello
                 && now_ns.saturating_sub(c.ch_ts) > limits.handshake_timeout_ns
             {
@@ -505,16 +664,16 @@ impl Tracker {
                 }
             }
             if c.close != Close::Open && now_ns.saturating_sub(c.closed_at) > limits.linger_ns {
-                gone.push(*key);
+                gone.push(slot);
             }
         }
-        for key in gone {
-            self.conns.remove(&key);
+        for slot in gone {
+            self.conns.remove(slot);
         }
         if self.conn_order.len() > self.conns.len() * 2 + 1024 {
             let conns = &self.conns;
             self.conn_order
-                .retain(|(k, id)| conns.get(k).is_some_and(|c| c.id == *id));
+                .retain(|&(slot, id)| conns.id_at(slot) == Some(id));
         }
     }
 
@@ -524,28 +683,31 @@ impl Tracker {
             .or_insert_with(|| ServerStats::new(server, role))
     }
 
+    /// Returns the slot of the connection the ClientHello belongs to (new,
+    /// or one it continues).
     fn client_hello(
         &mut self,
         key: ConnKey,
+        hash: u64,
         src: Endpoint,
         dst: Endpoint,
         h: &EventHeader,
         hello: &Hello,
-    ) {
-        if let Some(c) = self.conns.get_mut(&key) {
+    ) -> Slot {
+        let existing = self.conns.find(hash, &key);
+        if let Some(slot) = existing {
+            let c = self.conns.get_mut(slot);
             // The second ClientHello after a HelloRetryRequest (RFC 8446
             // §4.1.2) continues the same handshake.
             if c.client == src && c.phase == Phase::AwaitServerHello {
                 c.offer_psk |= hello.flags & hello_flags::PSK != 0;
-                return;
+                return slot;
             }
-            if c.close == Close::Open && c.phase != Phase::Done {
-                // A ClientHello in the middle of a live handshake is not
-                // plausible (or is encrypted renegotiation misread): ignore.
-                return;
-            }
+            // A ClientHello in the middle of a live handshake is not
+            // plausible (or is encrypted renegotiation misread), nor is one
+            // on an open connection after it: ignore.
             if c.close == Close::Open {
-                return;
+                return slot;
             }
             // Port reuse after a close: a new connection.
         }
@@ -586,8 +748,8 @@ impl Tracker {
             early_data: hello.flags & hello_flags::EARLY_DATA != 0,
             version: 0,
             cipher: 0,
-            sni: name(&hello.sni, hello.sni_len),
-            alpn: name(&hello.alpn, hello.alpn_len),
+            sni: Name::new(&hello.sni, hello.sni_len),
+            alpn: Name::new(&hello.alpn, hello.alpn_len),
             resumed: false,
             method: None,
             server_ticket_ext: false,
@@ -598,7 +760,6 @@ impl Tracker {
             rst_server: false,
             close: Close::Open,
             closed_at: 0,
-            issued: Vec::new(),
             server_issues_tickets: false,
             failed_pending: false,
         };
@@ -606,32 +767,37 @@ impl Tracker {
         if self.client_addrs.len() < MAX_CLIENT_ADDRS {
             self.client_addrs.insert(src.addr);
         }
-        if self.conns.len() >= self.limits.max_connections && !self.conns.contains_key(&key) {
-            self.evict_oldest();
-        }
-        self.conns.insert(key, conn);
-        self.conn_order.push_back((key, id));
+        let slot = if let Some(slot) = existing {
+            *self.conns.get_mut(slot) = conn;
+            slot
+        } else {
+            if self.conns.len() >= self.limits.max_connections {
+                self.evict_oldest();
+            }
+            self.conns.insert(hash, conn)
+        };
+        self.conn_order.push_back((slot, id));
+        slot
     }
 
     fn evict_oldest(&mut self) {
-        while let Some((k, id)) = self.conn_order.pop_front() {
-            if self.conns.get(&k).is_some_and(|c| c.id == id) {
-                self.conns.remove(&k);
+        while let Some((slot, id)) = self.conn_order.pop_front() {
+            if self.conns.id_at(slot) == Some(id) {
+                self.conns.remove(slot);
                 self.totals.evicted_flows += 1;
                 return;
             }
         }
     }
 
-    fn server_items(&mut self, key: ConnKey, h: &EventHeader, tls: &TlsSummary, items: &[u16]) {
+    fn server_items(&mut self, slot: Slot, h: &EventHeader, tls: &TlsSummary, items: &[u16]) {
         let hello = &tls.hello;
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
+        let conn = self.conns.get_mut(slot);
         let server = conn.server;
         let issues_tickets = self.ticket_servers.contains(&server);
         let mut hrr = false;
         let mut after_hello = false;
+        let mut ticket_issued = false;
         for &it in items {
             let (ct, detail) = split(it);
             if ct == ContentType::CHANGE_CIPHER_SPEC {
@@ -666,9 +832,7 @@ impl Tracker {
                 match ht {
                     HandshakeType::NEW_SESSION_TICKET => {
                         decide_shape(conn, true);
-                        if hello.flags & hello_flags::NEW_TICKET != 0 {
-                            conn.issued.push(SessionKey::Ticket(hello.ticket_id));
-                        }
+                        ticket_issued |= hello.flags & hello_flags::NEW_TICKET != 0;
                     }
                     HandshakeType::CERTIFICATE
                     | HandshakeType::SERVER_KEY_EXCHANGE
@@ -679,25 +843,27 @@ impl Tracker {
                 }
             }
         }
+        // The event carries one ticket id: several NewSessionTicket items
+        // in it issue the same key.
+        let ticket = ticket_issued.then_some(SessionKey::Ticket(hello.ticket_id));
         // A full TLS ≤ 1.2 handshake establishes the session ID the server
         // chose (RFC 5246 §7.4.1.3).
-        if after_hello
+        let session_id = (after_hello
             && conn.version <= ProtocolVersion::TLS1_2.0
             && !conn.resumed
-            && hello.session_id_len > 0
-        {
-            let n = hello.session_id_len.min(32);
-            let mut sid = [0u8; 32];
-            sid[..usize::from(n)].copy_from_slice(&hello.session_id[..usize::from(n)]);
-            conn.issued.push(SessionKey::Id(sid, n));
-        }
-        let issued = std::mem::take(&mut conn.issued);
+            && hello.session_id_len > 0)
+            .then(|| {
+                let n = hello.session_id_len.min(32);
+                let mut sid = [0u8; 32];
+                sid[..usize::from(n)].copy_from_slice(&hello.session_id[..usize::from(n)]);
+                SessionKey::Id(sid, n)
+            });
         let id = conn.id;
         let role = conn.role;
-        if issued.iter().any(|k| matches!(k, SessionKey::Ticket(_))) {
+        if ticket.is_some() {
             self.ticket_servers.insert(server);
         }
-        for k in issued {
+        for k in [ticket, session_id].into_iter().flatten() {
             if self.sessions.insert((server, k), id) {
                 self.totals.evicted_sessions += 1;
             }
@@ -723,13 +889,10 @@ impl Tracker {
     }
 
     /// Counts a handshake once its outcome is certain and it completed.
-    fn maybe_complete(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
+    fn maybe_complete(&mut self, slot: Slot) {
+        let conn = self.conns.get_mut(slot);
         if std::mem::take(&mut conn.failed_pending) {
-            let server = conn.server;
-            if let Some(s) = self.servers.get_mut(&server) {
+            if let Some(s) = self.servers.get_mut(&conn.server) {
                 s.failed += 1;
             }
             return;
@@ -744,8 +907,8 @@ impl Tracker {
             return;
         }
         conn.phase = Phase::Done;
-        let conn = conn.clone();
-        let origin = self.rejection_origin(&conn);
+        let conn = &*conn;
+        let origin = rejection_origin(&self.sessions, &self.closes, conn);
         let Some(s) = self.servers.get_mut(&conn.server) else {
             return;
         };
@@ -760,7 +923,7 @@ impl Tracker {
             s.full += 1;
             s.handshake_full.record(elapsed);
         }
-        let offers = offers(&conn);
+        let offers = offers(conn);
         if offers.iter().any(|&o| o) {
             s.offered += 1;
             for (m, o) in [Method::SessionId, Method::Ticket, Method::Psk]
@@ -787,45 +950,19 @@ impl Tracker {
             *s.versions.entry(v).or_default() += 1;
         }
         *s.ciphers.entry(conn.cipher).or_default() += 1;
-        if let Some(sni) = &conn.sni {
-            s.sni.add(sni);
+        if let Some(sni) = conn.sni.text() {
+            s.sni.add(&sni);
         }
-        if let Some(alpn) = &conn.alpn {
-            s.alpn.add(alpn);
+        if let Some(alpn) = conn.alpn.text() {
+            s.alpn.add(&alpn);
         }
     }
 
-    /// How the connection that established the offered session ended.
-    fn rejection_origin(&self, conn: &Conn) -> Option<Close> {
-        let mut keys = Vec::new();
-        if conn.offer_sid {
-            keys.push(SessionKey::Id(conn.client_sid.0, conn.client_sid.1));
-        }
-        if let Some(t) = conn.offer_ticket {
-            keys.push(SessionKey::Ticket(t));
-        }
-        let mut found = None;
-        for k in keys {
-            if let Some(&origin) = self.sessions.get(&(conn.server, k)) {
-                // Closes are recorded as they happen; a connection without
-                // one is still open (or left the table without a close seen).
-                let close = self.closes.get(&origin).copied().unwrap_or(Close::Open);
-                if close == Close::Unclean {
-                    return Some(Close::Unclean);
-                }
-                found = Some(close);
-            }
-        }
-        found
-    }
-
-    fn tcp_flags(&mut self, key: ConnKey, src: Endpoint, flags: u8, ts: u64) {
+    fn tcp_flags(&mut self, slot: Slot, src: Endpoint, flags: u8, ts: u64) {
         if flags & (TCP_RST | TCP_FIN) == 0 {
             return;
         }
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
+        let conn = self.conns.get_mut(slot);
         let from_client = conn.client == src;
         let server = conn.server;
         let mut rst_client = false;
@@ -887,6 +1024,32 @@ impl Tracker {
             self.closes.insert(id, close);
         }
     }
+}
+
+/// How the connection that established the offered session ended.
+fn rejection_origin(
+    sessions: &Bounded<(Endpoint, SessionKey), u64>,
+    closes: &Bounded<u64, Close>,
+    conn: &Conn,
+) -> Option<Close> {
+    let offered = [
+        conn.offer_sid
+            .then_some(SessionKey::Id(conn.client_sid.0, conn.client_sid.1)),
+        conn.offer_ticket.map(SessionKey::Ticket),
+    ];
+    let mut found = None;
+    for k in offered.into_iter().flatten() {
+        if let Some(&origin) = sessions.get(&(conn.server, k)) {
+            // Closes are recorded as they happen; a connection without
+            // one is still open (or left the table without a close seen).
+            let close = closes.get(&origin).copied().unwrap_or(Close::Open);
+            if close == Close::Unclean {
+                return Some(Close::Unclean);
+            }
+            found = Some(close);
+        }
+    }
+    found
 }
 
 /// Which methods the ClientHello offered, for the negotiated version:
@@ -972,46 +1135,84 @@ fn split(item: u16) -> (ContentType, u8) {
     (ContentType((item >> 8) as u8), (item & 0xff) as u8)
 }
 
-fn name(bytes: &[u8], len: u8) -> Option<String> {
-    let n = usize::from(len).min(bytes.len());
-    (n > 0).then(|| String::from_utf8_lossy(&bytes[..n]).into_owned())
-}
-
 /// A map that forgets its oldest entries past a capacity.
+///
+/// Entries sit in a ring in insertion order, which is the eviction order;
+/// an index of ring positions finds them by key. The index is sized for the
+/// full capacity at the first insert (5 bytes a bucket: 10 MB for the
+/// default million sessions) and so never grows. A `HashMap` growing on
+/// demand moved every entry when it doubled, a 170 ms stall at 917,504
+/// sessions, and sizing it up front would have reserved room for two
+/// million 64-byte entries. The ring grows like a `Vec` up to the capacity
+/// and is then overwritten in place, oldest first.
 #[derive(Debug)]
 struct Bounded<K, V> {
     cap: usize,
-    map: HashMap<K, V>,
-    order: VecDeque<K>,
+    entries: Vec<(K, V)>,
+    /// The next entry to overwrite once `entries` is full: the oldest.
+    oldest: usize,
+    index: HashTable<u32>,
+    /// See [`Map`] for the choice of hasher.
+    hasher: foldhash::fast::RandomState,
 }
 
-impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+impl<K: Hash + Eq, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
         Self {
-            cap: cap.max(1),
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            // Ring positions are u32 in the index.
+            cap: cap.clamp(1, u32::MAX as usize),
+            entries: Vec::new(),
+            oldest: 0,
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
+    fn find(&self, hash: u64, k: &K) -> Option<usize> {
+        let &i = self
+            .index
+            .find(hash, |&i| self.entries[i as usize].0 == *k)?;
+        Some(i as usize)
+    }
+
     fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k)
+        let i = self.find(self.hasher.hash_one(k), k)?;
+        Some(&self.entries[i].1)
     }
 
     /// Inserts; returns true if an old entry was evicted to make room.
     fn insert(&mut self, k: K, v: V) -> bool {
-        if self.map.insert(k.clone(), v).is_some() {
+        let hash = self.hasher.hash_one(&k);
+        if let Some(i) = self.find(hash, &k) {
+            self.entries[i].1 = v;
             return false;
         }
-        self.order.push_back(k);
-        let mut evicted = false;
-        while self.map.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
-                evicted |= self.map.remove(&old).is_some();
-            } else {
-                break;
-            }
+        let Self {
+            cap,
+            entries,
+            oldest,
+            index,
+            hasher,
+        } = self;
+        let rehash = |&i: &u32| hasher.hash_one(&entries[i as usize].0);
+        if index.capacity() == 0 {
+            index.reserve(*cap, rehash);
         }
+        let (i, evicted) = if entries.len() < *cap {
+            entries.push((k, v));
+            (entries.len() - 1, false)
+        } else {
+            let i = *oldest;
+            let old = hasher.hash_one(&entries[i].0);
+            if let Ok(e) = index.find_entry(old, |&j| j as usize == i) {
+                e.remove();
+            }
+            entries[i] = (k, v);
+            *oldest = (i + 1) % *cap;
+            (i, true)
+        };
+        let pos = u32::try_from(i).expect("cap fits u32");
+        index.insert_unique(hash, pos, |&j| hasher.hash_one(&entries[j as usize].0));
         evicted
     }
 }
