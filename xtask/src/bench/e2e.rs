@@ -23,6 +23,7 @@ use std::{
     fmt::Write as _,
     fs,
     io::{Read as _, Seek as _, SeekFrom},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -511,6 +512,7 @@ impl Bench {
 /// Brings the lab up, builds and runs everything, tears the lab down.
 fn measure(plan: &Plan) -> Result<Measured> {
     let tlsmon = build_tlsmon()?;
+    let _lock = lock()?;
     let lab = Lab::new(LAB_PREFIX);
     let scenario = Scenario::parse(SCENARIO)?;
     eprintln!("xtask bench: proxy lab up ({})", scenario.describe());
@@ -549,7 +551,8 @@ fn measure(plan: &Plan) -> Result<Measured> {
     let m = Measured {
         seconds: plan.seconds,
         wrk: describe(&bench.wrk(plan.seconds)),
-        tlsmon: describe(&bench.tlsmon()),
+        // As a reader would type it, from the workspace root.
+        tlsmon: describe(&bench.tlsmon()).replace(&format!("{}/", workspace_root().display()), ""),
         tshark_cmd: describe(&bench.tshark()),
         pairs,
         tshark,
@@ -558,6 +561,27 @@ fn measure(plan: &Plan) -> Result<Measured> {
     };
     drop(bench);
     Ok(m)
+}
+
+/// Holds `/run/tlsmon-lab-bench.lock` until dropped: a second bench would
+/// tear this lab down at its `up`.
+fn lock() -> Result<fs::File> {
+    let path = format!("/run/{LAB_PREFIX}.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {path}"))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock on a descriptor we own; the lock goes with the file.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("xtask bench: waiting for {path}: another bench is using the lab");
+        // SAFETY: as above.
+        let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+        ensure!(rc == 0, "flock {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// `cargo build --release` of the tlsmon binary (the bench example built the
