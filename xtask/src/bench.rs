@@ -461,11 +461,18 @@ fn targets(md: &mut String, r: &Json) {
     );
     let e2e = r.get("end_to_end");
     let tp = e2e.and_then(|e| e.get("throughput_ratio"));
+    let tp_verdict = match e2e::pair_spread(e2e) {
+        Some((lo, hi)) => format!(
+            "undecided: the pairs range from {} to {}",
+            Json::Num(lo),
+            Json::Num(hi)
+        ),
+        None => verdict(num(tp).map(|x| x >= MIN_THROUGHPUT_RATIO)).to_owned(),
+    };
     let _ = writeln!(
         md,
-        "| proxy throughput with tlsmon ≥ {MIN_THROUGHPUT_RATIO} of without | {} | {} |",
+        "| proxy throughput with tlsmon ≥ {MIN_THROUGHPUT_RATIO} of without | {} | {tp_verdict} |",
         cell(tp, ""),
-        verdict(num(tp).map(|x| x >= MIN_THROUGHPUT_RATIO))
     );
     let soak = e2e.and_then(|e| e.get("soak"));
     let lost = num(e2e.and_then(|e| e.get("lost_events")));

@@ -739,9 +739,10 @@ pub fn section(md: &mut String, e2e: Option<&Json>) {
          request when the response says `Connection: close`; it keeps its TLS session across \
          these reconnections, so most frontend handshakes are resumptions, as a browser's \
          would be. HAProxy's log is the count, independent of what is measured: one line per \
-         request with the client's port (every run checks that the requests came over as many \
-         connections), whether it completed (`term=--`), and whether the frontend and backend \
-         handshakes were resumed. Requests per second are HAProxy's completed requests over \
+         request, whether it completed (`term=--`), and whether the frontend and backend \
+         handshakes were resumed; the kernel's count of TCP connections opened in the client \
+         namespace (`ActiveOpens`) checks, every run, that each request had its own \
+         connection. Requests per second are HAProxy's completed requests over \
          wrk's run time: wrk itself counts a response that ends with its connection \
          (`openssl s_server -www` answers HTTP/1.0) as a read error, not a request, so its \
          own count misses a third of them.\n\n\
@@ -774,19 +775,53 @@ pub fn section(md: &mut String, e2e: Option<&Json>) {
         "| measurement | value |\n|---|---:|\n\
          | throughput with/without tlsmon, median of pairs | {} |\n\
          | throughput with/without tlsmon, total | {} |\n\
+         | throughput with/without tlsmon, each pair | {} |\n\
          | tlsmon CPU seconds per 1,000 handshakes | {} |\n\
          | tshark CPU seconds per 1,000 handshakes | {} |\n\
          | events tlsmon lost in these runs | {} |\n\
          | load average before / after | {} / {} |\n",
         cell(get("throughput_ratio"), ""),
         cell(lab.and_then(|l| l.get("total_ratio")), ""),
+        pair_ratios(lab)
+            .iter()
+            .map(|r| Json::Num(*r).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         cell(get("tlsmon_cpu_s_per_1k"), ""),
         cell(get("tshark_cpu_s_per_1k"), ""),
         cell(get("lab_lost_events"), ""),
         cell(lab.and_then(|l| l.get("load_average_before")), ""),
         cell(lab.and_then(|l| l.get("load_average_after")), ""),
     );
+    if let Some((lo, hi)) = pair_spread(e2e) {
+        let _ = writeln!(
+            md,
+            "The pairs' ratios range from {} to {}, more than twice the 3% the target allows: \
+             on this machine, other work moved throughput more than tlsmon did, and the median \
+             cannot tell a ratio of 0.97 from 1. A quieter machine (load average below the CPU \
+             count) or more pairs would.\n",
+            Json::Num(lo),
+            Json::Num(hi)
+        );
+    }
     runs_table(md, lab);
+}
+
+fn pair_ratios(lab: Option<&Json>) -> Vec<f64> {
+    match lab.and_then(|l| l.get("pair_ratios")) {
+        Some(Json::Arr(items)) => items.iter().filter_map(Json::as_f64).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The lowest and highest pair ratio, if they are further apart than twice
+/// the margin of the throughput target: then the runs' noise is larger than
+/// what the target asks to resolve, and the median decides nothing.
+pub fn pair_spread(e2e: Option<&Json>) -> Option<(f64, f64)> {
+    let ratios = pair_ratios(e2e.and_then(|e| e.get("lab")));
+    let lo = ratios.iter().copied().reduce(f64::min)?;
+    let hi = ratios.iter().copied().reduce(f64::max)?;
+    (hi - lo > 2.0 * (1.0 - super::MIN_THROUGHPUT_RATIO)).then_some((lo, hi))
 }
 
 /// One row per run: the pairs, then tshark's runs.
@@ -1071,6 +1106,22 @@ Transfer/sec:    420.12KB
         assert_eq!(wrk_duration("850.00ms"), Some(0.85));
         assert_eq!(wrk_duration("1.50m"), Some(90.0));
         assert_eq!(Wrk::parse("unable to connect"), None);
+    }
+
+    #[test]
+    fn noisy_pairs_decide_nothing() {
+        let e2e = |ratios: &str| {
+            Json::parse(&format!(r#"{{"lab":{{"pair_ratios":[{ratios}]}}}}"#)).unwrap()
+        };
+        assert_eq!(pair_spread(Some(&e2e("0.98, 1.0, 0.99"))), None);
+        assert_eq!(
+            pair_spread(Some(&e2e("0.82, 1.49, 1.03"))),
+            Some((0.82, 1.49))
+        );
+        assert_eq!(pair_spread(Some(&e2e(""))), None);
+        let mut md = String::new();
+        section(&mut md, Some(&e2e("0.82, 1.49")));
+        assert!(md.contains("range from 0.82 to 1.49"), "{md}");
     }
 
     #[test]
