@@ -1,11 +1,13 @@
-//! One packet in, at most one event out: the per-packet decision shared by
-//! the kernel program and `tlsmon replay --engine host`.
+//! One packet in, at most one summary event out (plus the bytes of a
+//! ClientHello split over segments, see `split`): the per-packet decision
+//! shared by the kernel program and `tlsmon replay --engine host`.
 //!
 //! The decision is made from the TCP flags and the first five payload bytes.
 //! Application data, which is nearly all traffic on an established TLS
 //! connection, is recognised by its record header and dropped here without
-//! further reads or map lookups; that is how the kernel stops looking at a
-//! flow once its handshake is over, while still seeing alerts, RST and FIN.
+//! further reads or map lookups ([`Class::Opaque`]); that is how the kernel
+//! stops looking at a flow once its handshake is over, while still seeing
+//! alerts, RST and FIN.
 
 use crate::{
     bytes::Bytes,
@@ -18,7 +20,11 @@ use crate::{
 /// What to do with a TCP segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// Nothing tlsmon needs.
+    /// The payload starts with an application_data (or heartbeat) record:
+    /// an established TLS flow, nearly all traffic. Nothing to do.
+    Opaque,
+    /// Nothing tlsmon needs: no TLS record starts the payload (not TLS, or
+    /// the middle of a record, which may continue a split ClientHello).
     Ignore,
     /// RST or FIN without a TLS record at the start of the payload.
     Teardown,
@@ -38,6 +44,9 @@ pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
             || ct == ContentType::ALERT
         {
             return Class::Tls;
+        }
+        if seg.flags & (TCP_RST | TCP_FIN) == 0 {
+            return Class::Opaque;
         }
     }
     if seg.flags & (TCP_RST | TCP_FIN) != 0 {
@@ -137,6 +146,7 @@ mod host {
             let mut header = EventHeader::default();
             // The kernel program's order: see `class` and its entry point.
             match class(frame, &seg) {
+                Class::Opaque => {}
                 Class::Ignore => {
                     if seg.payload_len > 0 {
                         self.continued(frame, &seg, ts_ns, &mut out);

@@ -78,6 +78,11 @@ impl Skip {
 }
 
 /// The parts of a TCP segment that classification uses.
+///
+/// [`segment`] fills the offsets, lengths and flags, which decide what a
+/// packet is; the addresses, ports and sequence number are read by [`flow`]
+/// only for packets that produce an event. Application data, the bulk of
+/// traffic, never needs them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpSegment {
     /// 4 or 6.
@@ -89,6 +94,9 @@ pub struct TcpSegment {
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
     pub seq: u32,
+    /// Offsets of the IP and TCP headers.
+    pub l3_off: usize,
+    pub l4_off: usize,
     pub payload_off: usize,
     /// From the IP length fields, so Ethernet padding is excluded.
     pub payload_len: usize,
@@ -127,21 +135,30 @@ pub fn l3<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<(usize, u16), Skip
     }
 }
 
-/// Parses down to the TCP payload. Anything that is not a whole, unfragmented
-/// TCP segment is a [`Skip`].
+/// Parses down to the TCP payload, addresses, ports and sequence number
+/// included. Anything that is not a whole, unfragmented TCP segment is a
+/// [`Skip`].
 #[inline(always)]
 pub fn tcp<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip> {
+    let mut seg = segment(b, link)?;
+    flow(b, &mut seg);
+    Ok(seg)
+}
+
+/// Parses down to the TCP payload: offsets, lengths, flags and family, the
+/// least that [`crate::classify::class`] needs. See [`flow`] for the rest.
+#[inline(always)]
+pub fn segment<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip> {
     let (l3_off, ethertype) = l3(b, link)?;
-    let mut seg = TcpSegment::default();
-    let (l4_off, l4_end) = match ethertype {
-        ETHERTYPE_IPV4 => ipv4(b, l3_off, &mut seg)?,
-        ETHERTYPE_IPV6 => ipv6(b, l3_off, &mut seg)?,
+    let (family, l4_off, l4_end) = match ethertype {
+        ETHERTYPE_IPV4 => ipv4(b, l3_off)?,
+        ETHERTYPE_IPV6 => ipv6(b, l3_off)?,
         _ => return Err(Skip::NOT_TCP),
     };
-    // RFC 9293 §3.1: ports, seq, ack, then data offset (4 bits, in 32-bit
-    // words) and the flags byte.
-    let hdr: [u8; 14] = b.array(l4_off).ok_or(Skip::MALFORMED)?;
-    let data_off = usize::from(hdr[12] >> 4) * 4;
+    // RFC 9293 §3.1: data offset (4 bits, in 32-bit words) and the flags
+    // byte follow ports, seq and ack.
+    let [off_byte, flags] = b.array::<2>(l4_off + 12).ok_or(Skip::MALFORMED)?;
+    let data_off = usize::from(off_byte >> 4) * 4;
     if data_off < 20 {
         return Err(Skip::MALFORMED);
     }
@@ -153,22 +170,48 @@ pub fn tcp<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, Skip>
     if payload_off > l4_end {
         return Err(Skip::MALFORMED);
     }
-    seg.src_port = u16::from_be_bytes([hdr[0], hdr[1]]);
-    seg.dst_port = u16::from_be_bytes([hdr[2], hdr[3]]);
-    seg.seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-    seg.flags = hdr[13];
-    seg.payload_off = payload_off;
-    seg.payload_len = l4_end - payload_off;
-    Ok(seg)
+    Ok(TcpSegment {
+        family,
+        flags,
+        l3_off,
+        l4_off,
+        payload_off,
+        payload_len: l4_end - payload_off,
+        ..TcpSegment::default()
+    })
 }
 
+/// Reads the addresses, ports and sequence number of a segment found by
+/// [`segment`]. They lie inside headers `segment` already checked, so the
+/// reads cannot fail on the same bytes.
 #[inline(always)]
-fn ipv4<B: Bytes + ?Sized>(
-    b: &B,
-    off: usize,
-    seg: &mut TcpSegment,
-) -> Result<(usize, usize), Skip> {
-    let hdr: [u8; 20] = b.array(off).ok_or(Skip::MALFORMED)?;
+pub fn flow<B: Bytes + ?Sized>(b: &B, seg: &mut TcpSegment) {
+    if let Some(h) = b.array::<8>(seg.l4_off) {
+        seg.src_port = u16::from_be_bytes([h[0], h[1]]);
+        seg.dst_port = u16::from_be_bytes([h[2], h[3]]);
+        seg.seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    }
+    if seg.family == 4 {
+        if let Some(a) = b.array::<8>(seg.l3_off + 12) {
+            seg.src_addr[..4].copy_from_slice(&a[..4]);
+            seg.dst_addr[..4].copy_from_slice(&a[4..]);
+        }
+    } else {
+        if let Some(a) = b.array::<16>(seg.l3_off + 8) {
+            seg.src_addr = a;
+        }
+        if let Some(a) = b.array::<16>(seg.l3_off + 24) {
+            seg.dst_addr = a;
+        }
+    }
+}
+
+/// IPv4 (RFC 791 §3.1): the family, TCP header offset and end of packet.
+#[inline(always)]
+fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip> {
+    // Version/IHL, TOS, total length, identification, flags/fragment
+    // offset; then TTL and protocol.
+    let hdr: [u8; 10] = b.array(off).ok_or(Skip::MALFORMED)?;
     if hdr[0] >> 4 != 4 {
         return Err(Skip::MALFORMED);
     }
@@ -176,7 +219,7 @@ fn ipv4<B: Bytes + ?Sized>(
     if ihl < 20 {
         return Err(Skip::MALFORMED);
     }
-    // More-fragments flag or a non-zero fragment offset (RFC 791 §3.1).
+    // More-fragments flag or a non-zero fragment offset.
     if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
         return Err(Skip::FRAGMENT);
     }
@@ -190,18 +233,13 @@ fn ipv4<B: Bytes + ?Sized>(
     if total != 0 && total < ihl {
         return Err(Skip::MALFORMED);
     }
-    seg.family = 4;
-    seg.src_addr[..4].copy_from_slice(&hdr[12..16]);
-    seg.dst_addr[..4].copy_from_slice(&hdr[16..20]);
-    Ok((off + ihl, end))
+    Ok((4, off + ihl, end))
 }
 
+/// IPv6 (RFC 8200): the family, TCP header offset and end of packet, past
+/// at most [`MAX_IPV6_EXT_HEADERS`] extension headers.
 #[inline(always)]
-fn ipv6<B: Bytes + ?Sized>(
-    b: &B,
-    off: usize,
-    seg: &mut TcpSegment,
-) -> Result<(usize, usize), Skip> {
+fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip> {
     let fixed: [u8; 8] = b.array(off).ok_or(Skip::MALFORMED)?;
     if fixed[0] >> 4 != 6 {
         return Err(Skip::MALFORMED);
@@ -213,14 +251,11 @@ fn ipv6<B: Bytes + ?Sized>(
     } else {
         off + 40 + payload
     };
-    seg.src_addr = b.array(off + 8).ok_or(Skip::MALFORMED)?;
-    seg.dst_addr = b.array(off + 24).ok_or(Skip::MALFORMED)?;
-    seg.family = 6;
     let mut next = fixed[6];
     let mut l4 = off + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return Ok((l4, end)),
+            IPPROTO_TCP => return Ok((6, l4, end)),
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
                 // Next header, then length in 8-octet units excluding the first.
                 let [nh, len] = b.array::<2>(l4).ok_or(Skip::MALFORMED)?;
@@ -232,7 +267,7 @@ fn ipv6<B: Bytes + ?Sized>(
         }
     }
     if next == IPPROTO_TCP {
-        Ok((l4, end))
+        Ok((6, l4, end))
     } else {
         Err(Skip::TOO_DEEP)
     }

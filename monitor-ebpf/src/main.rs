@@ -21,7 +21,7 @@ use monitor_common::{
         CHUNK_DATA_OFF, ChunkEvent, Direction, EventKind, TeardownEvent, TlsEvent, hello_flags,
         stat,
     },
-    net::{LinkType, Skip, TcpSegment, tcp},
+    net::{LinkType, Skip, TcpSegment, flow, segment, tcp},
     split::{
         CHUNK_MAX, FlowKey, HelloAt, MAX_SPLIT_HELLOS, PendingHello, SPLIT_TIMEOUT_NS, Span,
         advance, beyond, continuation, expired, split_hello,
@@ -100,24 +100,28 @@ fn count(index: u32) {
 
 #[inline(always)]
 fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
-    let seg = tcp(&Direct(ctx), LinkType::ETHERNET)?;
+    let mut seg = segment(&Direct(ctx), LinkType::ETHERNET)?;
     match class(&Direct(ctx), &seg) {
+        Class::Opaque => {}
         // A segment in the middle of a split ClientHello starts with hello
         // bytes, which do not look like a record header (but for a chance
         // of about one in a million: that hello is then reported truncated).
         // Checking here, after `class`, keeps this path off the TLS walk's.
         Class::Ignore => {
             if seg.payload_len > 0 && split_gate_open() {
+                flow(&Direct(ctx), &mut seg);
                 continued(ctx, &seg, direction);
             }
         }
         Class::Teardown => {
+            flow(&Direct(ctx), &mut seg);
             if seg.payload_len > 0 && split_gate_open() {
                 continued(ctx, &seg, direction);
             }
             teardown(ctx, &seg, direction);
         }
         Class::Tls => {
+            flow(&Direct(ctx), &mut seg);
             let Some(mut entry) = EVENTS.reserve::<TlsEvent>(0) else {
                 count(stat::LOST_EVENTS);
                 return Ok(());
@@ -395,8 +399,17 @@ impl Bytes for Direct<'_> {
         let start = self.0.data();
         let end = self.0.data_end();
         if off <= MAX_DIRECT_OFF && start + off + N <= end {
-            // SAFETY: bounds checked against data_end just above.
-            return Some(unsafe { core::ptr::read_unaligned((start + off) as *const [u8; N]) });
+            // Byte by byte, each load used as it is: reading the array in
+            // one go makes LLVM load it as one wide unaligned integer, which
+            // the BPF backend splits into byte loads and then shifts and ors
+            // together and apart again, about three instructions per byte.
+            let p = (start + off) as *const u8;
+            let mut out = [0u8; N];
+            for (i, o) in out.iter_mut().enumerate() {
+                // SAFETY: bounds checked against data_end just above.
+                *o = unsafe { core::ptr::read_volatile(p.add(i)) };
+            }
+            return Some(out);
         }
         Helper(self.0).array(off)
     }

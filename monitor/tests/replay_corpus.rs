@@ -195,7 +195,11 @@ fn psk_offers_match_tshark_on_every_capture() {
             split_seen = true;
             // The capture's point: both offers sit in a second segment, and
             // the rejected one is only visible once the hello is whole.
-            assert_eq!(want_offered - want_accepted, 1, "the capture has one rejection");
+            assert_eq!(
+                want_offered - want_accepted,
+                1,
+                "the capture has one rejection"
+            );
             let rejected = sum(|s| s["rejected"].as_u64().unwrap());
             assert_eq!(rejected, 1, "{servers:?}");
         }
