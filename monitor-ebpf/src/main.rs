@@ -8,7 +8,9 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::TC_ACT_PIPE,
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE, TC_ACT_PIPE,
+    },
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
@@ -149,7 +151,7 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
                     core::ptr::read_volatile(&raw const ev.header.ts_ns),
                 )
             };
-            entry.submit(0);
+            entry.submit(wakeup());
             count(stat::TLS_PACKETS);
             if hello.hello_type == HandshakeType::CLIENT_HELLO.0
                 && hello.flags & hello_flags::TRUNCATED != 0
@@ -159,6 +161,23 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
         }
     }
     Ok(())
+}
+
+/// Ring-buffer submit flags: wake the daemon only once the ring is a
+/// quarter full. It drains on a short timer anyway (`live::DRAIN_EVERY`),
+/// and a wakeup per event costs it far more CPU than the event itself
+/// (by default the kernel wakes the reader for every event it has not yet
+/// caught up with, which at a few thousand handshakes a second is nearly
+/// every event).
+#[inline(always)]
+fn wakeup() -> u64 {
+    let used = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    if used >= size / 4 {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
 }
 
 #[inline(always)]
@@ -181,7 +200,7 @@ fn teardown(ctx: &TcContext, seg: &TcpSegment, direction: Direction) {
         size_of::<TeardownEvent>(),
     );
     stamp(ctx, &mut ev.header, direction);
-    entry.submit(0);
+    entry.submit(wakeup());
 }
 
 /// What [`tlsmon_split`] needs from the program that calls it.
@@ -354,7 +373,7 @@ fn send_chunk(ctx: &TcContext, seg: &TcpSegment, span: Span, direction: Directio
     let bytes = unsafe {
         core::slice::from_raw_parts(core::ptr::from_ref(ev).cast::<u8>(), CHUNK_DATA_OFF + len)
     };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup()).is_err() {
         count(stat::LOST_EVENTS);
     }
 }

@@ -688,8 +688,11 @@ fn consume(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> Consumed {
             events: libc::POLLIN,
             revents: 0,
         };
+        // Like the daemon: woken when the ring is a quarter full, otherwise
+        // drained every `DRAIN_EVERY`.
+        let wait = i32::try_from(monitor::live::DRAIN_EVERY.as_millis()).unwrap_or(10);
         // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&raw mut pfd, 1, 100) };
+        unsafe { libc::poll(&raw mut pfd, 1, wait) };
         let drain_start = Instant::now();
         while let Some(item) = ring.next() {
             c.events += 1;
