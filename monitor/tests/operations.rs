@@ -16,14 +16,15 @@ const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_BPF: u64 = 1 << 39;
 
 /// Scrapes the endpoint from inside the namespace with Python's urllib and
-/// parses it with prometheus_client; returns `name labels value` lines.
+/// parses it with prometheus_client; returns `name labels value` lines, the
+/// value printed with `%g` (parser versions differ: `1` or `1.0`).
 const SCRAPE: &str = r"
 import sys, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 body = urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=5).read().decode()
 for fam in text_string_to_metric_families(body):
     for s in fam.samples:
-        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), s.value)
+        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), format(s.value, 'g'))
 ";
 
 fn status_field(pid: u32, field: &str) -> u64 {
