@@ -147,26 +147,17 @@ mod host {
             // The kernel program's order: see `class` and its entry point.
             match class(frame, &seg) {
                 Class::Opaque => {}
-                Class::Ignore => {
-                    if seg.payload_len > 0 {
-                        self.continued(frame, &seg, ts_ns, &mut out);
+                // A segment that may continue a split hello; with RST or
+                // FIN it also ends the connection.
+                c @ (Class::Ignore | Class::Teardown) => {
+                    if seg.payload_len > 0
+                        && let Some((h, c)) = self.continued(frame, &seg, ts_ns)
+                    {
+                        out.push(Decoded::Chunk(stamp(h), c));
                     }
-                    for d in &mut out {
-                        if let Decoded::Chunk(h, _) = d {
-                            *h = stamp(*h);
-                        }
+                    if c == Class::Teardown {
+                        out.push(Decoded::Teardown(stamp(teardown_header(&seg))));
                     }
-                }
-                Class::Teardown => {
-                    if seg.payload_len > 0 {
-                        self.continued(frame, &seg, ts_ns, &mut out);
-                    }
-                    for d in &mut out {
-                        if let Decoded::Chunk(h, _) = d {
-                            *h = stamp(*h);
-                        }
-                    }
-                    out.push(Decoded::Teardown(stamp(teardown_header(&seg))));
                 }
                 Class::Tls => {
                     fill_header(&mut header, &seg, EventKind::TLS, size_of::<TlsEvent>());
@@ -194,37 +185,32 @@ mod host {
             Ok(out)
         }
 
-        /// Hands the segment to a pending hello of its flow; `true` if it
-        /// carried bytes of it.
+        /// Hands the segment to a pending hello of its flow: the chunk of
+        /// it the segment carries, if any.
         fn continued(
             &mut self,
             frame: &[u8],
             seg: &TcpSegment,
             now_ns: u64,
-            out: &mut Vec<Decoded>,
-        ) -> bool {
+        ) -> Option<(EventHeader, Chunk)> {
             let key = FlowKey::of(seg);
-            let Some(p) = self.pending.get_mut(&key) else {
-                return false;
-            };
+            let p = self.pending.get_mut(&key)?;
             if expired(p, now_ns) {
                 self.pending.remove(&key);
-                return false;
+                return None;
             }
             let span = continuation(p, seg);
             if span.len == 0 {
                 if beyond(p, seg) {
                     self.pending.remove(&key);
                 }
-                return false;
+                return None;
             }
-            if let Some((h, c)) = chunk(frame, seg, span) {
-                out.push(Decoded::Chunk(h, c));
-            }
+            let c = chunk(frame, seg, span);
             if advance(p, span) {
                 self.pending.remove(&key);
             }
-            true
+            c
         }
 
         /// Stores a pending hello; when the table is full, expired entries
