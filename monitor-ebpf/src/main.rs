@@ -151,7 +151,7 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
                     core::ptr::read_volatile(&raw const ev.header.ts_ns),
                 )
             };
-            entry.submit(wakeup());
+            entry.submit(wakeup(size_of::<TlsEvent>() as u64, true));
             count(stat::TLS_PACKETS);
             if hello.hello_type == HandshakeType::CLIENT_HELLO.0
                 && hello.flags & hello_flags::TRUNCATED != 0
@@ -163,17 +163,26 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
     Ok(())
 }
 
-/// Ring-buffer submit flags: wake the daemon only once the ring is a
+/// Ring-buffer submit flags for an event of `bytes` that is about to be
+/// published: wake the daemon only when this event takes the ring past a
 /// quarter full. It drains on a short timer anyway (`live::DRAIN_EVERY`),
-/// and a wakeup per event costs it far more CPU than the event itself
-/// (by default the kernel wakes the reader for every event it has not yet
-/// caught up with, which at a few thousand handshakes a second is nearly
-/// every event).
+/// and by default the kernel wakes the reader for nearly every event at a
+/// few thousand handshakes a second, which cost the daemon far more CPU
+/// than the events themselves. Forcing a wakeup for every event while the
+/// ring stays above the mark would be worse (an interrupt per event, several
+/// microseconds each, just when the reader is behind), so only the crossing
+/// wakes it. `reserved`: the event is already counted in the ring's data
+/// (reserve/submit), not yet (output).
 #[inline(always)]
-fn wakeup() -> u64 {
+fn wakeup(bytes: u64, reserved: bool) -> u64 {
     let used = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
-    if used >= size / 4 {
+    let mark = EVENTS.query(u64::from(BPF_RB_RING_SIZE)) / 4;
+    let (before, after) = if reserved {
+        (used.saturating_sub(bytes), used)
+    } else {
+        (used, used + bytes)
+    };
+    if before < mark && after >= mark {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)
@@ -200,7 +209,7 @@ fn teardown(ctx: &TcContext, seg: &TcpSegment, direction: Direction) {
         size_of::<TeardownEvent>(),
     );
     stamp(ctx, &mut ev.header, direction);
-    entry.submit(wakeup());
+    entry.submit(wakeup(size_of::<TeardownEvent>() as u64, true));
 }
 
 /// What [`tlsmon_split`] needs from the program that calls it.
@@ -373,7 +382,10 @@ fn send_chunk(ctx: &TcContext, seg: &TcpSegment, span: Span, direction: Directio
     let bytes = unsafe {
         core::slice::from_raw_parts(core::ptr::from_ref(ev).cast::<u8>(), CHUNK_DATA_OFF + len)
     };
-    if EVENTS.output::<[u8]>(bytes, wakeup()).is_err() {
+    if EVENTS
+        .output::<[u8]>(bytes, wakeup(bytes.len() as u64, false))
+        .is_err()
+    {
         count(stat::LOST_EVENTS);
     }
 }
