@@ -100,6 +100,19 @@ impl Pending {
 }
 
 impl Hellos {
+    /// Whether `d` has nothing to do with split hellos: nothing is pending
+    /// and it neither starts nor continues one. The common case, which the
+    /// caller handles directly instead of moving it through [`Self::push`].
+    #[must_use]
+    pub fn passes(&self, d: &Decoded) -> bool {
+        self.pending.is_empty()
+            && match d {
+                Decoded::Tls(_, t) => !may_be_split(t),
+                Decoded::Teardown(_) => true,
+                Decoded::Chunk(..) => false,
+            }
+    }
+
     /// Takes the next event in ring-buffer order.
     pub fn push(&mut self, d: Decoded) -> Released {
         match d {

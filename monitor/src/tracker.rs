@@ -572,6 +572,10 @@ impl Tracker {
     /// Feeds the next event from the kernel in ring-buffer order, chunks of
     /// split ClientHellos included: the way the daemon and `replay` feed it.
     pub fn on_event(&mut self, d: Decoded) {
+        if self.hellos.passes(&d) {
+            self.on_ready(&d);
+            return;
+        }
         for ready in self.hellos.push(d).into_iter().flatten() {
             self.on_ready(&ready);
         }
