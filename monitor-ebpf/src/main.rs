@@ -138,8 +138,11 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
             fill_header(&mut ev.header, &seg, EventKind::TLS, size_of::<TlsEvent>());
             stamp(ctx, &mut ev.header, direction);
             fill_tls(&Helper(ctx), &seg, &mut ev.tls);
-            // SAFETY: plain reads of fields of a live &mut, from memory
-            // (see `split`).
+            // Read back from ring-buffer memory, not forwarded from the
+            // walk's own stores, so that what the walk computed is not
+            // carried in registers into the code below (see `split` for
+            // why that matters to the verifier).
+            // SAFETY: plain reads of fields of a live &mut.
             let (hello, now) = unsafe {
                 (
                     HelloAt {
