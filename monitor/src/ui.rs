@@ -172,6 +172,18 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled("malformed ", LABEL),
             Span::raw(count(totals.malformed_hellos + kernel.malformed)),
         ]);
+        // ClientHellos whose later segments never arrived: a PSK offer in
+        // them was not seen. Shown only when it happens.
+        if totals.truncated_hellos > 0 {
+            l2.extend([
+                sep(),
+                Span::styled("truncated hellos ", LABEL),
+                Span::styled(
+                    count(totals.truncated_hellos),
+                    Style::new().fg(Color::Yellow),
+                ),
+            ]);
+        }
     }
     let text = Text::from(vec![Line::from(l1), Line::from(l2)]);
     frame.render_widget(Paragraph::new(text), area);
@@ -953,6 +965,47 @@ mod tests {
         };
         assert_eq!(lost_style(7), Color::Red);
         assert_ne!(lost_style(0), Color::Red);
+    }
+
+    #[test]
+    fn truncated_hellos_are_shown_when_there_are_some() {
+        use monitor_common::event::{Decoded, EventHeader, TlsSummary, hello_flags};
+        let wide_header = |app: &App| {
+            let t = render(app, 200, 40);
+            let buf = t.backend().buffer().clone();
+            (0..200)
+                .map(|x| buf[(x, 1)].symbol().to_owned())
+                .collect::<String>()
+        };
+        let mut app = sim::demo_app(2, 0);
+        assert!(!wide_header(&app).contains("truncated"));
+        // A ClientHello cut at its segment's end whose rest never comes: held
+        // for reassembly, then counted when it times out.
+        let mut h = EventHeader {
+            family: 4,
+            src_port: 40_000,
+            dst_port: 443,
+            ts_ns: sim::T0,
+            ..EventHeader::default()
+        };
+        h.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        h.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let mut t = TlsSummary {
+            hello_type: 1,
+            hello_len: 1500,
+            ..TlsSummary::default()
+        };
+        t.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED;
+        app.handle(AppEvent::Kernel(Decoded::Tls(h, t)));
+        app.handle(AppEvent::Tick {
+            now_ns: sim::T0 + 10_000_000_000,
+            kernel: crate::kernel::KernelStats::default(),
+        });
+        assert!(
+            wide_header(&app).contains("truncated hellos 1"),
+            "{}",
+            wide_header(&app)
+        );
     }
 
     #[test]
