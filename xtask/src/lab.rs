@@ -34,7 +34,7 @@ use std::{
     fs,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -113,6 +113,22 @@ const HAPROXY_CFG: &str = include_str!("../../lab/haproxy.cfg.in");
 const NGINX_CONF: &str = include_str!("../../lab/nginx.conf.in");
 const BACKEND_PY: &str = include_str!("../../lab/backend.py");
 const CLIENT_PY: &str = include_str!("../../lab/client.py");
+
+/// Waits for `child` to exit; at `deadline` kills it instead and returns
+/// `None`.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        thread::sleep(POLL);
+    }
+}
 
 /// Programs the lab runs; `cargo xtask setup` installs their packages.
 const PROGRAMS: [(&str, &str); 6] = [
@@ -939,16 +955,10 @@ impl Lab {
             .spawn()
             .with_context(|| format!("could not start `{text}`"))?;
         let deadline = Instant::now() + options.max_time + LOAD_OVERRUN;
-        let status = loop {
-            if let Some(status) = child.try_wait().context("waiting for the load client")? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the load client overran its time limit and was killed: `{text}`");
-            }
-            thread::sleep(POLL);
+        let Some(status) =
+            wait_until(&mut child, deadline).context("waiting for the load client")?
+        else {
+            bail!("the load client overran its time limit and was killed: `{text}`");
         };
         let out = fs::read_to_string(&out_path).unwrap_or_default();
         let err = fs::read_to_string(&err_path).unwrap_or_default();

@@ -447,17 +447,8 @@ impl Bench {
         // SAFETY: kill has no memory-safety preconditions; the child is not
         // reaped yet, so the PID is still the watcher's.
         unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the watcher (pid {pid}) did not exit within {EXIT_TIMEOUT:?} of SIGINT");
-            }
-            thread::sleep(POLL);
+        let Some(status) = lab::wait_until(&mut child, Instant::now() + EXIT_TIMEOUT)? else {
+            bail!("the watcher (pid {pid}) did not exit within {EXIT_TIMEOUT:?} of SIGINT");
         };
         // tshark exits 0 after SIGINT; tlsmon too.
         ensure!(
@@ -492,16 +483,8 @@ impl Bench {
             .spawn()
             .with_context(|| format!("could not start `{text}`"))?;
         let deadline = Instant::now() + Duration::from_secs(seconds) + LOAD_OVERRUN;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("`{text}` overran its duration and was killed");
-            }
-            thread::sleep(POLL);
+        let Some(status) = lab::wait_until(&mut child, deadline)? else {
+            bail!("`{text}` overran its duration and was killed");
         };
         let out = fs::read_to_string(&out_path).unwrap_or_default();
         ensure!(status.success(), "`{text}` failed ({status}):\n{out}");
