@@ -106,14 +106,13 @@ mod host {
     use crate::{
         event::{
             CHUNK_DATA_OFF, Chunk, ChunkEvent, Decoded, Direction, EventHeader, EventKind,
-            TeardownEvent, TlsEvent, TlsSummary, hello_flags,
+            TeardownEvent, TlsEvent, TlsSummary,
         },
         net::{LinkType, Skip, TcpSegment, tcp},
         split::{
             FlowKey, HelloAt, MAX_SPLIT_HELLOS, PendingHello, Span, advance, beyond, continuation,
             expired, split_hello,
         },
-        tls::HandshakeType,
     };
 
     /// The kernel program's per-packet path compiled for the host, with its
@@ -165,9 +164,7 @@ mod host {
                     fill_tls(frame, &seg, &mut tls);
                     out.push(Decoded::Tls(stamp(header), tls));
                     // The kernel's tail call (`tlsmon_split`).
-                    if tls.hello_type == HandshakeType::CLIENT_HELLO.0
-                        && tls.hello.flags & hello_flags::TRUNCATED != 0
-                    {
+                    if HelloAt::of(&tls).may_continue() {
                         let mut p = split_hello(frame, &seg, HelloAt::of(&tls), ts_ns);
                         if p.need != 0 {
                             let span = continuation(&p, &seg);

@@ -26,7 +26,7 @@ use crate::{
     bytes::Bytes,
     event::{EventHeader, TlsSummary, hello_flags},
     net::TcpSegment,
-    tls::{HANDSHAKE_HEADER_LEN, RECORD_HEADER_LEN, record_header},
+    tls::{HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN, record_header},
 };
 
 /// Most hello bytes one chunk carries: a segment's worth at the usual MTUs
@@ -124,6 +124,19 @@ impl HelloAt {
             flags: tls.hello.flags,
         }
     }
+
+    /// A ClientHello cut at the end of its segment, well-formed so far and
+    /// short enough to reassemble: its bytes may follow as chunks. The
+    /// rule as far as the summary alone can tell; [`split_hello`] also
+    /// checks the record around it.
+    #[inline(always)]
+    #[must_use]
+    pub fn may_continue(self) -> bool {
+        self.hello_type == HandshakeType::CLIENT_HELLO.0
+            && self.flags & hello_flags::TRUNCATED != 0
+            && self.flags & hello_flags::MALFORMED == 0
+            && RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + self.len as usize <= MAX_SPLIT_HELLO
+    }
 }
 
 /// After the first segment of a ClientHello was summarized: the hello
@@ -141,10 +154,7 @@ pub fn split_hello<B: Bytes + ?Sized>(
     now_ns: u64,
 ) -> PendingHello {
     let mut p = PendingHello::default();
-    if hello.hello_type != 1
-        || hello.flags & hello_flags::TRUNCATED == 0
-        || hello.flags & hello_flags::MALFORMED != 0
-    {
+    if !hello.may_continue() {
         return p;
     }
     let body = seg.payload_off + RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN;
@@ -155,7 +165,7 @@ pub fn split_hello<B: Bytes + ?Sized>(
         return p;
     };
     let need = RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + hello.len as usize;
-    if need > RECORD_HEADER_LEN + record.len || need > MAX_SPLIT_HELLO || need <= seg.payload_len {
+    if need > RECORD_HEADER_LEN + record.len || need <= seg.payload_len {
         return p;
     }
     p.start_seq = seg.seq;

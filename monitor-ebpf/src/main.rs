@@ -19,16 +19,12 @@ use aya_ebpf::{
 use monitor_common::{
     bytes::Bytes,
     classify::{Class, class, fill_chunk, fill_header, fill_tls},
-    event::{
-        CHUNK_DATA_OFF, ChunkEvent, Direction, EventKind, TeardownEvent, TlsEvent, hello_flags,
-        stat,
-    },
+    event::{CHUNK_DATA_OFF, ChunkEvent, Direction, EventKind, TeardownEvent, TlsEvent, stat},
     net::{LinkType, Skip, TcpSegment, flow, segment, tcp},
     split::{
         CHUNK_MAX, FlowKey, HelloAt, MAX_SPLIT_HELLOS, PendingHello, SPLIT_TIMEOUT_NS, Span,
         advance, beyond, continuation, expired, split_hello,
     },
-    tls::HandshakeType,
 };
 
 /// Events to userspace. The loader may resize it (`--ring-buffer-mb`).
@@ -156,9 +152,7 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
             };
             entry.submit(wakeup(size_of::<TlsEvent>() as u64, true));
             count(stat::TLS_PACKETS);
-            if hello.hello_type == HandshakeType::CLIENT_HELLO.0
-                && hello.flags & hello_flags::TRUNCATED != 0
-            {
+            if hello.may_continue() {
                 split(ctx, hello, now, direction);
             }
         }

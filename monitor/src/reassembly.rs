@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use monitor_common::{
     event::{Chunk, Decoded, EventHeader, TlsSummary, hello_flags},
-    split::{FlowKey, MAX_SPLIT_HELLO, MAX_SPLIT_HELLOS, SPLIT_TIMEOUT_NS},
-    tls::{HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN, summarize},
+    split::{FlowKey, HelloAt, MAX_SPLIT_HELLOS, SPLIT_TIMEOUT_NS},
+    tls::{HANDSHAKE_HEADER_LEN, RECORD_HEADER_LEN, summarize},
 };
 
 /// Events released by one call: a held hello of each direction of the
@@ -107,7 +107,7 @@ impl Hellos {
     pub fn passes(&self, d: &Decoded) -> bool {
         self.pending.is_empty()
             && match d {
-                Decoded::Tls(_, t) => !may_be_split(t),
+                Decoded::Tls(_, t) => !HelloAt::of(t).may_continue(),
                 Decoded::Teardown(_) => true,
                 Decoded::Chunk(..) => false,
             }
@@ -116,7 +116,7 @@ impl Hellos {
     /// Takes the next event in ring-buffer order.
     pub fn push(&mut self, d: Decoded) -> Released {
         match d {
-            Decoded::Tls(h, t) if may_be_split(&t) => self.start(h, t),
+            Decoded::Tls(h, t) if HelloAt::of(&t).may_continue() => self.start(h, t),
             Decoded::Chunk(h, c) => self.chunk(&h, &c),
             other => {
                 if self.pending.is_empty() {
@@ -195,16 +195,6 @@ impl Hellos {
     }
 }
 
-/// A ClientHello cut at the end of its segment, of the shape the kernel
-/// reassembles (`split::split_hello`): chunks may follow.
-fn may_be_split(t: &TlsSummary) -> bool {
-    let f = t.hello.flags;
-    t.hello_type == HandshakeType::CLIENT_HELLO.0
-        && f & hello_flags::TRUNCATED != 0
-        && f & hello_flags::MALFORMED == 0
-        && RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + t.hello_len as usize <= MAX_SPLIT_HELLO
-}
-
 fn reversed(k: &FlowKey) -> FlowKey {
     FlowKey {
         src_addr: k.dst_addr,
@@ -218,7 +208,7 @@ fn reversed(k: &FlowKey) -> FlowKey {
 mod tests {
     use monitor_common::{
         classify::Classifier,
-        event::{Direction, hello_flags as hf},
+        event::{Direction, Hello, hello_flags as hf},
         net::LinkType,
     };
 
@@ -336,8 +326,6 @@ mod tests {
         );
         assert_eq!((h.pending(), h.orphan_chunks), (0, 0));
     }
-
-    use monitor_common::event::Hello;
 
     #[test]
     fn reordered_and_repeated_segments_still_complete() {
