@@ -19,6 +19,14 @@ pub trait Bytes {
     /// capacity is a constant so the kernel can prove the write in bounds.
     fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool;
 
+    /// Says that reads within `off..off + n` follow. An implementation may
+    /// copy those bytes once so that the reads are cheap; the default does
+    /// nothing. Reads outside the range must still work.
+    #[inline(always)]
+    fn prefetch(&self, off: usize, n: usize) {
+        let _ = (off, n);
+    }
+
     #[inline(always)]
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -98,6 +106,11 @@ impl<B: Bytes + ?Sized> Bytes for Limit<'_, B> {
         }
         self.inner.copy_prefix(off, dst, n)
     }
+
+    #[inline(always)]
+    fn prefetch(&self, off: usize, n: usize) {
+        self.inner.prefetch(off, n.min(self.room(off)));
+    }
 }
 
 impl Bytes for [u8] {
@@ -150,6 +163,37 @@ mod tests {
         assert!(!b.copy_prefix(4, &mut dst, 2));
         assert!(!b.copy_prefix(0, &mut dst, 0));
         assert!(!b.copy_prefix(0, &mut dst, 4));
+    }
+
+    /// Records what it was asked to prefetch.
+    struct Spy<'a>(&'a [u8], core::cell::Cell<Option<(usize, usize)>>);
+
+    impl Bytes for Spy<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+            self.0.array(off)
+        }
+
+        fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
+            self.0.copy_prefix(off, dst, n)
+        }
+
+        fn prefetch(&self, off: usize, n: usize) {
+            self.1.set(Some((off, n)));
+        }
+    }
+
+    #[test]
+    fn limit_never_prefetches_past_its_end() {
+        let spy = Spy(&[0; 10], core::cell::Cell::new(None));
+        let l = super::Limit::new(&spy, 6);
+        l.prefetch(2, 100);
+        assert_eq!(spy.1.get(), Some((2, 4)));
+        l.prefetch(8, 1);
+        assert_eq!(spy.1.get(), Some((8, 0)));
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub fn record_header<B: Bytes + ?Sized>(b: &B, off: usize) -> Option<RecordHeade
 pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut TlsSummary) {
     // Nothing past the TCP payload is TLS, whatever the frame holds after it.
     let b = &Limit::new(b, end);
+    // Dozens of small reads follow: record and message headers, then one
+    // per hello field and extension.
+    b.prefetch(start, end - start);
     out.walk = [start as u32, 0, 0];
     for _ in 0..MAX_STEPS {
         // The cursor lives in `out.walk`: next header offset, end of the

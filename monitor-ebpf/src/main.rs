@@ -59,6 +59,10 @@ static SPLIT_ARGS: PerCpuArray<SplitArgs> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static CHUNK_SCRATCH: PerCpuArray<ChunkEvent> = PerCpuArray::with_max_entries(1, 0);
 
+/// A copy of the hello being parsed (see [`Cached`]), per CPU.
+#[map]
+static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
+
 #[classifier]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
     observe(&ctx, Direction::INGRESS);
@@ -124,16 +128,16 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
                 count(stat::LOST_EVENTS);
                 return Ok(());
             };
-            // SAFETY: the reservation is sized for the type; zeroing first
-            // means no stale ring-buffer bytes reach userspace.
-            let ev = unsafe {
-                let p = entry.as_mut_ptr();
-                core::ptr::write_bytes(p, 0, 1);
-                &mut *p
-            };
+            // SAFETY: the reservation is sized and aligned for the type.
+            let ev = unsafe { zeroed(entry.as_mut_ptr()) };
             fill_header(&mut ev.header, &seg, EventKind::TLS, size_of::<TlsEvent>());
             stamp(ctx, &mut ev.header, direction);
-            fill_tls(&Helper(ctx), &seg, &mut ev.tls);
+            match WINDOW.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot; nothing else runs here until the
+                // program returns.
+                Some(win) => fill_tls(&Cached::new(ctx, unsafe { &mut *win }), &seg, &mut ev.tls),
+                None => fill_tls(&Helper(ctx), &seg, &mut ev.tls),
+            }
             // Read back from ring-buffer memory, not forwarded from the
             // walk's own stores, so that what the walk computed is not
             // carried in registers into the code below (see `split` for
@@ -186,19 +190,37 @@ fn wakeup(bytes: u64, reserved: bool) -> u64 {
     }
 }
 
+/// Zeroes an event in ring-buffer memory, so that no stale bytes of earlier
+/// records reach userspace, and returns it.
+///
+/// Eight bytes per store, volatile so that LLVM cannot fold the stores back
+/// into a `memset` call: the BPF target has no memset of its own and links
+/// one that stores a byte per loop iteration, which for a [`TlsEvent`] cost
+/// about a fifth of a ClientHello's time in the classifier.
+///
+/// # Safety
+/// `p` must be valid for writes of a `T` and 8-byte aligned (ring-buffer
+/// records are).
+#[inline(always)]
+unsafe fn zeroed<'a, T>(p: *mut T) -> &'a mut T {
+    const { assert!(size_of::<T>().is_multiple_of(8) && align_of::<T>() == 8) };
+    let words = p.cast::<u64>();
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: within the `T` the caller vouches for.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every byte is now initialised; all-zero is a valid event.
+    unsafe { &mut *p }
+}
+
 #[inline(always)]
 fn teardown(ctx: &TcContext, seg: &TcpSegment, direction: Direction) {
     let Some(mut entry) = EVENTS.reserve::<TeardownEvent>(0) else {
         count(stat::LOST_EVENTS);
         return;
     };
-    // SAFETY: the reservation is sized for the type; zeroing first means no
-    // stale ring-buffer bytes reach userspace.
-    let ev = unsafe {
-        let p = entry.as_mut_ptr();
-        core::ptr::write_bytes(p, 0, 1);
-        &mut *p
-    };
+    // SAFETY: the reservation is sized and aligned for the type.
+    let ev = unsafe { zeroed(entry.as_mut_ptr()) };
     fill_header(
         &mut ev.header,
         seg,
@@ -477,6 +499,105 @@ impl Bytes for Helper<'_> {
                 dst.as_mut_ptr().cast(),
                 n as u32,
             ) == 0
+        }
+    }
+}
+
+/// Bytes a [`Cached`] holds at most: a full-sized segment's payload.
+const WINDOW_BYTES: usize = 4096;
+
+/// Packet bytes copied out of the socket buffer by one helper call.
+#[repr(C)]
+struct Window {
+    /// Packet offset of `bytes[0]`.
+    base: u64,
+    /// Valid bytes in `bytes`; 0 for none.
+    len: u64,
+    /// Room past [`WINDOW_BYTES`] so that a read at any masked index stays
+    /// inside the value, whatever its size.
+    bytes: [u8; WINDOW_BYTES + 64],
+}
+
+/// Packet bytes for the TLS walk: [`Helper`] reads, except within a range
+/// the parser announced with [`Bytes::prefetch`], which is copied once into
+/// a per-CPU [`Window`] and read from there with plain loads.
+///
+/// A ClientHello takes some thirty small reads, and each helper call costs
+/// as much as a few hundred instructions (a call, bounds checks and a
+/// `memcpy`). Indexes into the window are masked to its size, so the
+/// verifier proves every load in bounds from the mask alone, and `base` and
+/// `len` are reloaded from map memory, which it does not track, so they
+/// leave no state behind to tell one path from another.
+struct Cached<'a> {
+    ctx: &'a TcContext,
+    win: *mut Window,
+}
+
+impl<'a> Cached<'a> {
+    #[inline(always)]
+    fn new(ctx: &'a TcContext, win: &'a mut Window) -> Self {
+        // SAFETY: a live exclusive reference. Empty, or the last packet's
+        // bytes would be read as this one's.
+        unsafe { core::ptr::write_volatile(&raw mut win.len, 0) };
+        Self { ctx, win }
+    }
+}
+
+impl Bytes for Cached<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.ctx.len() as usize
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        // SAFETY: `win` points to this CPU's map value for the program's
+        // whole run (see `Cached::new`).
+        let (base, len) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*self.win).base) as usize,
+                core::ptr::read_volatile(&raw const (*self.win).len) as usize,
+            )
+        };
+        let rel = off.wrapping_sub(base);
+        if rel < len && len - rel >= N {
+            let i = rel & (WINDOW_BYTES - 1);
+            let mut out = [0u8; N];
+            for (k, o) in out.iter_mut().enumerate() {
+                // SAFETY: i < WINDOW_BYTES and k < N <= 64, inside `bytes`.
+                *o = unsafe {
+                    core::ptr::read_volatile((&raw const (*self.win).bytes[0]).add(i + k))
+                };
+            }
+            return Some(out);
+        }
+        Helper(self.ctx).array(off)
+    }
+
+    #[inline(always)]
+    fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
+        Helper(self.ctx).copy_prefix(off, dst, n)
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, off: usize, n: usize) {
+        // As in `Helper::copy_prefix`: the bound must be on the register
+        // passed to the helper.
+        let n = core::hint::black_box(n.min(WINDOW_BYTES));
+        if n == 0 || n > WINDOW_BYTES {
+            return;
+        }
+        // SAFETY: `bytes` holds WINDOW_BYTES >= n; the helper checks the
+        // packet side. The window is this CPU's (see `Cached::new`).
+        unsafe {
+            let ok = bpf_skb_load_bytes(
+                self.ctx.skb.skb.cast(),
+                off as u32,
+                (&raw mut (*self.win).bytes).cast(),
+                n as u32,
+            ) == 0;
+            core::ptr::write_volatile(&raw mut (*self.win).base, off as u64);
+            core::ptr::write_volatile(&raw mut (*self.win).len, if ok { n as u64 } else { 0 });
         }
     }
 }
