@@ -64,12 +64,14 @@ static CHUNK_SCRATCH: PerCpuArray<ChunkEvent> = PerCpuArray::with_max_entries(1,
 static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 
 #[classifier]
+#[inline(always)]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
     observe(&ctx, Direction::INGRESS);
     TC_ACT_PIPE
 }
 
 #[classifier]
+#[inline(always)]
 pub fn tlsmon_egress(ctx: TcContext) -> i32 {
     observe(&ctx, Direction::EGRESS);
     TC_ACT_PIPE
