@@ -21,10 +21,6 @@ pub const HISTORY_SECS: usize = 300;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[derive(Clone, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "kernel events are the hot path: moved once, never boxed per packet"
-)]
 pub enum AppEvent {
     Key(KeyEvent),
     /// Time passed: `now_ns` is `CLOCK_MONOTONIC` (the events' clock).

@@ -1,7 +1,7 @@
 //! Loading the embedded kernel object, attaching it to interfaces, and
 //! reading its counters.
 
-use std::{fs, path::Path};
+use std::{fs, os::fd::OwnedFd, path::Path};
 
 use anyhow::{Context as _, bail};
 use aya::{
@@ -31,6 +31,41 @@ pub struct KernelStats {
     pub too_deep: u64,
     /// ClientHellos spanning segments whose bytes were sent for reassembly.
     pub split_hellos: u64,
+    /// Time spent in tlsmon's programs, when it is measured
+    /// (`--kernel-cost`).
+    pub cost: Option<KernelCost>,
+}
+
+/// What the kernel's own BPF statistics say tlsmon's programs cost, summed
+/// over the classifiers and the split-hello program, since they were loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCost {
+    pub run_ns: u64,
+    pub runs: u64,
+}
+
+/// Turns on the kernel's run-time statistics of BPF programs for as long as
+/// the returned descriptor stays open (BPF_ENABLE_STATS, Linux 5.8). They
+/// cost every BPF program on the host two clock reads per run, so tlsmon
+/// measures itself only when asked. Needs CAP_SYS_ADMIN: call it before
+/// privileges are dropped.
+pub fn enable_cost_stats() -> anyhow::Result<OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling the kernel's BPF run-time statistics (BPF_ENABLE_STATS)")
+}
+
+/// Reads [`KernelCost`] from the programs' info; programs whose info cannot
+/// be read count as zero.
+#[must_use]
+pub fn read_cost(ebpf: &Ebpf) -> KernelCost {
+    let mut cost = KernelCost::default();
+    for name in [INGRESS, EGRESS, SPLIT] {
+        if let Some(info) = ebpf.program(name).and_then(|p| p.info().ok()) {
+            cost.run_ns += u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX);
+            cost.runs += info.run_count();
+        }
+    }
+    cost
 }
 
 /// Checks that this host can run the kernel program at all, so the failure
@@ -168,5 +203,6 @@ pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
         fragments: sum(Skip::FRAGMENT.0),
         too_deep: sum(Skip::TOO_DEEP.0),
         split_hellos: sum(stat::SPLIT_HELLOS),
+        cost: None,
     }
 }

@@ -39,6 +39,8 @@ pub struct Options {
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub ring_buffer_bytes: u32,
+    /// Measure the kernel programs' own run time (`--kernel-cost`).
+    pub kernel_cost: bool,
     pub limits: Limits,
     pub names: Names,
 }
@@ -66,6 +68,11 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         anyhow::bail!("no network interface is up; name one with --iface");
     }
     let mut ebpf = kernel::load(opts.ring_buffer_bytes)?;
+    // Held until the process exits; the statistics stop with it.
+    let _cost_stats = opts
+        .kernel_cost
+        .then(kernel::enable_cost_stats)
+        .transpose()?;
     for iface in &ifaces {
         kernel::attach(&mut ebpf, iface)?;
     }
@@ -215,7 +222,7 @@ async fn event_loop(
             }
             _ = second.tick() => {
                 reattach(ebpf, &mut watched, tui);
-                let kernel = kernel::read_stats(&stats);
+                let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
                 app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
                 if !metrics_tx.is_closed() {
                     metrics_tx.send_replace(crate::metrics::render(app.tracker(), &kernel, undecodable));
@@ -257,7 +264,7 @@ async fn event_loop(
     drop(screen);
     // Whatever arrived before the signal still counts.
     drain(ring.get_mut(), &mut app, &mut undecodable);
-    let kernel = kernel::read_stats(&stats);
+    let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
     app.handle(AppEvent::Tick {
         now_ns: monotonic_ns(),
         kernel,
@@ -268,6 +275,18 @@ async fn event_loop(
         None => Sink::open(None, opts.log_format)?,
     };
     finish(sink, &app, kernel, undecodable)
+}
+
+/// The kernel's counters, and its programs' run time when measured.
+fn read_kernel(
+    ebpf: &aya::Ebpf,
+    stats: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    cost: bool,
+) -> kernel::KernelStats {
+    kernel::KernelStats {
+        cost: cost.then(|| kernel::read_cost(ebpf)),
+        ..kernel::read_stats(stats)
+    }
 }
 
 /// The closing lines: every server, then the summary.

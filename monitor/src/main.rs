@@ -43,6 +43,12 @@ struct LiveArgs {
     /// Kernel-to-user ring buffer size in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = ring_mib)]
     ring_buffer_mb: u32,
+    /// Measure the time the kernel spends in tlsmon's programs (summary
+    /// `kernel_run_s`, metric `tlsmon_kernel_run_seconds_total`). Turns on
+    /// the kernel's BPF statistics, which cost every BPF program on the host
+    /// two clock reads per run, while tlsmon runs.
+    #[arg(long)]
+    kernel_cost: bool,
     /// File of `ADDR:PORT NAME` lines naming servers on the dashboard.
     #[arg(long, value_name = "FILE")]
     names: Option<PathBuf>,
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
                 interval: Duration::from_secs_f64(a.interval),
                 duration: a.duration.map(Duration::from_secs_f64),
                 ring_buffer_bytes: a.ring_buffer_mb << 20,
+                kernel_cost: a.kernel_cost,
                 limits: Limits {
                     max_connections: a.max_connections,
                     ..Limits::default()

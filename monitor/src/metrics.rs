@@ -35,7 +35,7 @@ impl Out {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: u64) {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -191,6 +191,25 @@ pub fn render(tracker: &Tracker, kernel: &KernelStats, undecodable: u64) -> Stri
         "Kernel events lost because the ring buffer was full.",
     );
     o.sample("tlsmon_lost_events_total", &[], kernel.lost_events);
+    if let Some(c) = kernel.cost {
+        o.head(
+            "tlsmon_kernel_run_seconds_total",
+            "counter",
+            "Time the kernel spent in tlsmon's programs (--kernel-cost).",
+        );
+        #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
+        o.sample(
+            "tlsmon_kernel_run_seconds_total",
+            &[],
+            c.run_ns as f64 / 1e9,
+        );
+        o.head(
+            "tlsmon_kernel_runs_total",
+            "counter",
+            "Runs of tlsmon's programs: packets seen, plus split-hello tail calls (--kernel-cost).",
+        );
+        o.sample("tlsmon_kernel_runs_total", &[], c.runs);
+    }
     o.head(
         "tlsmon_evicted_flows_total",
         "counter",

@@ -27,6 +27,27 @@ for fam in text_string_to_metric_families(body):
         print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), format(s.value, 'g'))
 ";
 
+/// Packets the client's interface has received plus sent: the kernel's own
+/// count of the packets tlsmon's two classifiers run on.
+fn packets(lab: &mut Lab) -> u64 {
+    let dir = format!("/sys/class/net/{}/statistics", lab.iface(Side::Client));
+    let out = lab.run(
+        Side::Client,
+        "packets",
+        &[
+            "cat",
+            &format!("{dir}/rx_packets"),
+            &format!("{dir}/tx_packets"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "reading {dir}: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
 fn status_field(pid: u32, field: &str) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("tlsmon's /proc status");
     let hex = status
@@ -45,6 +66,7 @@ fn metrics_logs_signals_and_capabilities() {
     let log = lab.dir.join("tlsmon.log");
     let rotated = lab.dir.join("tlsmon.log.1");
     let log_arg = log.display().to_string();
+    let packets_before_attach = packets(&mut lab);
     let tlsmon = start_tlsmon(
         &mut lab,
         "tlsmon",
@@ -58,6 +80,7 @@ fn metrics_logs_signals_and_capabilities() {
             "text",
             "--metrics",
             "127.0.0.1:9464",
+            "--kernel-cost",
         ],
     );
 
@@ -71,7 +94,9 @@ fn metrics_logs_signals_and_capabilities() {
     }
 
     let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
+    let packets_before_load = packets(&mut lab);
     let (_, new, reused) = reconnect(&mut lab);
+    let packets_after_load = packets(&mut lab);
     assert_eq!((new, reused), (1, 5), "s_client's own counts");
     // The metrics page refreshes every second.
     thread::sleep(Duration::from_millis(2500));
@@ -127,4 +152,48 @@ fn metrics_logs_signals_and_capabilities() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["lost_events"], 0);
     assert!(read(&log).contains(&text_line), "final text line missing");
+
+    let packets_at_end = packets(&mut lab);
+    check_kernel_cost(
+        &summary,
+        &scraped.stdout,
+        packets_after_load - packets_before_load,
+        packets_at_end - packets_before_attach,
+    );
+}
+
+/// `--kernel-cost`: one run per packet in each direction (no split hellos
+/// here, so no tail calls), between what the interface counted while the
+/// load ran and everything since before tlsmon attached.
+fn check_kernel_cost(
+    summary: &serde_json::Value,
+    scraped: &str,
+    during_load: u64,
+    since_attach: u64,
+) {
+    let runs = summary["kernel_runs"].as_u64().expect("kernel_runs");
+    assert_eq!(summary["split_hellos"], 0);
+    assert!(
+        (during_load..=since_attach).contains(&runs),
+        "kernel_runs {runs}: the interface counted {during_load} packets during the load, \
+         {since_attach} in all"
+    );
+    let seconds = summary["kernel_run_s"].as_f64().expect("kernel_run_s");
+    assert!(
+        seconds > 0.0 && seconds < 1.0,
+        "kernel_run_s {seconds} for {runs} runs"
+    );
+    for name in [
+        "tlsmon_kernel_runs_total ",
+        "tlsmon_kernel_run_seconds_total ",
+    ] {
+        let value: f64 = scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{scraped}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(value > 0.0, "{name}{value}");
+    }
 }
