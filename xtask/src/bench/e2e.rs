@@ -202,6 +202,14 @@ struct Run {
     wrk: Wrk,
     /// The watcher's user and system CPU seconds during the load.
     cpu_s: Option<(f64, f64)>,
+    /// Time the kernel spent in tlsmon's programs over its whole life
+    /// (`--kernel-cost`); tlsmon runs only.
+    kernel_s: Option<f64>,
+    kernel_runs: Option<u64>,
+    /// CPU seconds the whole machine was busy while the load ran, and that
+    /// as a share of all its CPUs' time.
+    busy_s: f64,
+    busy_share: f64,
     /// What the watcher itself counted: tlsmon's handshakes, tshark's
     /// ServerHellos.
     seen: Option<u64>,
@@ -214,8 +222,11 @@ impl Run {
         self.frontend.0 + self.frontend.1 + self.backend.0 + self.backend.1
     }
 
+    /// The watcher's whole CPU time: its process tree, plus tlsmon's kernel
+    /// programs.
     fn cpu(&self) -> Option<f64> {
-        self.cpu_s.map(|(user, sys)| user + sys)
+        self.cpu_s
+            .map(|(user, sys)| user + sys + self.kernel_s.unwrap_or(0.0))
     }
 
     fn to_json(&self) -> Json {
@@ -238,9 +249,27 @@ impl Run {
             ("wrk_responses".to_owned(), num(self.wrk.requests)),
             ("wrk_errors".to_owned(), num(self.wrk.errors)),
         ];
+        f.push((
+            "machine_busy_s".to_owned(),
+            round(&Json::Num(self.busy_s), 2),
+        ));
+        f.push((
+            "machine_busy_share".to_owned(),
+            round(&Json::Num(self.busy_share), 3),
+        ));
         if let Some((user, sys)) = self.cpu_s {
             f.push(("cpu_user_s".to_owned(), round(&Json::Num(user), 3)));
             f.push(("cpu_sys_s".to_owned(), round(&Json::Num(sys), 3)));
+        }
+        if let (Some(k), Some(runs)) = (self.kernel_s, self.kernel_runs) {
+            f.push(("kernel_s".to_owned(), round(&Json::Num(k), 4)));
+            f.push(("kernel_runs".to_owned(), Json::Num(count(runs))));
+            if runs > 0 {
+                f.push((
+                    "kernel_ns_per_run".to_owned(),
+                    round(&Json::Num(k * 1e9 / count(runs)), 1),
+                ));
+            }
         }
         let (seen, lost) = match self.watcher {
             Watcher::Tshark => ("server_hellos_seen", "packets_dropped"),
@@ -296,7 +325,8 @@ impl Bench {
 
     fn tlsmon(&self) -> Command {
         let mut cmd = self.lab.tlsmon_command(&self.tlsmon);
-        cmd.arg("--headless");
+        // The classifier's own time, which no process is charged for.
+        cmd.args(["--headless", "--kernel-cost"]);
         cmd
     }
 
@@ -327,7 +357,9 @@ impl Bench {
             .map(|m| m.len())
             .context("HAProxy's log")?;
         let cpu_before = pid.map(tree_cpu_s).transpose()?;
+        let busy_before = busy_cpu_s()?;
         let wrk = self.load(seconds, n)?;
+        let busy_s = busy_cpu_s()? - busy_before;
         thread::sleep(DRAIN);
         let cpu_s = match (pid, cpu_before) {
             (Some(pid), Some(before)) => {
@@ -336,17 +368,21 @@ impl Bench {
             }
             _ => None,
         };
-        let (seen, lost) = match watcher {
-            Watcher::Nobody => (None, None),
+        let (seen, lost, kernel) = match watcher {
+            Watcher::Nobody => (None, None, None),
             Watcher::Tlsmon => {
                 self.stop_watcher(&err)?;
-                let (handshakes, lost) = tlsmon_summary(&out)?;
-                (Some(handshakes), Some(lost))
+                let s = tlsmon_summary(&out)?;
+                (
+                    Some(s.handshakes),
+                    Some(s.lost),
+                    Some((s.kernel_s, s.kernel_runs)),
+                )
             }
             Watcher::Tshark => {
                 self.stop_watcher(&err)?;
                 let dropped = tshark_dropped(&fs::read_to_string(&err)?);
-                (Some(server_hellos(&out)?), Some(dropped))
+                (Some(server_hellos(&out)?), Some(dropped), None)
             }
         };
         let log = read_from(&self.lab.haproxy_log(), log_from)?;
@@ -371,6 +407,7 @@ impl Bench {
              wrk reused connections despite `Connection: close`",
             counts.lines
         );
+        let wrk_seconds = wrk.seconds;
         let run = Run {
             watcher,
             // wrk counts a response that ends with its connection (s_server's
@@ -384,6 +421,10 @@ impl Bench {
             backend,
             wrk,
             cpu_s,
+            kernel_s: kernel.map(|k| k.0),
+            kernel_runs: kernel.map(|k| k.1),
+            busy_s,
+            busy_share: busy_s / (cpus()? * wrk_seconds),
             seen,
             lost,
         };
@@ -633,7 +674,20 @@ impl Measured {
             round(&Json::Num(cpu / (count(handshakes) / 1000.0)), 4)
         };
         let on: Vec<&Run> = self.pairs.iter().map(|p| &p.1).collect();
+        let off: Vec<&Run> = self.pairs.iter().map(|p| &p.0).collect();
         let tlsmon_per_1k = per_1k(&on);
+        let sum = |runs: &[&Run], f: fn(&Run) -> f64| runs.iter().map(|r| f(r)).sum::<f64>();
+        let completed = |runs: &[&Run]| count(runs.iter().map(|r| r.completed).sum::<u64>());
+        let handshakes_k = count(on.iter().map(|r| r.handshakes()).sum::<u64>()) / 1000.0;
+        let daemon_per_1k = sum(&on, |r| r.cpu_s.map_or(0.0, |(u, s)| u + s)) / handshakes_k;
+        let kernel_per_1k = sum(&on, |r| r.kernel_s.unwrap_or(0.0)) / handshakes_k;
+        // The throughput tlsmon's CPU time leaves, when the machine is kept
+        // busy (see `section`): what every request cost the machine without
+        // tlsmon, against that plus what tlsmon spent per request.
+        let busy_per_request = sum(&off, |r| r.busy_s) / completed(&off);
+        let tlsmon_per_request = sum(&on, |r| r.cpu().unwrap_or(0.0)) / completed(&on);
+        let cpu_ratio = busy_per_request / (busy_per_request + tlsmon_per_request);
+        let busy_share = median(&off.iter().map(|r| r.busy_share).collect::<Vec<_>>());
         let lost: u64 = on.iter().filter_map(|r| r.lost).sum();
         let (tshark_per_1k, tshark_runs) = match &self.tshark {
             Ok(runs) => (
@@ -656,6 +710,27 @@ impl Measured {
             (
                 "total_ratio".to_owned(),
                 round(&num(count(total_on) / count(total_off)), 3),
+            ),
+            ("cpu_ratio".to_owned(), round(&num(cpu_ratio), 4)),
+            (
+                "machine_busy_s_per_request".to_owned(),
+                round(&num(busy_per_request), 7),
+            ),
+            (
+                "tlsmon_cpu_s_per_request".to_owned(),
+                round(&num(tlsmon_per_request), 7),
+            ),
+            (
+                "machine_busy_share_off".to_owned(),
+                round(&num(busy_share), 3),
+            ),
+            (
+                "tlsmon_daemon_cpu_s_per_1k".to_owned(),
+                round(&num(daemon_per_1k), 4),
+            ),
+            (
+                "tlsmon_kernel_cpu_s_per_1k".to_owned(),
+                round(&num(kernel_per_1k), 4),
             ),
             (
                 "pairs".to_owned(),
@@ -700,6 +775,54 @@ fn median(values: &[f64]) -> f64 {
 
 // ---- docs/performance.md ---------------------------------------------------------
 
+/// The numbers of the proxy-lab part, and a warning when its pairs spread
+/// wider than the target's margin.
+fn measurements(md: &mut String, e2e: Option<&Json>) {
+    let get = |k: &str| e2e.and_then(|e| e.get(k));
+    let lab = get("lab");
+    let _ = writeln!(
+        md,
+        "| measurement | value |\n|---|---:|\n\
+         | throughput with/without tlsmon, median of pairs | {} |\n\
+         | throughput with/without tlsmon, total | {} |\n\
+         | throughput with/without tlsmon, each pair | {} |\n\
+         | throughput with/without tlsmon, from CPU time | {} |\n\
+         | machine busy while loaded, without tlsmon (median of runs) | {} |\n\
+         | tlsmon CPU seconds per 1,000 handshakes | {} |\n\
+         | of which its process / its kernel programs | {} / {} |\n\
+         | tshark CPU seconds per 1,000 handshakes | {} |\n\
+         | events tlsmon lost in these runs | {} |\n\
+         | load average before / after | {} / {} |\n",
+        cell(get("throughput_ratio"), ""),
+        cell(lab.and_then(|l| l.get("total_ratio")), ""),
+        pair_ratios(lab)
+            .iter()
+            .map(|r| Json::Num(*r).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cell(lab.and_then(|l| l.get("cpu_ratio")), ""),
+        cell(lab.and_then(|l| l.get("machine_busy_share_off")), ""),
+        cell(get("tlsmon_cpu_s_per_1k"), ""),
+        cell(lab.and_then(|l| l.get("tlsmon_daemon_cpu_s_per_1k")), ""),
+        cell(lab.and_then(|l| l.get("tlsmon_kernel_cpu_s_per_1k")), ""),
+        cell(get("tshark_cpu_s_per_1k"), ""),
+        cell(get("lab_lost_events"), ""),
+        cell(lab.and_then(|l| l.get("load_average_before")), ""),
+        cell(lab.and_then(|l| l.get("load_average_after")), ""),
+    );
+    if let Some((lo, hi)) = pair_spread(e2e) {
+        let _ = writeln!(
+            md,
+            "The pairs' ratios range from {} to {}, more than twice the 3% the target allows: \
+             on this machine, other work moved throughput more than tlsmon did, and the median \
+             cannot tell a ratio of 0.97 from 1. A quieter machine (load average below the CPU \
+             count) or more pairs would.\n",
+            Json::Num(lo),
+            Json::Num(hi)
+        );
+    }
+}
+
 /// The proxy-lab part of the end-to-end section.
 pub fn section(md: &mut String, e2e: Option<&Json>) {
     let get = |k: &str| e2e.and_then(|e| e.get(k));
@@ -739,54 +862,31 @@ pub fn section(md: &mut String, e2e: Option<&Json>) {
          `dumpcap` child) from `/proc/<pid>/stat`, read when the load starts and {} s after it \
          ends, so loading and shutdown are not counted, divided by the handshakes HAProxy \
          logged meanwhile. tshark watches the same load in separate runs.\n\n\
-         tlsmon's CPU time is only its userspace side: reading the ring buffer and tracking \
-         handshakes. The classifier runs in the kernel on every packet of the watched \
-         interfaces and is charged to whoever sends or receives the packet — softirq time or \
-         HAProxy's and wrk's system time — not to tlsmon. That part of the cost shows in the \
-         throughput ratio, not in tlsmon's CPU seconds. tshark, by contrast, copies every \
-         packet matching its capture filter to userspace and dissects it there, so its CPU \
-         time is nearly its whole cost. On a machine whose CPUs the proxy already keeps busy, as \
-         here, a watcher's own CPU time is taken from the proxy too.\n",
+         tlsmon's CPU time has two parts: its process (reading the ring buffer, tracking \
+         handshakes) and its kernel programs, which run on every packet of the watched \
+         interfaces and are charged to whoever sends or receives the packet, not to tlsmon. \
+         tlsmon runs with `--kernel-cost`, which turns on the kernel's BPF run-time statistics \
+         and reports that second part (`kernel_run_s`, over tlsmon's whole run, so a little \
+         more than the load); the statistics add two clock reads to every program run, which \
+         counts against tlsmon. tshark copies every packet matching its capture filter to \
+         userspace and dissects it there, so its process time is nearly its whole cost.\n\n\
+         The throughput ratio is also derived from CPU time, which is far less noisy here than \
+         requests per second: the whole lab (wrk, HAProxy, the backends) shares the machine's \
+         CPUs and keeps them busy (the busy share below, from `/proc/stat`: user, nice, \
+         system, irq and softirq time over all CPUs' time), so throughput is the CPU time \
+         there is over what a request costs. Without tlsmon a request costs the machine's busy \
+         CPU seconds over the requests completed in the `off` runs; tlsmon adds its CPU \
+         seconds (process and kernel programs) over the requests of the `on` runs; the ratio \
+         is the first over their sum. It assumes the machine stays saturated and that tlsmon \
+         slows nothing else down, such as cache contention; the measured ratio is the check \
+         on both.\n",
         text("load"),
         text("tlsmon"),
         text("tshark"),
         WARM_UP.as_secs(),
         DRAIN.as_secs(),
     );
-    let _ = writeln!(
-        md,
-        "| measurement | value |\n|---|---:|\n\
-         | throughput with/without tlsmon, median of pairs | {} |\n\
-         | throughput with/without tlsmon, total | {} |\n\
-         | throughput with/without tlsmon, each pair | {} |\n\
-         | tlsmon CPU seconds per 1,000 handshakes | {} |\n\
-         | tshark CPU seconds per 1,000 handshakes | {} |\n\
-         | events tlsmon lost in these runs | {} |\n\
-         | load average before / after | {} / {} |\n",
-        cell(get("throughput_ratio"), ""),
-        cell(lab.and_then(|l| l.get("total_ratio")), ""),
-        pair_ratios(lab)
-            .iter()
-            .map(|r| Json::Num(*r).to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        cell(get("tlsmon_cpu_s_per_1k"), ""),
-        cell(get("tshark_cpu_s_per_1k"), ""),
-        cell(get("lab_lost_events"), ""),
-        cell(lab.and_then(|l| l.get("load_average_before")), ""),
-        cell(lab.and_then(|l| l.get("load_average_after")), ""),
-    );
-    if let Some((lo, hi)) = pair_spread(e2e) {
-        let _ = writeln!(
-            md,
-            "The pairs' ratios range from {} to {}, more than twice the 3% the target allows: \
-             on this machine, other work moved throughput more than tlsmon did, and the median \
-             cannot tell a ratio of 0.97 from 1. A quieter machine (load average below the CPU \
-             count) or more pairs would.\n",
-            Json::Num(lo),
-            Json::Num(hi)
-        );
-    }
+    measurements(md, e2e);
     runs_table(md, lab);
 }
 
@@ -920,7 +1020,16 @@ fn wrk_duration(text: &str) -> Option<f64> {
 }
 
 /// tlsmon's final summary line: handshakes seen and lost events.
-fn tlsmon_summary(out: &Path) -> Result<(u64, u64)> {
+/// What tlsmon's closing summary line says.
+struct Summary {
+    handshakes: u64,
+    lost: u64,
+    /// `kernel_run_s` and `kernel_runs` (`--kernel-cost`).
+    kernel_s: f64,
+    kernel_runs: u64,
+}
+
+fn tlsmon_summary(out: &Path) -> Result<Summary> {
     let text = fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
     let summary = text
         .lines()
@@ -939,7 +1048,55 @@ fn tlsmon_summary(out: &Path) -> Result<(u64, u64)> {
         clippy::cast_sign_loss,
         reason = "counts"
     )]
-    Ok((field("handshakes")? as u64, field("lost_events")? as u64))
+    Ok(Summary {
+        handshakes: field("handshakes")? as u64,
+        lost: field("lost_events")? as u64,
+        kernel_s: field("kernel_run_s")?,
+        kernel_runs: field("kernel_runs")? as u64,
+    })
+}
+
+/// CPU seconds the machine has been busy since boot, all CPUs together:
+/// user, nice, system, irq and softirq time from `/proc/stat` (not idle,
+/// iowait, or steal, which is another guest's).
+fn busy_cpu_s() -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let busy = busy_ticks(&stat).context("no readable `cpu` line in /proc/stat")?;
+    Ok(count(busy) / clock_ticks()?)
+}
+
+/// The busy ticks of `/proc/stat`'s all-CPU line (proc(5): user nice
+/// system idle iowait irq softirq steal ...).
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, ..] = ticks[..] else {
+        return None;
+    };
+    Some(user + nice + system + irq + softirq)
+}
+
+/// Clock ticks per second of `/proc`'s CPU times.
+fn clock_ticks() -> Result<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(count(u64::try_from(hz)?))
+}
+
+/// CPUs `/proc/stat` counts, whose times [`busy_cpu_s`] adds up.
+fn cpus() -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let n = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    ensure!(n > 0, "no per-CPU lines in /proc/stat");
+    Ok(count(n as u64))
 }
 
 /// ServerHellos among tshark's lines (`time<TAB>types`, types
@@ -1033,10 +1190,7 @@ fn tree_cpu_s(root: u32) -> Result<(f64, f64)> {
             }
         }
     }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
-    let hz = count(u64::try_from(hz)?);
+    let hz = clock_ticks()?;
     Ok((count(user) / hz, count(sys) / hz))
 }
 
@@ -1063,6 +1217,14 @@ fn load_average() -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_time_leaves_out_idle_iowait_and_steal() {
+        let stat = "cpu  100 5 50 1000 20 3 7 9 0 0\ncpu0 50 2 25 500 10 1 3 4 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 5 + 50 + 3 + 7));
+        assert_eq!(busy_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(busy_ticks("cpu0 1 2 3 4 5 6 7\n"), None);
+    }
 
     #[test]
     fn wrk_output() {
