@@ -813,10 +813,12 @@ fn measurements(md: &mut String, e2e: Option<&Json>) {
     if let Some((lo, hi)) = pair_spread(e2e) {
         let _ = writeln!(
             md,
-            "The pairs' ratios range from {} to {}, more than twice the 3% the target allows: \
-             on this machine, other work moved throughput more than tlsmon did, and the median \
-             cannot tell a ratio of 0.97 from 1. A quieter machine (load average below the CPU \
-             count) or more pairs would.\n",
+            "The pairs' ratios range from {} to {}, more than twice the 3% the target allows, \
+             so on this shared machine the median of so few pairs cannot tell a ratio of 0.97 \
+             from 1; a quieter machine (load average below the CPU count) or many more pairs \
+             could. The ratio from CPU time bounds what tlsmon's own CPU use takes from the \
+             proxy; a measured ratio clearly below it would be a cost CPU time does not show, \
+             such as caches the daemon or the classifier evict.\n",
             Json::Num(lo),
             Json::Num(hi)
         );
