@@ -464,12 +464,17 @@ fn targets(md: &mut String, r: &Json) {
     );
     let e2e = r.get("end_to_end");
     let tp = e2e.and_then(|e| e.get("throughput_ratio"));
-    let tp_verdict = match e2e::pair_spread(e2e) {
-        Some((lo, hi)) => format!(
-            "undecided: the pairs range from {} to {}",
-            Json::Num(lo),
-            Json::Num(hi)
-        ),
+    let tp_verdict = match e2e::ratio_interval(e2e) {
+        Some((lo, hi)) => {
+            let interval = format!("95% interval {} to {}", Json::Num(lo), Json::Num(hi));
+            if lo >= MIN_THROUGHPUT_RATIO {
+                format!("met ({interval})")
+            } else if hi < MIN_THROUGHPUT_RATIO {
+                format!("**not met** ({interval})")
+            } else {
+                format!("undecided ({interval})")
+            }
+        }
         None => verdict(num(tp).map(|x| x >= MIN_THROUGHPUT_RATIO)).to_owned(),
     };
     let _ = writeln!(
