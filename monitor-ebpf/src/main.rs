@@ -59,7 +59,7 @@ static SPLIT_ARGS: PerCpuArray<SplitArgs> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static CHUNK_SCRATCH: PerCpuArray<ChunkEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// A copy of the hello being parsed (see [`Cached`]), per CPU.
+/// A copy of the TLS payload being walked (see [`Cached`]), per CPU.
 #[map]
 static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 
