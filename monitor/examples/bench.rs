@@ -9,9 +9,15 @@
 //! bench soak [--quick]     complete TLS 1.2 handshakes through the kernel
 //!                          program at 20,000/s while a consumer thread drains
 //!                          the ring buffer like the daemon: are events lost?
+//! bench in-place IF...     attaches the return-only baseline program to
+//!                          the interfaces, with the kernel's BPF run-time
+//!                          statistics on, until SIGINT or SIGTERM: what a
+//!                          program that does nothing costs per run on a
+//!                          live host, to set against tlsmon's
+//!                          `--kernel-cost` there
 //! ```
 //!
-//! `kernel` and `soak` load the eBPF program and need root.
+//! `kernel`, `soak` and `in-place` load the eBPF program and need root.
 
 use std::{
     env,
@@ -30,7 +36,7 @@ use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf,
     maps::{MapData, RingBuf},
-    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+    programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions},
 };
 use monitor::{
     kernel::{self, BASELINE, EGRESS, INGRESS},
@@ -43,7 +49,7 @@ use monitor_common::{
 };
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: bench kernel|soak [--quick] | bench rss";
+const USAGE: &str = "usage: bench kernel|soak [--quick] | bench rss | bench in-place IF...";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -60,11 +66,59 @@ fn main() -> anyhow::Result<()> {
             rss_child(n)
         }
         Some("soak") => soak(quick)?,
+        Some("in-place") if args.len() > 1 => in_place(&args[1..])?,
         _ => bail!(USAGE),
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{out}")?;
     Ok(())
+}
+
+// ---- in place ----------------------------------------------------------------
+
+/// See the module comment. Prints `{"run_ns", "runs"}` once stopped.
+fn in_place(ifaces: &[String]) -> anyhow::Result<Value> {
+    kernel::preflight()?;
+    // Blocked before anything else, so that the signal waits for `sigwait`
+    // instead of killing the process.
+    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, and the
+    // set lives across both calls.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        ensure!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) == 0,
+            "blocking SIGINT and SIGTERM"
+        );
+        set
+    };
+    let mut ebpf = kernel::load(1 << 20)?;
+    let _stats = kernel::enable_cost_stats()?;
+    for iface in ifaces {
+        for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(BASELINE)
+                .context("baseline program missing")?
+                .try_into()?;
+            prog.attach(iface, at)
+                .with_context(|| format!("attaching the baseline to {iface}"))?;
+        }
+    }
+    // The phrase the lab's watchers are waited for by.
+    eprintln!("bench: baseline attached to {}", ifaces.join(", "));
+    let mut sig = 0;
+    // SAFETY: `set` is initialised above; `sig` is a valid out-pointer.
+    unsafe { libc::sigwait(&raw const set, &raw mut sig) };
+    let info = ebpf
+        .program(BASELINE)
+        .context("baseline program missing")?
+        .info()?;
+    Ok(json!({
+        "run_ns": u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+        "runs": info.run_count(),
+    }))
 }
 
 // ---- frames ------------------------------------------------------------------

@@ -50,6 +50,7 @@ struct Plan {
     pairs: usize,
     seconds: u64,
     tshark_runs: usize,
+    baseline_runs: usize,
 }
 
 /// 24 pairs (about 11 minutes of lab time): on this shared 2-core machine
@@ -60,12 +61,14 @@ const FULL: Plan = Plan {
     pairs: 24,
     seconds: 10,
     tshark_runs: 2,
+    baseline_runs: 2,
 };
 /// CI's smoke run: one pair of short runs, enough to show every part works.
 const QUICK: Plan = Plan {
     pairs: 1,
     seconds: 3,
     tshark_runs: 1,
+    baseline_runs: 1,
 };
 
 /// `wrk` threads and open connections: two threads for the two CPUs, and
@@ -178,6 +181,8 @@ enum Watcher {
     Nobody,
     Tlsmon,
     Tshark,
+    /// The return-only program attached in tlsmon's place (`bench in-place`).
+    Baseline,
 }
 
 impl Watcher {
@@ -186,6 +191,7 @@ impl Watcher {
             Self::Nobody => "off",
             Self::Tlsmon => "tlsmon",
             Self::Tshark => "tshark",
+            Self::Baseline => "baseline",
         }
     }
 }
@@ -294,6 +300,8 @@ impl Run {
 struct Bench {
     lab: Lab,
     tlsmon: PathBuf,
+    /// The bench example, for `bench in-place`.
+    example: PathBuf,
     watcher: Option<Child>,
     runs: usize,
 }
@@ -334,6 +342,12 @@ impl Bench {
         cmd
     }
 
+    fn baseline(&self) -> Command {
+        let mut cmd = self.lab.exec(Ns::Proxy, &self.example);
+        cmd.arg("in-place").args(lab::proxy_ifaces());
+        cmd
+    }
+
     fn tshark(&self) -> Command {
         let mut cmd = self.lab.exec(Ns::Proxy, "tshark");
         cmd.args(TSHARK_ARGS);
@@ -351,6 +365,7 @@ impl Bench {
             Watcher::Nobody => (None, ""),
             Watcher::Tlsmon => (Some(self.tlsmon()), "attached to"),
             Watcher::Tshark => (Some(self.tshark()), "Capturing on"),
+            Watcher::Baseline => (Some(self.baseline()), "attached to"),
         };
         let pid = match cmd.as_mut() {
             Some(cmd) => Some(self.start_watcher(cmd, &out, &err, ready)?),
@@ -387,6 +402,10 @@ impl Bench {
                 self.stop_watcher(&err)?;
                 let dropped = tshark_dropped(&fs::read_to_string(&err)?);
                 (Some(server_hellos(&out)?), Some(dropped), None)
+            }
+            Watcher::Baseline => {
+                self.stop_watcher(&err)?;
+                (None, None, Some(in_place(&out)?))
             }
         };
         let log = read_from(&self.lab.haproxy_log(), log_from)?;
@@ -539,7 +558,7 @@ impl Bench {
 
 /// Brings the lab up, builds and runs everything, tears the lab down.
 fn measure(plan: &Plan) -> Result<Measured> {
-    let tlsmon = build_tlsmon()?;
+    let (tlsmon, example) = build_tlsmon()?;
     let _lock = lock()?;
     let lab = Lab::new(LAB_PREFIX);
     let scenario = Scenario::parse(SCENARIO)?;
@@ -548,6 +567,7 @@ fn measure(plan: &Plan) -> Result<Measured> {
     let mut bench = Bench {
         lab,
         tlsmon,
+        example,
         watcher: None,
         runs: 0,
     };
@@ -575,6 +595,10 @@ fn measure(plan: &Plan) -> Result<Measured> {
     } else {
         Err("needs tshark (Debian package tshark; `cargo xtask setup` installs it)".to_owned())
     };
+    let mut baseline = Vec::new();
+    for _ in 0..plan.baseline_runs {
+        baseline.push(bench.run(Watcher::Baseline, plan.seconds)?);
+    }
     let load_after = load_average();
     let m = Measured {
         seconds: plan.seconds,
@@ -584,6 +608,7 @@ fn measure(plan: &Plan) -> Result<Measured> {
         tshark_cmd: describe(&bench.tshark()),
         pairs,
         tshark,
+        baseline,
         load_before,
         load_after,
     };
@@ -614,7 +639,8 @@ fn lock() -> Result<fs::File> {
 
 /// `cargo build --release` of the tlsmon binary (the bench example built the
 /// rest of the crate already).
-fn build_tlsmon() -> Result<PathBuf> {
+/// Builds tlsmon and the bench example; returns their paths.
+fn build_tlsmon() -> Result<(PathBuf, PathBuf)> {
     let mut cmd = cargo();
     cmd.current_dir(workspace_root()).args([
         "build",
@@ -624,6 +650,8 @@ fn build_tlsmon() -> Result<PathBuf> {
         "monitor",
         "--bin",
         "tlsmon",
+        "--example",
+        "bench",
     ]);
     let text = describe(&cmd);
     eprintln!("+ {text}");
@@ -633,9 +661,31 @@ fn build_tlsmon() -> Result<PathBuf> {
         .status()
         .with_context(|| format!("could not start `{text}`"))?;
     ensure!(status.success(), "`{text}` failed: {status}");
-    let path = target_dir().join("release/tlsmon");
-    ensure!(path.is_file(), "{} was not built", path.display());
-    Ok(path)
+    let paths = (
+        target_dir().join("release/tlsmon"),
+        target_dir().join("release/examples/bench"),
+    );
+    for path in [&paths.0, &paths.1] {
+        ensure!(path.is_file(), "{} was not built", path.display());
+    }
+    Ok(paths)
+}
+
+/// `bench in-place`'s report: the baseline's run time (s) and runs.
+fn in_place(out: &Path) -> Result<(f64, u64)> {
+    let text = fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let v = Json::parse(text.trim()).with_context(|| format!("parsing {}", out.display()))?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Json::as_f64)
+            .with_context(|| format!("`bench in-place` printed no {k}"))
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a count"
+    )]
+    Ok((field("run_ns")? / 1e9, field("runs")? as u64))
 }
 
 // ---- the result ----------------------------------------------------------------
@@ -648,11 +698,33 @@ struct Measured {
     /// (off, on) per pair.
     pairs: Vec<(Run, Run)>,
     tshark: std::result::Result<Vec<Run>, String>,
+    baseline: Vec<Run>,
     load_before: Json,
     load_after: Json,
 }
 
 impl Measured {
+    /// What a run of tlsmon's programs cost on the loaded proxy (`on`
+    /// runs), against a program that does nothing, measured the same way.
+    fn in_place(&self, on: &[&Run]) -> Json {
+        let ns_per_run = |runs: &[&Run]| -> Option<f64> {
+            let seconds: f64 = runs.iter().filter_map(|r| r.kernel_s).sum();
+            let n: u64 = runs.iter().filter_map(|r| r.kernel_runs).sum();
+            (n > 0).then(|| seconds * 1e9 / count(n))
+        };
+        match (
+            ns_per_run(on),
+            ns_per_run(&self.baseline.iter().collect::<Vec<_>>()),
+        ) {
+            (Some(t), Some(b)) => Json::Obj(vec![
+                ("tlsmon_ns_per_run".to_owned(), round(&Json::Num(t), 1)),
+                ("baseline_ns_per_run".to_owned(), round(&Json::Num(b), 1)),
+                ("ratio".to_owned(), round(&Json::Num(t / b), 2)),
+            ]),
+            _ => skipped("no program runs were counted"),
+        }
+    }
+
     fn into_fields(self) -> Vec<(String, Json)> {
         let ratios: Vec<f64> = self
             .pairs
@@ -663,20 +735,6 @@ impl Measured {
         // Runs have the same length, so completed requests compare as rates.
         let total_off: u64 = self.pairs.iter().map(|p| p.0.completed).sum();
         let total_on: u64 = self.pairs.iter().map(|p| p.1.completed).sum();
-        let per_1k = |runs: &[&Run]| -> Json {
-            let cpu: f64 = runs.iter().filter_map(|r| r.cpu()).sum();
-            let handshakes: u64 = runs.iter().map(|r| r.handshakes()).sum();
-            if handshakes == 0 {
-                return skipped("no handshakes were logged");
-            }
-            // A process that used less than a clock tick still cost something;
-            // the report needs a positive number, so say it is below the
-            // resolution instead of writing 0.
-            if cpu <= 0.0 {
-                return skipped("below the clock-tick resolution of /proc/<pid>/stat");
-            }
-            round(&Json::Num(cpu / (count(handshakes) / 1000.0)), 4)
-        };
         let on: Vec<&Run> = self.pairs.iter().map(|p| &p.1).collect();
         let off: Vec<&Run> = self.pairs.iter().map(|p| &p.0).collect();
         let tlsmon_per_1k = per_1k(&on);
@@ -692,6 +750,7 @@ impl Measured {
         let tlsmon_per_request = sum(&on, |r| r.cpu().unwrap_or(0.0)) / completed(&on);
         let cpu_ratio = busy_per_request / (busy_per_request + tlsmon_per_request);
         let busy_share = median(&off.iter().map(|r| r.busy_share).collect::<Vec<_>>());
+        let in_place = self.in_place(&on);
         let lost: u64 = on.iter().filter_map(|r| r.lost).sum();
         let (tshark_per_1k, tshark_runs) = match &self.tshark {
             Ok(runs) => (
@@ -746,6 +805,11 @@ impl Measured {
                 ),
             ),
             ("tshark_runs".to_owned(), tshark_runs),
+            ("kernel_in_place".to_owned(), in_place),
+            (
+                "baseline_runs".to_owned(),
+                Json::Arr(self.baseline.iter().map(Run::to_json).collect()),
+            ),
             ("load_average_before".to_owned(), self.load_before),
             ("load_average_after".to_owned(), self.load_after),
         ]);
@@ -757,6 +821,22 @@ impl Measured {
             detail,
         )
     }
+}
+
+/// The watchers' CPU seconds per 1,000 handshakes `HAProxy` logged.
+fn per_1k(runs: &[&Run]) -> Json {
+    let cpu: f64 = runs.iter().filter_map(|r| r.cpu()).sum();
+    let handshakes: u64 = runs.iter().map(|r| r.handshakes()).sum();
+    if handshakes == 0 {
+        return skipped("no handshakes were logged");
+    }
+    // A process that used less than a clock tick still cost something; the
+    // report needs a positive number, so say it is below the resolution
+    // instead of writing 0.
+    if cpu <= 0.0 {
+        return skipped("below the clock-tick resolution of /proc/<pid>/stat");
+    }
+    round(&Json::Num(cpu / (count(handshakes) / 1000.0)), 4)
 }
 
 #[expect(
@@ -784,6 +864,7 @@ fn median(values: &[f64]) -> f64 {
 fn measurements(md: &mut String, e2e: Option<&Json>) {
     let get = |k: &str| e2e.and_then(|e| e.get(k));
     let lab = get("lab");
+    let in_place = lab.and_then(|l| l.get("kernel_in_place"));
     let _ = writeln!(
         md,
         "| measurement | value |\n|---|---:|\n\
@@ -794,6 +875,7 @@ fn measurements(md: &mut String, e2e: Option<&Json>) {
          | machine busy while loaded, without tlsmon (median of runs) | {} |\n\
          | tlsmon CPU seconds per 1,000 handshakes | {} |\n\
          | of which its process / its kernel programs | {} / {} |\n\
+         | its kernel programs in place, ns per run / a return-only program's | {} / {} |\n\
          | tshark CPU seconds per 1,000 handshakes | {} |\n\
          | events tlsmon lost in these runs | {} |\n\
          | load average before / after | {} / {} |\n",
@@ -809,6 +891,8 @@ fn measurements(md: &mut String, e2e: Option<&Json>) {
         cell(get("tlsmon_cpu_s_per_1k"), ""),
         cell(lab.and_then(|l| l.get("tlsmon_daemon_cpu_s_per_1k")), ""),
         cell(lab.and_then(|l| l.get("tlsmon_kernel_cpu_s_per_1k")), ""),
+        cell(in_place.and_then(|l| l.get("tlsmon_ns_per_run")), ""),
+        cell(in_place.and_then(|l| l.get("baseline_ns_per_run")), ""),
         cell(get("tshark_cpu_s_per_1k"), ""),
         cell(get("lab_lost_events"), ""),
         cell(lab.and_then(|l| l.get("load_average_before")), ""),
@@ -885,7 +969,12 @@ pub fn section(md: &mut String, e2e: Option<&Json>) {
          seconds (process and kernel programs) over the requests of the `on` runs; the ratio \
          is the first over their sum. It assumes the machine stays saturated and that tlsmon \
          slows nothing else down, such as cache contention; the measured ratio is the check \
-         on both.\n",
+         on both.\n\n\
+         What one run of tlsmon's programs costs on the loaded proxy comes from the same BPF \
+         statistics, set against a program that only returns, attached in tlsmon's place for \
+         runs of their own (`bench in-place`, the bench example) and measured the same way. On \
+         a busy proxy every run starts with caches that the proxy's own work has just filled, \
+         which BPF_PROG_TEST_RUN's tight loop never does.\n",
         text("load"),
         text("tlsmon"),
         text("tshark"),
@@ -943,8 +1032,10 @@ fn runs_table(md: &mut String, lab: Option<&Json>) {
             }
         }
     }
-    if let Some(Json::Arr(runs)) = lab.and_then(|l| l.get("tshark_runs")) {
-        rows.extend(runs.iter().map(|r| ("—".to_owned(), r)));
+    for key in ["tshark_runs", "baseline_runs"] {
+        if let Some(Json::Arr(runs)) = lab.and_then(|l| l.get(key)) {
+            rows.extend(runs.iter().map(|r| ("—".to_owned(), r)));
+        }
     }
     if rows.is_empty() {
         return;
