@@ -519,8 +519,10 @@ fn kernel_section(md: &mut String, kernel: Option<&Json>) {
         "## Kernel program, per packet\n\n\
          `tlsmon_ingress` and `tlsmon_baseline` (a classifier that only returns \
          `TC_ACT_PIPE`) run on the same frame with BPF_PROG_TEST_RUN, 1,000,000 repeats per \
-         run, 5 runs each, interleaved; the table shows the median of the kernel's mean time \
-         per repeat. The ring buffer is large enough for every event of a run and is drained \
+         run, 5 runs each, interleaved, and all of that for each of 3 fresh loads of the \
+         program; the table shows the median over the 15 runs of the kernel's mean time per \
+         repeat. Between loads a case has moved by a quarter, as the JIT places the program at \
+         a new address each time and the shared machine's other work changes. The ring buffer is large enough for every event of a run and is drained \
          between runs, so event-producing cases measure a successful reservation. Frames are \
          Ethernet/IPv4/TCP with the timestamp option: `app_data` a 1400-byte TLS application \
          data record, `non_tls` an HTTP request, `client_hello` a 512-byte ClientHello (SNI, \
