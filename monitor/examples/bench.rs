@@ -97,14 +97,14 @@ fn in_place(ifaces: &[String]) -> anyhow::Result<Value> {
     let mut ebpf = kernel::load(1 << 20)?;
     let _stats = kernel::enable_cost_stats()?;
     for iface in ifaces {
-        for at in [TcAttachType::Ingress, TcAttachType::Egress] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(BASELINE)
-                .context("baseline program missing")?
-                .try_into()?;
-            prog.attach(iface, at)
-                .with_context(|| format!("attaching the baseline to {iface}"))?;
-        }
+        kernel::attach_as(
+            &mut ebpf,
+            iface,
+            [
+                (BASELINE, TcAttachType::Ingress),
+                (BASELINE, TcAttachType::Egress),
+            ],
+        )?;
     }
     // The phrase the lab's watchers are waited for by.
     eprintln!("bench: baseline attached to {}", ifaces.join(", "));

@@ -44,6 +44,15 @@ pub struct KernelCost {
     pub runs: u64,
 }
 
+impl KernelCost {
+    /// `run_ns` in seconds, for output.
+    #[must_use]
+    #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
+    pub fn run_seconds(self) -> f64 {
+        self.run_ns as f64 / 1e9
+    }
+}
+
 /// Turns on the kernel's run-time statistics of BPF programs for as long as
 /// the returned descriptor stays open (BPF_ENABLE_STATS, Linux 5.8). They
 /// cost every BPF program on the host two clock reads per run, so tlsmon
@@ -133,15 +142,29 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
     if !Path::new("/sys/class/net").join(iface).exists() {
         bail!("no such interface: {iface}");
     }
+    attach_as(
+        ebpf,
+        iface,
+        [
+            (INGRESS, TcAttachType::Ingress),
+            (EGRESS, TcAttachType::Egress),
+        ],
+    )
+}
+
+/// Attaches each named program of the loaded object to `iface` at its
+/// hook (the benchmarks attach the baseline in the classifiers' place).
+pub fn attach_as(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    programs: [(&str, TcAttachType); 2],
+) -> anyhow::Result<()> {
     // Older kernels attach through a clsact qdisc; adding it twice is fine.
     let _ = tc::qdisc_add_clsact(iface);
-    for (name, at) in [
-        (INGRESS, TcAttachType::Ingress),
-        (EGRESS, TcAttachType::Egress),
-    ] {
+    for (name, at) in programs {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
-            .context("program missing")?
+            .with_context(|| format!("program {name} missing"))?
             .try_into()?;
         prog.attach(iface, at)
             .with_context(|| format!("attaching {name} to {iface}"))?;

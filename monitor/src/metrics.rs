@@ -197,12 +197,7 @@ pub fn render(tracker: &Tracker, kernel: &KernelStats, undecodable: u64) -> Stri
             "counter",
             "Time the kernel spent in tlsmon's programs (--kernel-cost).",
         );
-        #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
-        o.sample(
-            "tlsmon_kernel_run_seconds_total",
-            &[],
-            c.run_ns as f64 / 1e9,
-        );
+        o.sample("tlsmon_kernel_run_seconds_total", &[], c.run_seconds());
         o.head(
             "tlsmon_kernel_runs_total",
             "counter",

@@ -120,9 +120,7 @@ pub fn summary_line(
         "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},
     });
     if let (Some(c), Value::Object(m)) = (k.cost, &mut v) {
-        #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
-        let seconds = c.run_ns as f64 / 1e9;
-        m.insert("kernel_run_s".to_owned(), json!(seconds));
+        m.insert("kernel_run_s".to_owned(), json!(c.run_seconds()));
         m.insert("kernel_runs".to_owned(), json!(c.runs));
     }
     if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {

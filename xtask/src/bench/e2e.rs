@@ -212,10 +212,9 @@ struct Run {
     wrk: Wrk,
     /// The watcher's user and system CPU seconds during the load.
     cpu_s: Option<(f64, f64)>,
-    /// Time the kernel spent in tlsmon's programs over its whole life
-    /// (`--kernel-cost`); tlsmon runs only.
-    kernel_s: Option<f64>,
-    kernel_runs: Option<u64>,
+    /// Seconds and runs of the kernel programs over the watcher's whole
+    /// life: tlsmon's (`--kernel-cost`) or the baseline's (`bench in-place`).
+    kernel: Option<(f64, u64)>,
     /// CPU seconds the whole machine was busy while the load ran, and that
     /// as a share of all its CPUs' time.
     busy_s: f64,
@@ -236,7 +235,7 @@ impl Run {
     /// programs.
     fn cpu(&self) -> Option<f64> {
         self.cpu_s
-            .map(|(user, sys)| user + sys + self.kernel_s.unwrap_or(0.0))
+            .map(|(user, sys)| user + sys + self.kernel.map_or(0.0, |k| k.0))
     }
 
     fn to_json(&self) -> Json {
@@ -271,7 +270,7 @@ impl Run {
             f.push(("cpu_user_s".to_owned(), round(&Json::Num(user), 3)));
             f.push(("cpu_sys_s".to_owned(), round(&Json::Num(sys), 3)));
         }
-        if let (Some(k), Some(runs)) = (self.kernel_s, self.kernel_runs) {
+        if let Some((k, runs)) = self.kernel {
             f.push(("kernel_s".to_owned(), round(&Json::Num(k), 4)));
             f.push(("kernel_runs".to_owned(), Json::Num(count(runs))));
             if runs > 0 {
@@ -444,8 +443,7 @@ impl Bench {
             backend,
             wrk,
             cpu_s,
-            kernel_s: kernel.map(|k| k.0),
-            kernel_runs: kernel.map(|k| k.1),
+            kernel,
             busy_s,
             busy_share: busy_s / (cpus()? * wrk_seconds),
             seen,
@@ -558,7 +556,7 @@ impl Bench {
 
 /// Brings the lab up, builds and runs everything, tears the lab down.
 fn measure(plan: &Plan) -> Result<Measured> {
-    let (tlsmon, example) = build_tlsmon()?;
+    let (tlsmon, example) = build()?;
     let _lock = lock()?;
     let lab = Lab::new(LAB_PREFIX);
     let scenario = Scenario::parse(SCENARIO)?;
@@ -640,7 +638,7 @@ fn lock() -> Result<fs::File> {
 /// `cargo build --release` of the tlsmon binary (the bench example built the
 /// rest of the crate already).
 /// Builds tlsmon and the bench example; returns their paths.
-fn build_tlsmon() -> Result<(PathBuf, PathBuf)> {
+fn build() -> Result<(PathBuf, PathBuf)> {
     let mut cmd = cargo();
     cmd.current_dir(workspace_root()).args([
         "build",
@@ -708,8 +706,8 @@ impl Measured {
     /// runs), against a program that does nothing, measured the same way.
     fn in_place(&self, on: &[&Run]) -> Json {
         let ns_per_run = |runs: &[&Run]| -> Option<f64> {
-            let seconds: f64 = runs.iter().filter_map(|r| r.kernel_s).sum();
-            let n: u64 = runs.iter().filter_map(|r| r.kernel_runs).sum();
+            let seconds: f64 = runs.iter().filter_map(|r| r.kernel).map(|k| k.0).sum();
+            let n: u64 = runs.iter().filter_map(|r| r.kernel).map(|k| k.1).sum();
             (n > 0).then(|| seconds * 1e9 / count(n))
         };
         match (
@@ -742,7 +740,7 @@ impl Measured {
         let completed = |runs: &[&Run]| count(runs.iter().map(|r| r.completed).sum::<u64>());
         let handshakes_k = count(on.iter().map(|r| r.handshakes()).sum::<u64>()) / 1000.0;
         let daemon_per_1k = sum(&on, |r| r.cpu_s.map_or(0.0, |(u, s)| u + s)) / handshakes_k;
-        let kernel_per_1k = sum(&on, |r| r.kernel_s.unwrap_or(0.0)) / handshakes_k;
+        let kernel_per_1k = sum(&on, |r| r.kernel.map_or(0.0, |k| k.0)) / handshakes_k;
         // The throughput tlsmon's CPU time leaves, when the machine is kept
         // busy (see `section`): what every request cost the machine without
         // tlsmon, against that plus what tlsmon spent per request.
