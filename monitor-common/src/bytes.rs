@@ -27,6 +27,20 @@ pub trait Bytes {
         let _ = (off, n);
     }
 
+    /// `N` bytes at `off` as one directly addressable block, if the
+    /// implementation has them so (the kernel: in the skb's linear part);
+    /// `None` otherwise, and by default, when [`Bytes::array`] must do.
+    ///
+    /// For the per-packet fast path: one bounds check, then each byte is
+    /// loaded where it is used. An array returned by value is, to LLVM, one
+    /// wide integer, which the BPF backend assembles from byte loads with
+    /// shifts and ors and then takes apart again.
+    #[inline(always)]
+    fn block<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        let _ = off;
+        None
+    }
+
     #[inline(always)]
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -117,6 +131,11 @@ impl Bytes for [u8] {
     #[inline]
     fn len(&self) -> usize {
         <[u8]>::len(self)
+    }
+
+    #[inline]
+    fn block<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        self.get(off..)?.first_chunk()
     }
 
     #[inline]

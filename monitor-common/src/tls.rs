@@ -126,7 +126,10 @@ pub struct RecordHeader {
 /// [`MAX_RECORD_LEN`]. This is the cheap test applied to every payload.
 #[inline(always)]
 pub fn record_header<B: Bytes + ?Sized>(b: &B, off: usize) -> Option<RecordHeader> {
-    let [ct, major, minor, l0, l1] = b.array::<5>(off)?;
+    let [ct, major, minor, l0, l1] = match b.block::<5>(off) {
+        Some(&h) => h,
+        None => b.array::<5>(off)?,
+    };
     let len = usize::from(u16::from_be_bytes([l0, l1]));
     if !(ContentType::CHANGE_CIPHER_SPEC.0..=ContentType::HEARTBEAT.0).contains(&ct)
         || major != 3

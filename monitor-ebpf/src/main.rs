@@ -135,9 +135,20 @@ fn try_observe(ctx: &TcContext, direction: Direction) -> Result<(), Skip> {
             fill_header(&mut ev.header, &seg, EventKind::TLS, size_of::<TlsEvent>());
             stamp(ctx, &mut ev.header, direction);
             match WINDOW.get_ptr_mut(0) {
-                // SAFETY: this CPU's slot; nothing else runs here until the
-                // program returns.
-                Some(win) => fill_tls(&Cached::new(ctx, unsafe { &mut *win }), &seg, &mut ev.tls),
+                Some(win) => {
+                    // SAFETY: this CPU's slot; nothing else runs here until
+                    // the program returns.
+                    let win = unsafe { &mut *win };
+                    // The walk is verified once for every distinct state it
+                    // is entered with, and `segment` reaches here by several
+                    // paths (fast or general, VLAN tags, IPv4 or 6) that
+                    // leave different bounds on the payload's offset and
+                    // length. Passed through map memory, which the verifier
+                    // does not track, they are the same unknown on all.
+                    seg.payload_off = win.forget(seg.payload_off);
+                    seg.payload_len = win.forget(seg.payload_len);
+                    fill_tls(&Cached::new(ctx, win), &seg, &mut ev.tls);
+                }
                 None => fill_tls(&Helper(ctx), &seg, &mut ev.tls),
             }
             // Read back from ring-buffer memory, not forwarded from the
@@ -470,6 +481,17 @@ impl Bytes for Direct<'_> {
     fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
         Helper(self.0).copy_prefix(off, dst, n)
     }
+
+    #[inline(always)]
+    fn block<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        let start = self.0.data();
+        if off <= MAX_DIRECT_OFF && start + off + N <= self.0.data_end() {
+            // SAFETY: N bytes at `off` are in the linear part, checked
+            // against data_end just above; they live as long as the skb.
+            return Some(unsafe { &*((start + off) as *const [u8; N]) });
+        }
+        None
+    }
 }
 
 impl Bytes for Helper<'_> {
@@ -515,9 +537,24 @@ struct Window {
     base: u64,
     /// Valid bytes in `bytes`; 0 for none.
     len: u64,
+    /// See [`Window::forget`].
+    scratch: u64,
     /// Room past [`WINDOW_BYTES`] so that a read at any masked index stays
     /// inside the value, whatever its size.
     bytes: [u8; WINDOW_BYTES + 64],
+}
+
+impl Window {
+    /// `x`, stored to and loaded back from map memory, so that the verifier
+    /// knows nothing of its value (it does not track what map values hold).
+    #[inline(always)]
+    fn forget(&mut self, x: usize) -> usize {
+        // SAFETY: a field of a live exclusive reference.
+        unsafe {
+            core::ptr::write_volatile(&raw mut self.scratch, x as u64);
+            core::ptr::read_volatile(&raw const self.scratch) as usize
+        }
+    }
 }
 
 /// Packet bytes for the TLS walk: [`Helper`] reads, except within a range
