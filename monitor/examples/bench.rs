@@ -39,7 +39,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions},
 };
 use monitor::{
-    kernel::{self, BASELINE, EGRESS, INGRESS},
+    kernel::{self, BASELINE, EGRESS, INGRESS, SPLIT},
     live::monotonic_ns,
     tracker::{Limits, Tracker},
 };
@@ -499,8 +499,13 @@ fn kernel_costs(quick: bool) -> anyhow::Result<Value> {
     let cases = cases();
     // Per case: (baseline runs, program runs, events, lost events).
     let mut acc = vec![(Vec::new(), Vec::new(), 0, 0); cases.len()];
+    let mut load_seconds = Vec::new();
+    let mut programs = Value::Null;
     for _ in 0..loads {
+        let started = Instant::now();
         let mut ebpf = kernel::load(u32::try_from(ring_bytes)?)?;
+        load_seconds.push(started.elapsed().as_secs_f64());
+        programs = verifier_work(&ebpf)?;
         let mut ring = kernel::ring_buffer(&mut ebpf)?;
         let stats = kernel::stats_map(&mut ebpf)?;
         let baseline = classifier(&ebpf, BASELINE)?;
@@ -540,7 +545,31 @@ fn kernel_costs(quick: bool) -> anyhow::Result<Value> {
         "loads": loads,
         "ring_bytes": ring_bytes,
         "cases": out,
+        "load": {
+            "seconds": median(&mut load_seconds.clone()),
+            "seconds_runs": load_seconds,
+            "programs": programs,
+        },
     }))
+}
+
+/// What the verifier did for each program tlsmon attaches or tail-calls:
+/// instructions it processed (its budget is 1,000,000 per program,
+/// `BPF_COMPLEXITY_LIMIT_INSNS` in the kernel's include/linux/bpf.h) and
+/// the program's size. Loading is most of tlsmon's start-up time.
+fn verifier_work(ebpf: &Ebpf) -> anyhow::Result<Value> {
+    let mut out = serde_json::Map::new();
+    for name in [INGRESS, EGRESS, SPLIT] {
+        let info = classifier(ebpf, name)?.info()?;
+        out.insert(
+            name.to_owned(),
+            json!({
+                "verified_insns": info.verified_instruction_count(),
+                "insns": info.size_translated().map(|b| b / 8),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 // ---- rss -----------------------------------------------------------------------

@@ -53,10 +53,16 @@ const SOAK_RATE: f64 = 20_000.0;
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     let started = SystemTime::now();
-    let kernel = if is_root() {
-        part("kernel", kernel_part(quick))
+    let (kernel, kernel_load) = if is_root() {
+        match kernel_part(quick) {
+            Ok(parts) => parts,
+            Err(e) => {
+                let e = part("kernel", Err(e));
+                (e.clone(), e)
+            }
+        }
     } else {
-        skipped(NOT_ROOT)
+        (skipped(NOT_ROOT), skipped(NOT_ROOT))
     };
     let soak = if is_root() {
         part("soak", example(&["soak"], quick).map(|v| tidy(&v)))
@@ -115,6 +121,7 @@ pub fn run(quick: bool) -> Result<()> {
     end_to_end.push(("lab".to_owned(), lab));
     let report = Json::Obj(vec![
         ("kernel".to_owned(), kernel),
+        ("kernel_load".to_owned(), kernel_load),
         ("userspace".to_owned(), Json::Obj(userspace)),
         ("end_to_end".to_owned(), Json::Obj(end_to_end)),
     ]);
@@ -171,8 +178,9 @@ fn example(args: &[&str], quick: bool) -> Result<Json> {
     Json::parse(line).with_context(|| format!("`{text}` printed no JSON: {stdout:?}"))
 }
 
-/// The kernel cases, in the report's shape.
-fn kernel_part(quick: bool) -> Result<Json> {
+/// The kernel cases, in the report's shape, and what loading the program
+/// took (seconds, and the verifier's work per program).
+fn kernel_part(quick: bool) -> Result<(Json, Json)> {
     let raw = example(&["kernel"], quick)?;
     let Some(Json::Arr(cases)) = raw.get("cases") else {
         bail!("the kernel benchmark printed no cases");
@@ -189,7 +197,23 @@ fn kernel_part(quick: bool) -> Result<Json> {
             ("lost_events".to_owned(), field("lost_events")),
         ]));
     }
-    Ok(Json::Arr(out))
+    let load = raw.get("load");
+    let load = Json::Obj(vec![
+        (
+            "seconds".to_owned(),
+            round(
+                load.and_then(|l| l.get("seconds")).unwrap_or(&Json::Null),
+                2,
+            ),
+        ),
+        (
+            "programs".to_owned(),
+            load.and_then(|l| l.get("programs"))
+                .cloned()
+                .unwrap_or(Json::Null),
+        ),
+    ]);
+    Ok((Json::Arr(out), load))
 }
 
 /// Runs the criterion benchmark (with `--quick` only `tracker/mix`, briefly);
@@ -391,6 +415,7 @@ fn performance_md(report: &Json, started: SystemTime) -> String {
     );
     targets(&mut md, report);
     kernel_section(&mut md, report.get("kernel"));
+    load_section(&mut md, report.get("kernel_load"));
     userspace_section(&mut md, report.get("userspace"));
     end_to_end_section(&mut md, report.get("end_to_end"));
     let _ = writeln!(md, "## The report\n\n```json\n{}\n```", report.pretty());
@@ -549,6 +574,32 @@ fn kernel_section(md: &mut String, kernel: Option<&Json>) {
             cell(c.get("ratio"), ""),
             cell(c.get("lost_events"), ""),
         );
+    }
+    md.push('\n');
+}
+
+fn load_section(md: &mut String, load: Option<&Json>) {
+    let _ = writeln!(
+        md,
+        "### Loading
+
+         Loading the program is most of tlsmon's start-up time, nearly all of it the kernel          verifier's (median over the loads above). The verifier gives up on a program after          processing 1,000,000 instructions (`BPF_COMPLEXITY_LIMIT_INSNS`); how much of that          budget each program takes is the headroom left for new parsing code.
+
+         Load: {} s.
+
+         | program | instructions | processed by the verifier |
+|---|---:|---:|",
+        cell(load.and_then(|l| l.get("seconds")), "")
+    );
+    if let Some(Json::Obj(programs)) = load.and_then(|l| l.get("programs")) {
+        for (name, p) in programs {
+            let _ = writeln!(
+                md,
+                "| `{name}` | {} | {} |",
+                cell(p.get("insns"), ""),
+                cell(p.get("verified_insns"), "")
+            );
+        }
     }
     md.push('\n');
 }

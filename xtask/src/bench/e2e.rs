@@ -944,7 +944,7 @@ pub fn section(md: &mut String, e2e: Option<&Json>) {
          Runs of the same length alternate without and with tlsmon attached, in pairs \
          (off/on, then on/off), after a {} s warm-up; tlsmon is started before each `on` run \
          and stopped with SIGINT after it, and the run starts only after it printed \
-         `attached to` (loading takes seconds of verifier time). The throughput ratio is the \
+         `attached to` (loading is the verifier's work, see Loading). The throughput ratio is the \
          median of the pairs' ratios of requests per second with/without; the total over all \
          pairs is shown too. CPU time is `utime + stime` of the process (for tshark, with its \
          `dumpcap` child) from `/proc/<pid>/stat`, read when the load starts and {} s after it \
