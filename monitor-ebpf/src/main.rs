@@ -2,14 +2,20 @@
 //!
 //! The entry points are thin: they adapt the socket buffer to
 //! [`monitor_common::bytes::Bytes`] and run the shared per-packet code in
-//! [`monitor_common::classify`]. Every packet is passed on untouched
-//! (`TC_ACT_PIPE`): a monitor never drops or rewrites traffic.
+//! [`monitor_common::classify`]. Every program returns `TC_ACT_UNSPEC`, no
+//! verdict: a monitor never drops or rewrites traffic, and never stops the
+//! programs after it on the same hook from running. With TCX (Linux 6.6+)
+//! a hook's programs run in order until one returns anything but
+//! `TCX_NEXT` (-1, the same value; net/core/dev.c, `tcx_run`), and then the
+//! rest are skipped: `TC_ACT_PIPE`, returned here before, hid every packet
+//! from them. With cls_bpf in direct-action mode (older kernels) the two are
+//! the same (net/sched/cls_bpf.c, `cls_bpf_exec_opcode`).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE, TC_ACT_PIPE,
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE, TC_ACT_UNSPEC,
     },
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
@@ -67,21 +73,21 @@ static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 #[inline(always)]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
     observe(&ctx, Direction::INGRESS);
-    TC_ACT_PIPE
+    TC_ACT_UNSPEC
 }
 
 #[classifier]
 #[inline(always)]
 pub fn tlsmon_egress(ctx: TcContext) -> i32 {
     observe(&ctx, Direction::EGRESS);
-    TC_ACT_PIPE
+    TC_ACT_UNSPEC
 }
 
 /// Does nothing but pass the packet on: the floor that `cargo xtask bench`
 /// measures the classifier against, in the same run. Never attached.
 #[classifier]
 pub fn tlsmon_baseline(_ctx: TcContext) -> i32 {
-    TC_ACT_PIPE
+    TC_ACT_UNSPEC
 }
 
 #[inline(always)]
@@ -292,7 +298,7 @@ fn split(ctx: &TcContext, hello: HelloAt, now_ns: u64, direction: Direction) {
 #[classifier]
 pub fn tlsmon_split(ctx: TcContext) -> i32 {
     let _ = try_split(&ctx);
-    TC_ACT_PIPE
+    TC_ACT_UNSPEC
 }
 
 #[inline(always)]

@@ -16,10 +16,16 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 pub const INGRESS: &str = "tlsmon_ingress";
 pub const EGRESS: &str = "tlsmon_egress";
-/// A classifier that only returns TC_ACT_PIPE, for benchmarks.
+/// A classifier that only returns [`NO_VERDICT`], for benchmarks.
 pub const BASELINE: &str = "tlsmon_baseline";
 /// The split-ClientHello half of the classifiers, entered by tail call.
 pub const SPLIT: &str = "tlsmon_split";
+
+/// What every program returns: `TC_ACT_UNSPEC` (-1, linux/pkt_cls.h), no
+/// verdict, so the packet goes on to the hook's next program and then on
+/// its way (see monitor-ebpf's crate docs); as BPF_PROG_TEST_RUN reports
+/// it, a u32. Anything else from tlsmon would be a bug.
+pub const NO_VERDICT: u32 = u32::MAX;
 
 /// Counters the kernel keeps, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

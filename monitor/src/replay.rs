@@ -173,8 +173,6 @@ fn count_skip(s: &mut KernelStats, skip: Skip) {
     }
 }
 
-/// `TC_ACT_PIPE` from linux/pkt_cls.h: pass the packet on unchanged.
-const TC_ACT_PIPE: u32 = 3;
 const ETH_HEADER_LEN: usize = 14;
 /// Ethernet + minimal IPv4 + minimal TCP header.
 const SHORTEST_TCP_FRAME: usize = 14 + 20 + 20;
@@ -247,11 +245,10 @@ impl KernelEngine {
             }
             Err(e) => return Err(e).context("BPF_PROG_TEST_RUN"),
         };
-        // A monitor never drops or redirects: anything but TC_ACT_PIPE is a bug.
         anyhow::ensure!(
-            result.return_value == TC_ACT_PIPE,
-            "the kernel program returned {} instead of TC_ACT_PIPE",
-            result.return_value
+            result.return_value == kernel::NO_VERDICT,
+            "the kernel program returned {} instead of TC_ACT_UNSPEC",
+            result.return_value.cast_signed()
         );
         let mut events = Vec::new();
         while let Some(item) = self.ring.next() {

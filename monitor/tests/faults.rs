@@ -11,6 +11,7 @@ use common::{
     Lab, Proc, Side, TLS_PORT, must_output, output, read, reconnect, start_s_server, start_tlsmon,
     wait_for_text,
 };
+use monitor::kernel;
 use serde_json::Value;
 
 const PORT: u16 = TLS_PORT;
@@ -155,4 +156,81 @@ fn sigkill_then_restart_leaves_exactly_one_attachment() {
     );
     // And after a clean stop nothing stays attached.
     assert!(tcx_programs(&ns, &iface, TcAttachType::Ingress).is_empty());
+}
+
+/// A monitor shares its hooks: programs attached after tlsmon's (a
+/// firewall, another monitor) must still see every packet. With TCX the
+/// kernel runs a hook's programs in order until one returns something other
+/// than "next" (`TCX_NEXT`, i.e. `TC_ACT_UNSPEC`; net/core/dev.c, `tcx_run`),
+/// so a classifier that returned a verdict would hide every packet from
+/// the programs after it. Checked with a second copy of the object whose
+/// do-nothing program is attached behind tlsmon's, on both hooks, and the
+/// kernel's run counts of both while TCP segments cross the interface.
+#[test]
+fn programs_attached_after_tlsmon_still_see_every_packet() {
+    let lab = Lab::new("fch", 7);
+    let (ns, iface) = (
+        lab.ns(Side::Client).to_owned(),
+        lab.iface(Side::Client).to_owned(),
+    );
+    // Five connection attempts to a closed port: a SYN in and a RST out each.
+    let knock = format!(
+        "for i in 1 2 3 4 5; do (echo > /dev/tcp/{}/9) 2>/dev/null; done; true",
+        lab.ip(Side::Client)
+    );
+    let mut knock = lab.exec(Side::Server, &["bash", "-c", &knock]);
+    let (ours, theirs, order) = thread::spawn(move || {
+        let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
+        // SAFETY: setns on this thread only; the fd is valid.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+        let _stats = kernel::enable_cost_stats().expect("BPF statistics");
+        let mut tlsmon = kernel::load(1 << 20).expect("loading tlsmon");
+        // `kernel::attach` as the daemon calls it, less its check in
+        // /sys/class/net, which shows the namespace sysfs was mounted in.
+        kernel::attach_as(
+            &mut tlsmon,
+            &iface,
+            [
+                (kernel::INGRESS, TcAttachType::Ingress),
+                (kernel::EGRESS, TcAttachType::Egress),
+            ],
+        )
+        .expect("attaching tlsmon");
+        let mut other = kernel::load(1 << 20).expect("loading the second copy");
+        kernel::attach_as(
+            &mut other,
+            &iface,
+            [
+                (kernel::BASELINE, TcAttachType::Ingress),
+                (kernel::BASELINE, TcAttachType::Egress),
+            ],
+        )
+        .expect("attaching the program behind tlsmon");
+        let (_, progs) = SchedClassifier::query_tcx(&iface, TcAttachType::Ingress).expect("query");
+        let order: Vec<String> = progs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+            .collect();
+        let _ = must_output(&mut knock);
+        let theirs = other
+            .program(kernel::BASELINE)
+            .and_then(|p| p.info().ok())
+            .map_or(0, |i| i.run_count());
+        (kernel::read_cost(&tlsmon).runs, theirs, order)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(order, ["tlsmon_ingress", "tlsmon_baseline"], "hook order");
+    // Five SYNs in, five RSTs out, at least.
+    assert!(ours >= 10, "tlsmon ran {ours} times");
+    // Everything tlsmon saw after the second program was attached; the
+    // difference is what crossed in between (neighbour discovery).
+    assert!(
+        theirs >= 10 && theirs <= ours,
+        "the program behind tlsmon ran {theirs} times, tlsmon {ours}"
+    );
 }

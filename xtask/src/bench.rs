@@ -543,7 +543,7 @@ fn kernel_section(md: &mut String, kernel: Option<&Json>) {
         md,
         "## Kernel program, per packet\n\n\
          `tlsmon_ingress` and `tlsmon_baseline` (a classifier that only returns \
-         `TC_ACT_PIPE`) run on the same frame with BPF_PROG_TEST_RUN, 1,000,000 repeats per \
+         `TC_ACT_UNSPEC`) run on the same frame with BPF_PROG_TEST_RUN, 1,000,000 repeats per \
          run, 5 runs each, interleaved, and all of that for each of 3 fresh loads of the \
          program; the table shows the median over the 15 runs of the kernel's mean time per \
          repeat. Between loads a case has moved by a quarter, as the JIT places the program at \
