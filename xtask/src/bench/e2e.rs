@@ -57,6 +57,15 @@ struct Plan {
 /// the pairs' ratios have a standard deviation of about 0.1, so 24 pairs
 /// bound the mean to about ±0.04 — enough to see a cost of several percent,
 /// not to settle the target's 3% (that would take some 150 pairs).
+///
+/// Two ways to shrink that deviation were tried and did not: under one
+/// unbroken load, request rates of neighbouring seconds are correlated
+/// (0.75 at 1 s, 0.4 at 10 s) and 3 s windows differ by only 0.06, but
+/// pairs of 3 s runs with tlsmon restarted for each still differed by 0.10
+/// (30 pairs), and so did 3 s windows under one load with tlsmon's programs
+/// switched off and on in place by a program attached in front of them
+/// (40 pairs): each switch took about 2 s under load (detaching waits for
+/// an RCU grace period), so the windows were no longer neighbours.
 const FULL: Plan = Plan {
     pairs: 24,
     seconds: 10,
