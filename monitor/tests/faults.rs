@@ -104,26 +104,37 @@ fn interface_that_comes_back_is_attached_again() {
     );
 }
 
-/// Programs attached to `iface` in namespace `ns` for one direction, by
-/// name, queried from a thread that joined the namespace.
-fn tcx_programs(ns: &str, iface: &str, at: TcAttachType) -> Vec<String> {
-    let (ns, iface) = (ns.to_owned(), iface.to_owned());
+/// Runs `f` on a thread that joined network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
     thread::spawn(move || {
-        let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
+        let f_ns = File::open(&path).expect("namespace file");
         // SAFETY: setns on this thread only; the fd is valid.
         assert_eq!(
-            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            unsafe { libc::setns(f_ns.as_raw_fd(), libc::CLONE_NEWNET) },
             0,
-            "setns"
+            "setns {path}"
         );
-        let (_, progs) = SchedClassifier::query_tcx(&iface, at).expect("query tcx");
-        progs
-            .iter()
-            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
-            .collect::<Vec<_>>()
+        f()
     })
     .join()
     .unwrap()
+}
+
+/// Programs attached to `iface` in this thread's namespace for one
+/// direction, by name, in the order the kernel runs them.
+fn attached(iface: &str, at: TcAttachType) -> Vec<String> {
+    let (_, progs) = SchedClassifier::query_tcx(iface, at).expect("query tcx");
+    progs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// [`attached`] in namespace `ns`.
+fn tcx_programs(ns: &str, iface: &str, at: TcAttachType) -> Vec<String> {
+    let iface = iface.to_owned();
+    in_netns(ns, move || attached(&iface, at))
 }
 
 #[test]
@@ -179,14 +190,7 @@ fn programs_attached_after_tlsmon_still_see_every_packet() {
         lab.ip(Side::Client)
     );
     let mut knock = lab.exec(Side::Server, &["bash", "-c", &knock]);
-    let (ours, theirs, order) = thread::spawn(move || {
-        let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
-        // SAFETY: setns on this thread only; the fd is valid.
-        assert_eq!(
-            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns"
-        );
+    let (ours, theirs, order) = in_netns(&ns, move || {
         let _stats = kernel::enable_cost_stats().expect("BPF statistics");
         let mut tlsmon = kernel::load(1 << 20).expect("loading tlsmon");
         // `kernel::attach` as the daemon calls it, less its check in
@@ -210,20 +214,14 @@ fn programs_attached_after_tlsmon_still_see_every_packet() {
             ],
         )
         .expect("attaching the program behind tlsmon");
-        let (_, progs) = SchedClassifier::query_tcx(&iface, TcAttachType::Ingress).expect("query");
-        let order: Vec<String> = progs
-            .iter()
-            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
-            .collect();
+        let order = attached(&iface, TcAttachType::Ingress);
         let _ = must_output(&mut knock);
         let theirs = other
             .program(kernel::BASELINE)
             .and_then(|p| p.info().ok())
             .map_or(0, |i| i.run_count());
         (kernel::read_cost(&tlsmon).runs, theirs, order)
-    })
-    .join()
-    .unwrap();
+    });
     assert_eq!(order, ["tlsmon_ingress", "tlsmon_baseline"], "hook order");
     // Five SYNs in, five RSTs out, at least.
     assert!(ours >= 10, "tlsmon ran {ours} times");
