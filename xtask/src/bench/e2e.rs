@@ -58,7 +58,8 @@ struct Plan {
 /// bound the mean to about ±0.04 — enough to see a cost of several percent,
 /// not to settle the target's 3% (that would take some 150 pairs).
 ///
-/// Two ways to shrink that deviation were tried and did not: under one
+/// Two ways to shrink that deviation were tried by hand in the lab (the
+/// scripts were not kept) and did not: under one
 /// unbroken load, request rates of neighbouring seconds are correlated
 /// (0.75 at 1 s, 0.4 at 10 s) and 3 s windows differ by only 0.06, but
 /// pairs of 3 s runs with tlsmon restarted for each still differed by 0.10
