@@ -305,45 +305,10 @@ pub async fn serve(listener: TcpListener, latest: watch::Receiver<String>) {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Write as _,
-        process::{Command, Stdio},
-    };
-
     use monitor_common::event::{Direction, EventHeader, TlsSummary, hello_flags};
 
     use super::*;
     use crate::tracker::Limits;
-
-    /// Parses the exposition with the Python prometheus_client parser (the
-    /// reference implementation) and returns `name{labels} value` lines.
-    fn parse_with_prometheus_client(text: &str) -> Vec<String> {
-        let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families\nfor fam in text_string_to_metric_families(sys.stdin.read()):\n    for s in fam.samples:\n        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), s.value)\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 (cargo xtask setup installs it)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "prometheus_client rejected the exposition: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
 
     #[test]
     fn exposition_parses_with_the_reference_parser() {
@@ -377,7 +342,8 @@ mod tests {
             lost_events: 7,
             ..KernelStats::default()
         };
-        let samples = parse_with_prometheus_client(&render(&t, &k, 0));
+        let samples = xtask::programs::prometheus_samples(&render(&t, &k, 0))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         for want in [
             "tlsmon_handshakes_total kind=resumed,role=backend,server=10.0.0.2:443 1",
             "tlsmon_handshakes_total kind=full,role=backend,server=10.0.0.2:443 0",

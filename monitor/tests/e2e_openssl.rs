@@ -175,7 +175,7 @@ fn rejected_after_server_restart() {
     assert!(second.status.success(), "second s_client failed\n{context}");
 
     // The saved session has an id, so the second ClientHello offered it.
-    let saved = must_output(std::process::Command::new("openssl").args([
+    let saved = must_output(xtask::programs::command("openssl").args([
         "sess_id",
         "-in",
         session_arg,

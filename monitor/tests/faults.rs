@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{fs::File, os::fd::AsRawFd as _, process::Command, thread, time::Duration};
+use std::{fs::File, os::fd::AsRawFd as _, thread, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use common::{
@@ -64,11 +64,11 @@ fn interface_that_comes_back_is_attached_again() {
         lab.iface(Side::Client).to_owned(),
         lab.iface(Side::Server).to_owned(),
     );
-    must_output(Command::new("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
+    must_output(xtask::programs::command("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
     wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
         output(&tlsmon)
     });
-    must_output(Command::new("ip").args([
+    must_output(xtask::programs::command("ip").args([
         "link", "add", &cli_if, "netns", &cli_ns, "type", "veth", "peer", "name", &srv_if, "netns",
         &srv_ns,
     ]));
@@ -76,7 +76,7 @@ fn interface_that_comes_back_is_attached_again() {
         (&cli_ns, &cli_if, lab.ip(Side::Client)),
         (&srv_ns, &srv_if, lab.ip(Side::Server)),
     ] {
-        must_output(Command::new("ip").args([
+        must_output(xtask::programs::command("ip").args([
             "-n",
             ns,
             "addr",
@@ -85,7 +85,7 @@ fn interface_that_comes_back_is_attached_again() {
             "dev",
             ifname,
         ]));
-        must_output(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+        must_output(xtask::programs::command("ip").args(["-n", ns, "link", "set", ifname, "up"]));
     }
     wait_for_text(
         &tlsmon.stderr,

@@ -15,18 +15,6 @@ use common::{
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_BPF: u64 = 1 << 39;
 
-/// Scrapes the endpoint from inside the namespace with Python's urllib and
-/// parses it with prometheus_client; returns `name labels value` lines, the
-/// value printed with `%g` (parser versions differ: `1` or `1.0`).
-const SCRAPE: &str = r"
-import sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-body = urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=5).read().decode()
-for fam in text_string_to_metric_families(body):
-    for s in fam.samples:
-        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), format(s.value, 'g'))
-";
-
 /// Packets the client's interface has received plus sent: the kernel's own
 /// count of the packets tlsmon's two classifiers run on.
 fn packets(lab: &mut Lab) -> u64 {
@@ -101,12 +89,18 @@ fn metrics_logs_signals_and_capabilities() {
     // The metrics page refreshes every second.
     thread::sleep(Duration::from_millis(2500));
 
+    // Fetched inside the namespace, parsed by the reference parser.
     let scraped = lab.run(
         Side::Client,
         "scrape",
-        // Debian's interpreter: `cargo xtask setup` installs the parser for it,
-        // whatever other python3 is first on PATH.
-        &["/usr/bin/python3", "-c", SCRAPE],
+        &[
+            "curl",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9464/metrics",
+        ],
         Duration::from_secs(20),
     );
     assert!(
@@ -114,6 +108,8 @@ fn metrics_logs_signals_and_capabilities() {
         "scrape failed: {}",
         scraped.stderr
     );
+    let samples =
+        xtask::programs::prometheus_samples(&scraped.stdout).unwrap_or_else(|e| panic!("{e:#}"));
     let server = format!("role=backend,server={connect}");
     for want in [
         format!("tlsmon_handshakes_total kind=full,{server} {new}"),
@@ -121,11 +117,7 @@ fn metrics_logs_signals_and_capabilities() {
         format!("tlsmon_offered_total method=session_id,{server} {reused}"),
         "tlsmon_lost_events_total  0".to_owned(),
     ] {
-        assert!(
-            scraped.stdout.lines().any(|l| l == want),
-            "missing {want:?} in\n{}",
-            scraped.stdout
-        );
+        assert!(samples.contains(&want), "missing {want:?} in\n{samples:#?}");
     }
 
     // logrotate: move the file away, SIGHUP, and tlsmon writes a new one.
@@ -156,7 +148,7 @@ fn metrics_logs_signals_and_capabilities() {
     let packets_at_end = packets(&mut lab);
     check_kernel_cost(
         &summary,
-        &scraped.stdout,
+        &samples,
         packets_after_load - packets_before_load,
         packets_at_end - packets_before_attach,
     );
@@ -167,7 +159,7 @@ fn metrics_logs_signals_and_capabilities() {
 /// load ran and everything since before tlsmon attached.
 fn check_kernel_cost(
     summary: &serde_json::Value,
-    scraped: &str,
+    samples: &[String],
     during_load: u64,
     since_attach: u64,
 ) {
@@ -187,10 +179,10 @@ fn check_kernel_cost(
         "tlsmon_kernel_runs_total ",
         "tlsmon_kernel_run_seconds_total ",
     ] {
-        let value: f64 = scraped
-            .lines()
+        let value: f64 = samples
+            .iter()
             .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in\n{scraped}"))
+            .unwrap_or_else(|| panic!("no {name} in\n{samples:#?}"))
             .trim()
             .parse()
             .unwrap();

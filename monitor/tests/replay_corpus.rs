@@ -232,7 +232,7 @@ fn rejected_capture_is_explained() {
         (Some(1), Some(0)),
         "{s}"
     );
-    let out = std::process::Command::new("tshark")
+    let out = xtask::programs::command("tshark")
         .args(["-r"])
         .arg(&pcap)
         .args(["-Y", "tls.record.content_type == 21"])

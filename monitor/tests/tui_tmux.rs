@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -14,7 +13,7 @@ use std::{
 use common::{Lab, Side, TLS_PORT, TLSMON, must_output, reconnect, start_s_server};
 
 fn tmux(args: &[&str]) -> String {
-    must_output(Command::new("tmux").args(args))
+    must_output(xtask::programs::command("tmux").args(args))
 }
 
 /// Kills the tmux session however the test ends.
@@ -22,7 +21,7 @@ struct Session(String);
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
+        let _ = xtask::programs::command("tmux")
             .args(["kill-session", "-t", &self.0])
             .status();
     }

@@ -14,9 +14,9 @@
 //! ```
 //!
 //! This file is compiled into two crates: as `xtask`'s `lab` module and, via
-//! `#[path]`, into `monitor/tests/proxy_lab.rs` (so the test shares it
-//! without depending on xtask). It may therefore use only std, anyhow and
-//! libc. The configs and scripts in `lab/` are embedded with `include_str!`
+//! `#[path]`, into `monitor/tests/proxy_lab.rs`. It may therefore use only
+//! std, anyhow, libc and the `xtask` library (which the monitor's tests
+//! depend on for [`xtask::programs`]). The configs and scripts in `lab/` are embedded with `include_str!`
 //! and written to the lab's state directory.
 //!
 //! Every process is started with its PID (and start time, against PID
@@ -40,6 +40,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use xtask::programs;
 
 /// Name prefix of the standard lab's namespaces and state directory.
 pub const PREFIX: &str = "tlsmon-lab";
@@ -131,14 +132,7 @@ pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitSta
 }
 
 /// Programs the lab runs; `cargo xtask setup` installs their packages.
-const PROGRAMS: [(&str, &str); 6] = [
-    ("haproxy", "haproxy"),
-    ("nginx", "nginx-light (or nginx)"),
-    ("openssl", "openssl"),
-    ("python3", "python3"),
-    ("ip", "iproute2"),
-    ("ss", "iproute2"),
-];
+const PROGRAMS: [&str; 6] = ["haproxy", "nginx", "openssl", "python3", "ip", "ss"];
 
 /// How long a started server gets to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -478,8 +472,10 @@ impl Lab {
     /// `ip netns exec <ns> <program>`; `ip` execs the program, so the
     /// child's PID is the program's.
     pub fn exec(&self, ns: Ns, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec"]).arg(self.ns(ns)).arg(program);
+        let mut cmd = programs::command("ip");
+        cmd.args(["netns", "exec"])
+            .arg(self.ns(ns))
+            .arg(programs::resolve(program.as_ref()));
         cmd
     }
 
@@ -636,9 +632,13 @@ impl Lab {
 
     fn create_network(&self) -> Result<()> {
         for ns in Ns::ALL {
-            capture(Command::new("ip").args(["netns", "add"]).arg(self.ns(ns)))?;
             capture(
-                Command::new("ip")
+                programs::command("ip")
+                    .args(["netns", "add"])
+                    .arg(self.ns(ns)),
+            )?;
+            capture(
+                programs::command("ip")
                     .arg("-n")
                     .arg(self.ns(ns))
                     .args(["link", "set", "lo", "up"]),
@@ -666,7 +666,7 @@ impl Lab {
             // Created directly inside the namespaces: the same names in
             // another lab instance do not collide.
             capture(
-                Command::new("ip")
+                programs::command("ip")
                     .args(["link", "add", if_a, "netns"])
                     .arg(self.ns(ns_a))
                     .args(["type", "veth", "peer", "name", if_b, "netns"])
@@ -675,13 +675,13 @@ impl Lab {
             for (ns, iface, addr) in [(ns_a, if_a, addr_a), (ns_b, if_b, addr_b)] {
                 let cidr = format!("{addr}/{PREFIX_LEN}");
                 capture(
-                    Command::new("ip")
+                    programs::command("ip")
                         .arg("-n")
                         .arg(self.ns(ns))
                         .args(["addr", "add", &cidr, "dev", iface]),
                 )?;
                 capture(
-                    Command::new("ip")
+                    programs::command("ip")
                         .arg("-n")
                         .arg(self.ns(ns))
                         .args(["link", "set", iface, "up"]),
@@ -702,7 +702,7 @@ impl Lab {
             let key = dir.join(format!("{name}.key"));
             let crt = dir.join(format!("{name}.crt"));
             capture(
-                Command::new("openssl")
+                programs::command("openssl")
                     .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
                     .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
                     .arg("-subj")
@@ -862,7 +862,8 @@ impl Lab {
             if !netns_exists(&name) {
                 continue;
             }
-            let Ok(out) = capture(Command::new("ip").args(["netns", "pids"]).arg(&name)) else {
+            let Ok(out) = capture(programs::command("ip").args(["netns", "pids"]).arg(&name))
+            else {
                 continue;
             };
             for pid in out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
@@ -883,7 +884,7 @@ impl Lab {
         for ns in Ns::ALL {
             let name = self.ns(ns);
             if netns_exists(&name)
-                && let Err(err) = capture(Command::new("ip").args(["netns", "del"]).arg(&name))
+                && let Err(err) = capture(programs::command("ip").args(["netns", "del"]).arg(&name))
             {
                 problems.push(format!("{err:#}"));
             }
@@ -1130,32 +1131,14 @@ pub fn require_root() -> Result<()> {
 
 /// Fails, naming the packages, unless every program the lab runs is installed.
 pub fn require_programs() -> Result<()> {
-    let missing: Vec<String> = PROGRAMS
-        .iter()
-        .filter(|(program, _)| find_program(program).is_none())
-        .map(|(program, package)| format!("{program} (Debian package {package})"))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the proxy lab needs {}; `cargo xtask setup` installs them",
-            missing.join(", ")
-        );
-    }
-    Ok(())
+    programs::require_all("the proxy lab", &PROGRAMS)
 }
 
-/// Looks a program up in `PATH` and the sbin directories (which a non-login
-/// root shell may lack).
+/// A program from the system's directories, never from `PATH`
+/// (`xtask::programs`).
 #[must_use]
 pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+    programs::find(program)
 }
 
 /// Replaces every `@NAME@` in `template`; fails on a marker with no value.

@@ -28,7 +28,14 @@ enum Task {
     /// Check the toolchain, bpf-linker and Debian packages; install what is missing.
     Setup,
     /// Setup, then build, test (as root), clippy and rustfmt check the workspace.
-    Test,
+    Test {
+        /// Run CI's own command (`.ci/run`) on a fresh clone of HEAD with a
+        /// minimal environment: PATH of the system's and rustup's
+        /// directories only, an empty HOME and TMPDIR. What passes only
+        /// because of something installed by hand fails here.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Setup, then the proxy lab with broken backend reuse, load, and tlsmon watching it.
     Demo,
     /// The proxy lab: a TLS-terminating proxy re-encrypting to three backends (docs/proxy-lab.md).
@@ -65,7 +72,8 @@ enum LabAction {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::Setup => setup::setup(),
-        Task::Test => test::test(),
+        Task::Test { fresh: false } => test::test(),
+        Task::Test { fresh: true } => test::fresh(),
         Task::Demo => demo::demo(),
         Task::Lab { action } => match action {
             LabAction::Up { scenario } => lab::up(&scenario),

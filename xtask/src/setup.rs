@@ -12,6 +12,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use xtask::programs::PACKAGES;
+
 use crate::util::{capture, describe, is_root, probe, run, which};
 
 /// The toolchain that builds the eBPF crate (`-Z build-std=core`).
@@ -19,23 +21,6 @@ const NIGHTLY: &str = "nightly";
 /// bpf-linker release built against the nightly toolchain's own libLLVM.
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
-
-/// Debian packages used by the end-to-end tests and the demo.
-const DEBIAN_PACKAGES: &[&str] = &[
-    "openssl",
-    "tcpdump",
-    "tshark",
-    "haproxy",
-    "nginx-light",
-    "tmux",
-    "iproute2",
-    "wrk",
-    "nghttp2-client",
-    "python3",
-    // The metrics test parses the exposition with the reference parser.
-    "python3-prometheus-client",
-    "procps",
-];
 
 /// Answer for the question tshark's install would otherwise ask.
 const DEBCONF_PRESEED: &str = "wireshark-common wireshark-common/install-setuid boolean false\n";
@@ -119,10 +104,16 @@ fn bpf_linker_problem() -> Option<String> {
 }
 
 /// The prefix handed to bpf-linker's build as `LLVM_PREFIX`. It must outlive
-/// the build: the binary keeps an rpath to it.
+/// the build: the binary keeps an rpath to it. It lives beside the
+/// binary, under `CARGO_HOME`, so that it goes wherever the toolchain goes
+/// and not with a `HOME` (`cargo xtask test --fresh` runs with an empty one).
 fn llvm_prefix() -> Result<PathBuf> {
-    let home = env::var_os("HOME").context("HOME is not set")?;
-    Ok(PathBuf::from(home).join(".local/share/tlsmon/llvm"))
+    let cargo_home = match env::var_os("CARGO_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?)
+            .join(".cargo"),
+    };
+    Ok(cargo_home.join("tlsmon/llvm"))
 }
 
 fn install_bpf_linker() -> Result<()> {
@@ -165,7 +156,7 @@ fn install_bpf_linker() -> Result<()> {
 
 fn debian_packages() -> Result<()> {
     let mut missing = Vec::new();
-    for &package in DEBIAN_PACKAGES {
+    for package in PACKAGES.iter().map(|p| p.name) {
         let out = probe(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))?;
         if out.status.success()
             && String::from_utf8_lossy(&out.stdout).trim() == "install ok installed"

@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use xtask::programs;
+
 /// Which end of the veth pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -97,9 +99,9 @@ impl Lab {
         lab.delete_namespaces();
         // From here on, Drop cleans up whatever part got created.
         for ns in [&lab.client_ns, &lab.server_ns] {
-            must_run(Command::new("ip").args(["netns", "add", ns]));
+            must_run(programs::command("ip").args(["netns", "add", ns]));
         }
-        must_run(Command::new("ip").args([
+        must_run(programs::command("ip").args([
             "link",
             "add",
             &lab.client_if,
@@ -146,8 +148,12 @@ impl Lab {
     /// `ip netns exec <ns> argv...` (which execs, so the child's PID is the
     /// program's own).
     pub fn exec<S: AsRef<std::ffi::OsStr>>(&self, side: Side, argv: &[S]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.ns(side)]).args(argv);
+        let mut cmd = programs::command("ip");
+        cmd.args(["netns", "exec", self.ns(side)]);
+        // The program from the system's directories, never from PATH.
+        if let Some((program, args)) = argv.split_first() {
+            cmd.arg(programs::resolve(program.as_ref())).args(args);
+        }
         cmd
     }
 
@@ -269,7 +275,7 @@ impl Lab {
     pub fn make_cert(&self) -> (PathBuf, PathBuf) {
         let cert = self.dir.join("cert.pem");
         let key = self.dir.join("key.pem");
-        let mut cmd = Command::new("openssl");
+        let mut cmd = programs::command("openssl");
         cmd.args([
             "req",
             "-x509",
@@ -309,7 +315,7 @@ impl Lab {
         for ns in [&self.client_ns, &self.server_ns] {
             let exists = Path::new("/run/netns").join(ns).exists();
             if exists {
-                let status = Command::new("ip").args(["netns", "del", ns]).status();
+                let status = programs::command("ip").args(["netns", "del", ns]).status();
                 if !matches!(status, Ok(s) if s.success()) {
                     eprintln!("lab: could not delete namespace {ns}: {status:?}");
                 }
