@@ -10,9 +10,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use monitor_common::event::Decoded;
 
 use crate::{
-    kernel::KernelStats,
     names::Names,
-    tracker::{Endpoint, Limits, Role, ServerStats, Totals, Tracker},
+    stats::{Endpoint, KernelStats, Role, ServerStats, Totals},
+    tracker::{Limits, Tracker},
 };
 
 /// Seconds of per-server history kept for the sparklines.
@@ -632,9 +632,9 @@ pub(crate) mod sim {
 
     use super::{App, AppEvent};
     use crate::{
-        kernel::KernelStats,
         names::Names,
-        tracker::{Limits, Role, ServerStats, Tracker},
+        stats::{KernelStats, Role, ServerStats},
+        tracker::{Limits, Tracker},
     };
 
     pub const PROXY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);

@@ -4,7 +4,7 @@
 //! with the exact counts, so an operator can check the claim against the
 //! table. docs/dashboard.md lists the rules.
 
-use crate::tracker::{Role, ServerStats};
+use crate::stats::{Role, ServerStats};
 
 /// How urgent a diagnosis is; ordered, most urgent last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

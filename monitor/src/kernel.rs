@@ -11,6 +11,8 @@ use aya::{
 };
 use monitor_common::{event::stat, net::Skip};
 
+use crate::stats::{KernelCost, KernelStats};
+
 /// The kernel object, built by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
@@ -26,38 +28,6 @@ pub const SPLIT: &str = "tlsmon_split";
 /// its way (see monitor-ebpf's crate docs); as BPF_PROG_TEST_RUN reports
 /// it, a u32. Anything else from tlsmon would be a bug.
 pub const NO_VERDICT: u32 = u32::MAX;
-
-/// Counters the kernel keeps, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    pub lost_events: u64,
-    pub tls_packets: u64,
-    pub malformed: u64,
-    pub fragments: u64,
-    pub too_deep: u64,
-    /// ClientHellos spanning segments whose bytes were sent for reassembly.
-    pub split_hellos: u64,
-    /// Time spent in tlsmon's programs, when it is measured
-    /// (`--kernel-cost`).
-    pub cost: Option<KernelCost>,
-}
-
-/// What the kernel's own BPF statistics say tlsmon's programs cost, summed
-/// over the classifiers and the split-hello program, since they were loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCost {
-    pub run_ns: u64,
-    pub runs: u64,
-}
-
-impl KernelCost {
-    /// `run_ns` in seconds, for output.
-    #[must_use]
-    #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
-    pub fn run_seconds(self) -> f64 {
-        self.run_ns as f64 / 1e9
-    }
-}
 
 /// Turns on the kernel's run-time statistics of BPF programs for as long as
 /// the returned descriptor stays open (BPF_ENABLE_STATS, Linux 5.8). They

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod capture;
 pub mod diagnosis;
+pub mod escape;
 pub mod histogram;
 pub mod kernel;
 pub mod live;
@@ -13,5 +14,6 @@ pub mod privileges;
 pub mod reassembly;
 pub mod replay;
 pub mod report;
+pub mod stats;
 pub mod tracker;
 pub mod ui;

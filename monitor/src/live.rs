@@ -20,6 +20,7 @@ use crate::{
     kernel,
     names::Names,
     report::{now_unix, server_line, summary_line},
+    stats::KernelStats,
     tracker::{Limits, Tracker},
 };
 
@@ -285,20 +286,15 @@ fn read_kernel(
     ebpf: &aya::Ebpf,
     stats: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     cost: bool,
-) -> kernel::KernelStats {
-    kernel::KernelStats {
+) -> KernelStats {
+    KernelStats {
         cost: cost.then(|| kernel::read_cost(ebpf)),
         ..kernel::read_stats(stats)
     }
 }
 
 /// The closing lines: every server, then the summary.
-fn finish(
-    mut sink: Sink,
-    app: &App,
-    kernel: kernel::KernelStats,
-    undecodable: u64,
-) -> anyhow::Result<()> {
+fn finish(mut sink: Sink, app: &App, kernel: KernelStats, undecodable: u64) -> anyhow::Result<()> {
     sink.servers(app.tracker())?;
     let extra = serde_json::json!({"undecodable_events": undecodable});
     writeln!(

@@ -14,8 +14,8 @@ use tokio::{
 };
 
 use crate::{
-    kernel::KernelStats,
-    tracker::{ServerStats, Tracker},
+    stats::{KernelStats, ServerStats},
+    tracker::Tracker,
 };
 
 /// Escapes a label value (exposition format: backslash, quote, newline).

@@ -21,7 +21,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::tracker::{Endpoint, Role};
+use crate::stats::{Endpoint, Role};
 
 /// Port ranges in `bind` lines are expanded up to this many ports.
 pub const MAX_BIND_RANGE: u32 = 1024;

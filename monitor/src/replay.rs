@@ -15,8 +15,9 @@ use monitor_common::{
 
 use crate::{
     capture::Capture,
-    kernel::{self, KernelStats},
+    kernel,
     report::{server_line, summary_line},
+    stats::KernelStats,
     tracker::{Limits, Tracker},
 };
 

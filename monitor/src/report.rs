@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::{
     histogram::Histogram,
-    kernel::KernelStats,
-    tracker::{ServerStats, Totals, Tracker},
+    stats::{KernelStats, ServerStats, Totals},
+    tracker::Tracker,
 };
 
 /// How many SNI/ALPN values a server line lists.
@@ -34,7 +34,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         .take(TOP_VALUES)
         .map(|(k, v)| (format!("0x{k:04x}"), json!(v)))
         .collect();
-    let top = |t: &crate::tracker::TopK| -> Value {
+    let top = |t: &crate::stats::TopK| -> Value {
         t.top(TOP_VALUES)
             .into_iter()
             .map(|(k, v)| json!({"value": k, "count": v}))

@@ -19,7 +19,7 @@ use ratatui::{
 use crate::{
     app::{App, Row, SortColumn, role_label, share},
     diagnosis::{Severity, diagnose},
-    tracker::{ByMethod, Role, ServerStats, TopK},
+    stats::{ByMethod, Role, ServerStats, TopK},
 };
 
 /// Below this height the detail pane is left out.
@@ -999,7 +999,7 @@ mod tests {
         app.handle(AppEvent::Kernel(Decoded::Tls(h, t)));
         app.handle(AppEvent::Tick {
             now_ns: sim::T0 + 10_000_000_000,
-            kernel: crate::kernel::KernelStats::default(),
+            kernel: crate::stats::KernelStats::default(),
         });
         assert!(
             wide_header(&app).contains("truncated hellos 1"),

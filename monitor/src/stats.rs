@@ -1,0 +1,262 @@
+//! What tlsmon counts and shows: the identity of a TLS server
+//! ([`Endpoint`], [`Role`]), its counters ([`ServerStats`]), the tracker's
+//! totals ([`Totals`]) and the kernel program's ([`KernelStats`]).
+//!
+//! Plain data with no I/O, so that the views (dashboard, JSON lines,
+//! metrics) and the tracker that fills it depend on this module and not on
+//! each other or on the loader.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use crate::histogram::Histogram;
+
+/// The hash maps of everything keyed by what peers send: addresses, ports,
+/// session IDs, tickets, names that any client on the Internet picks.
+/// std's SipHash was the largest single cost per event in the tracker;
+/// foldhash is several times faster on these short keys. Against hash
+/// flooding it takes a random seed per table (`fast::RandomState`), so
+/// colliding keys cannot be computed in advance. foldhash does not claim
+/// to resist an attacker who observes hash values or times table
+/// operations, and tlsmon exposes neither: it is passive (it answers no
+/// packet) and every listing it prints is sorted, not in table order.
+/// aHash would be the alternative; foldhash is already built as a
+/// dependency of hashbrown.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One side of a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn from_wire(family: u8, addr: [u8; 16], port: u16) -> Self {
+        let addr = if family == 4 {
+            IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(addr))
+        };
+        Self { addr, port }
+    }
+}
+
+/// Which side of the TLS server this host is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// This host is the TLS client: the server is a backend of the proxy.
+    Backend,
+    /// This host is the TLS server: a frontend the proxy serves.
+    Frontend,
+    /// Offline capture without direction and no `--local` match.
+    Unknown,
+}
+
+impl Role {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Backend => "backend",
+            Self::Frontend => "frontend",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a session was (or would have been) resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// TLS ≤ 1.2 session ID (RFC 5246 §7.4.1.2).
+    SessionId,
+    /// TLS ≤ 1.2 session ticket (RFC 5077).
+    Ticket,
+    /// TLS 1.3 pre-shared key (RFC 8446 §2.2).
+    Psk,
+}
+
+/// Counts per resumption method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ByMethod {
+    pub session_id: u64,
+    pub ticket: u64,
+    pub psk: u64,
+}
+
+impl ByMethod {
+    pub(crate) fn add(&mut self, m: Method) {
+        match m {
+            Method::SessionId => self.session_id += 1,
+            Method::Ticket => self.ticket += 1,
+            Method::Psk => self.psk += 1,
+        }
+    }
+}
+
+/// Everything counted for one TLS server.
+#[derive(Clone, Debug)]
+pub struct ServerStats {
+    pub server: Endpoint,
+    pub role: Role,
+    pub full: u64,
+    pub resumed: u64,
+    pub resumed_by: ByMethod,
+    /// Completed handshakes whose ClientHello offered resumption.
+    pub offered: u64,
+    pub offered_by: ByMethod,
+    /// Offered, answered with a full handshake.
+    pub rejected: u64,
+    pub rejected_after_unclean: u64,
+    pub rejected_after_clean: u64,
+    /// Rejected offers whose originating connection tlsmon did not see
+    /// (started before it, or TLS 1.3 where tickets travel encrypted).
+    pub rejected_origin_unknown: u64,
+    pub hrr: u64,
+    pub early_data_offered: u64,
+    pub incomplete: u64,
+    pub failed: u64,
+    pub clean_closes: u64,
+    pub unclean_closes: u64,
+    pub rst_by_client: u64,
+    pub rst_by_server: u64,
+    pub versions: Map<&'static str, u64>,
+    pub ciphers: Map<u16, u64>,
+    pub sni: TopK,
+    pub alpn: TopK,
+    pub handshake_full: Histogram,
+    pub handshake_resumed: Histogram,
+}
+
+impl ServerStats {
+    pub(crate) fn new(server: Endpoint, role: Role) -> Self {
+        Self {
+            server,
+            role,
+            full: 0,
+            resumed: 0,
+            resumed_by: ByMethod::default(),
+            offered: 0,
+            offered_by: ByMethod::default(),
+            rejected: 0,
+            rejected_after_unclean: 0,
+            rejected_after_clean: 0,
+            rejected_origin_unknown: 0,
+            hrr: 0,
+            early_data_offered: 0,
+            incomplete: 0,
+            failed: 0,
+            clean_closes: 0,
+            unclean_closes: 0,
+            rst_by_client: 0,
+            rst_by_server: 0,
+            versions: Map::default(),
+            ciphers: Map::default(),
+            sni: TopK::default(),
+            alpn: TopK::default(),
+            handshake_full: Histogram::default(),
+            handshake_resumed: Histogram::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn handshakes(&self) -> u64 {
+        self.full + self.resumed
+    }
+}
+
+/// Counts of string values, capped so a hostile client cannot grow it
+/// without bound; values beyond the cap are counted as `other`.
+#[derive(Clone, Debug, Default)]
+pub struct TopK {
+    counts: Map<String, u64>,
+    pub other: u64,
+}
+
+/// Distinct values kept per server for SNI and ALPN.
+pub const TOPK_CAP: usize = 256;
+
+impl TopK {
+    pub(crate) fn add(&mut self, v: &str) {
+        if let Some(c) = self.counts.get_mut(v) {
+            *c += 1;
+        } else if self.counts.len() < TOPK_CAP {
+            self.counts.insert(v.to_owned(), 1);
+        } else {
+            self.other += 1;
+        }
+    }
+
+    /// The `n` most frequent values, most frequent first, ties by name.
+    #[must_use]
+    pub fn top(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut v: Vec<_> = self.counts.iter().map(|(k, c)| (k.as_str(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Totals that are not per server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub events: u64,
+    /// Connections dropped from the table because it was full.
+    pub evicted_flows: u64,
+    /// Remembered sessions dropped because the store was full.
+    pub evicted_sessions: u64,
+    /// Hellos whose lengths contradicted each other: not counted.
+    pub malformed_hellos: u64,
+    /// ClientHellos that continued past their TCP segment and could not be
+    /// reassembled: extensions after the cut (often pre_shared_key) were
+    /// not seen.
+    pub truncated_hellos: u64,
+    /// ClientHellos that spanned segments and were reassembled whole.
+    pub reassembled_hellos: u64,
+    /// Hello chunks with no hello waiting for them (see `reassembly`).
+    pub orphan_chunks: u64,
+    /// RST/FIN or records on connections whose ClientHello was not seen.
+    pub untracked_events: u64,
+}
+
+/// Counters the kernel keeps, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub lost_events: u64,
+    pub tls_packets: u64,
+    pub malformed: u64,
+    pub fragments: u64,
+    pub too_deep: u64,
+    /// ClientHellos spanning segments whose bytes were sent for reassembly.
+    pub split_hellos: u64,
+    /// Time spent in tlsmon's programs, when it is measured
+    /// (`--kernel-cost`).
+    pub cost: Option<KernelCost>,
+}
+
+/// What the kernel's own BPF statistics say tlsmon's programs cost, summed
+/// over the classifiers and the split-hello program, since they were loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCost {
+    pub run_ns: u64,
+    pub runs: u64,
+}
+
+impl KernelCost {
+    /// `run_ns` in seconds, for output.
+    #[must_use]
+    #[expect(clippy::cast_precision_loss, reason = "ns to s for display")]
+    pub fn run_seconds(self) -> f64 {
+        self.run_ns as f64 / 1e9
+    }
+}
