@@ -68,6 +68,7 @@ pub fn fill_header(h: &mut EventHeader, seg: &TcpSegment, kind: EventKind, size:
     h.src_port = seg.src_port;
     h.dst_port = seg.dst_port;
     h.seq = seg.seq;
+    h.ack = seg.ack;
     h.payload_len = seg.payload_len as u32;
     h.src_addr = seg.src_addr;
     h.dst_addr = seg.dst_addr;

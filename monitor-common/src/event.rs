@@ -55,6 +55,11 @@ pub struct EventHeader {
     pub seq: u32,
     /// TCP payload length of the segment.
     pub payload_len: u32,
+    /// TCP acknowledgment number: with the ACK flag, the next byte the
+    /// sender expects from its peer. A reply that does not acknowledge
+    /// what it answers cannot be part of that exchange.
+    pub ack: u32,
+    pub pad1: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) or the capture time, in ns.
     pub ts_ns: u64,
     pub src_addr: [u8; 16],
@@ -339,7 +344,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<EventHeader>(), 64);
+        assert_eq!(size_of::<EventHeader>(), 72);
         assert_eq!(size_of::<Hello>() % 8, 0);
         assert_eq!(
             size_of::<TlsEvent>(),

@@ -94,6 +94,8 @@ pub struct TcpSegment {
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
     pub seq: u32,
+    /// Acknowledgment number (meaningful with the ACK flag, RFC 9293 §3.1).
+    pub ack: u32,
     /// Offsets of the IP and TCP headers.
     pub l3_off: usize,
     pub l4_off: usize,
@@ -238,15 +240,16 @@ fn plain_ipv4<B: Bytes + ?Sized>(b: &B) -> Option<TcpSegment> {
     })
 }
 
-/// Reads the addresses, ports and sequence number of a segment found by
-/// [`segment`]. They lie inside headers `segment` already checked, so the
+/// Reads the addresses, ports, sequence and acknowledgment numbers of a
+/// segment found by [`segment`]. They lie inside headers `segment` already checked, so the
 /// reads cannot fail on the same bytes.
 #[inline(always)]
 pub fn flow<B: Bytes + ?Sized>(b: &B, seg: &mut TcpSegment) {
-    if let Some(h) = b.array::<8>(seg.l4_off) {
+    if let Some(h) = b.array::<12>(seg.l4_off) {
         seg.src_port = u16::from_be_bytes([h[0], h[1]]);
         seg.dst_port = u16::from_be_bytes([h[2], h[3]]);
         seg.seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        seg.ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
     }
     if seg.family == 4 {
         if let Some(a) = b.array::<8>(seg.l3_off + 12) {

@@ -346,6 +346,7 @@ const DST_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 const SRC_PORT: u16 = 49152;
 const DST_PORT: u16 = 443;
 const SEQ: u32 = 0x0102_0304;
+const ACK: u32 = 0x0a0b_0c0d;
 
 #[derive(Clone, Copy)]
 enum Ip {
@@ -397,7 +398,7 @@ fn tcp_header(tcp_opt_words: usize) -> Vec<u8> {
     t.extend_from_slice(&SRC_PORT.to_be_bytes());
     t.extend_from_slice(&DST_PORT.to_be_bytes());
     t.extend_from_slice(&SEQ.to_be_bytes());
-    t.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes()); // ack
+    t.extend_from_slice(&ACK.to_be_bytes());
     t.push(u8::try_from(5 + tcp_opt_words).unwrap() << 4);
     t.push(TCP_PSH | TCP_ACK);
     t.extend_from_slice(&[0xfa, 0xf0]); // window
@@ -499,6 +500,7 @@ fn check_framed(v: &Vector, layout: Layout) {
     assert_eq!(hdr.src_port, SRC_PORT);
     assert_eq!(hdr.dst_port, DST_PORT);
     assert_eq!(hdr.seq, SEQ);
+    assert_eq!(hdr.ack, ACK);
     assert_eq!(
         hdr.payload_len as usize,
         rec.len(),
