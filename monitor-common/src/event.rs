@@ -188,7 +188,11 @@ pub struct TlsSummary {
     pub nst_len: u32,
     /// Handshake type of the hello at `hello_at`.
     pub hello_type: u8,
-    pub pad1: [u8; 3],
+    /// Bit `i` set: item `i` is a plaintext alert of level warning (1).
+    /// RFC 5246 §7.2: only fatal alerts end a connection; a warning such
+    /// as RFC 6066 §3's unrecognized_name lets the handshake go on.
+    pub warning_alerts: u8,
+    pub pad1: [u8; 2],
     /// Scratch space of the record walk (`tls::summarize`); not meaningful
     /// to consumers.
     pub walk: [u32; 3],

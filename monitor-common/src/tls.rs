@@ -15,8 +15,8 @@
 use crate::{
     bytes::{Bytes, Limit},
     event::{
-        ALPN_MAX, Hello, ITEM_OPAQUE, SESSION_ID_MAX, SNI_MAX, TICKET_ID_LEN, TlsSummary,
-        hello_flags,
+        ALPN_MAX, Hello, ITEM_OPAQUE, MAX_ITEMS, SESSION_ID_MAX, SNI_MAX, TICKET_ID_LEN,
+        TlsSummary, hello_flags,
     },
 };
 
@@ -31,6 +31,9 @@ impl ContentType {
     pub const APPLICATION_DATA: Self = Self(23);
     pub const HEARTBEAT: Self = Self(24);
 }
+
+/// AlertLevel warning (RFC 5246 §7.2; fatal is 2).
+pub const ALERT_WARNING: u8 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandshakeType(pub u8);
@@ -227,9 +230,13 @@ pub fn summarize<B: Bytes + ?Sized>(b: &B, start: usize, end: usize, out: &mut T
                 let mut detail = ITEM_OPAQUE;
                 if h.len == 2
                     && encrypted == 0
-                    && let Some(desc) = b.u8_at(body + 1)
+                    && let Some(alert) = b.be16_at(body)
                 {
-                    detail = desc;
+                    detail = alert as u8;
+                    let i = out.n_items;
+                    if alert >> 8 == u16::from(ALERT_WARNING) && i < MAX_ITEMS as u8 {
+                        out.warning_alerts |= 1 << i;
+                    }
                 }
                 out.push(h.content_type.0, detail);
             }
@@ -548,5 +555,26 @@ fn new_session_ticket<B: Bytes + ?Sized>(
     if h.flags & hello_flags::CLIENT_HELLO == 0 {
         h.flags |= hello_flags::NEW_TICKET;
         ticket_id(b, body + 6, tlen, h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_levels_are_kept_per_item() {
+        // unrecognized_name as a warning (RFC 6066 §3), then a fatal
+        // handshake_failure, then an encrypted alert (longer than 2 bytes).
+        let payload: &[u8] = &[
+            0x15, 3, 3, 0, 2, 1, 112, //
+            0x15, 3, 3, 0, 2, 2, 40, //
+            0x15, 3, 3, 0, 3, 1, 2, 3,
+        ];
+        let mut out = TlsSummary::default();
+        summarize(payload, 0, payload.len(), &mut out);
+        assert_eq!(out.n_items, 3);
+        assert_eq!(&out.items[..3], &[0x1570, 0x1528, 0x15ff]);
+        assert_eq!(out.warning_alerts, 0b001);
     }
 }
