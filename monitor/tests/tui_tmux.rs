@@ -54,7 +54,8 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
 
     let session = Session(format!("tlsmon-tui-{}", std::process::id()));
     let inner = format!(
-        "ip netns exec {} {TLSMON} --iface {}; echo TLSMON-EXIT=$?; sleep 60",
+        "{} netns exec {} {TLSMON} --iface {}; echo TLSMON-EXIT=$?; sleep 60",
+        xtask::programs::require("ip").display(),
         lab.ns(Side::Client),
         lab.iface(Side::Client)
     );

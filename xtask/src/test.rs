@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use xtask::programs::PACKAGES;
 
 use crate::{
     setup::setup,
@@ -100,8 +101,9 @@ const FRESH_BASE: &str = "/var/tmp";
 /// the environment a new machine gives it.
 ///
 /// PATH holds only rustup's proxies (and what `cargo install` put beside
-/// them, such as bpf-linker) and the system's directories; HOME and TMPDIR
-/// are new and empty; nothing else of the caller's environment is passed
+/// them, such as bpf-linker) and the system's directories, behind
+/// tripwires for the project's programs (see [`write_tripwires`]); HOME
+/// and TMPDIR are new and empty; nothing else of the caller's environment is passed
 /// on. The toolchain stays (CARGO_HOME, RUSTUP_HOME): a new machine has
 /// it too. A test that needs a module installed by hand into another
 /// interpreter, a file an earlier run left in HOME or /tmp, or a program
@@ -137,8 +139,11 @@ pub fn fresh() -> Result<()> {
         env::var_os("CARGO_HOME").map_or_else(|| home_now.join(".cargo"), PathBuf::from);
     let rustup_home =
         env::var_os("RUSTUP_HOME").map_or_else(|| home_now.join(".rustup"), PathBuf::from);
+    let tripwires = base.join("tripwires");
+    write_tripwires(&tripwires)?;
     let path = format!(
-        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        tripwires.display(),
         cargo_home.join("bin").display()
     );
     let log = base.join("ci.log");
@@ -182,6 +187,26 @@ pub fn fresh() -> Result<()> {
         );
     }
     fs::remove_dir_all(&base).with_context(|| format!("removing {}", base.display()))?;
+    Ok(())
+}
+
+/// Puts, for every program of `xtask::programs`, a script first on PATH
+/// that fails loudly. The jobs and tests must run those programs from the
+/// system's directories; one that goes through PATH (and on a developer's
+/// machine would get pyenv's python3, say) now fails with a sentence
+/// naming itself, instead of passing here and failing on a new machine.
+fn write_tripwires(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for program in PACKAGES.iter().flat_map(|p| p.programs) {
+        let path = dir.join(program);
+        let script = format!(
+            "#!/bin/sh\necho \"tlsmon fresh check: {program} was run through PATH; \
+             run the system's copy (xtask::programs) instead\" >&2\nexit 127\n"
+        );
+        fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    }
     Ok(())
 }
 
