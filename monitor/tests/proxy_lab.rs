@@ -7,28 +7,27 @@
 //! `ssl_bc_is_resumed`), and the Python backend must show the diagnosis:
 //! every offer rejected after unclean closes in `broken`, none in `working`.
 //!
-//! The lab itself is `xtask/src/lab.rs`, compiled into this test with
-//! `#[path]`: one implementation, and no dependency on the xtask crate.
-//! Needs root, haproxy, nginx, openssl and python3 (`cargo xtask setup`).
-
-#[path = "../../xtask/src/lab.rs"]
-mod lab;
+//! The lab itself is the xtask library's (`xtask::lab`), the one `cargo
+//! xtask lab`, the demo and the bench use. Needs root, haproxy, nginx,
+//! openssl and python3 (`cargo xtask setup`).
 
 use std::{
     collections::BTreeMap,
     env,
     fmt::Write as _,
     fs,
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
-    process::{Child, ExitStatus, Stdio},
+    process::{Child, Stdio},
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
 };
 
-use lab::{BACKENDS, HaproxyCounts, Lab, LoadOptions, LoadSummary, Scenario, Tally};
 use serde_json::Value;
+use xtask::{
+    lab::{self, BACKENDS, HaproxyCounts, Lab, LoadOptions, LoadSummary, Scenario, Tally},
+    util::wait_until,
+};
 
 const TLSMON: &str = env!("CARGO_BIN_EXE_tlsmon");
 /// The tests' own lab instance: never the one `cargo xtask lab` uses.
@@ -46,38 +45,9 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Another `cargo test` process running these tests holds the lock this long at most.
 const LOCK_TIMEOUT: Duration = Duration::from_mins(5);
 
-/// The tests share one lab instance: one at a time in this process...
+/// The tests share one lab instance: one at a time in this process, and
+/// across processes by the lab's lock.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// ...and across processes, by an flock held for the whole test.
-struct FileLock {
-    _file: fs::File,
-}
-
-impl FileLock {
-    fn acquire(path: &Path) -> Self {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        loop {
-            // SAFETY: flock on a descriptor this File owns.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Self { _file: file };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is still locked by another test run after {LOCK_TIMEOUT:?}",
-                path.display()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 /// Tears the lab down however the test ends; on a panic keeps a copy of the
 /// logs and configs in the temporary directory.
@@ -143,44 +113,11 @@ struct Outcome {
 }
 
 fn require_prerequisites() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the proxy-lab tests need root (network namespaces, veth pairs, eBPF); run them as root, \
-         e.g. via `cargo xtask test`"
-    );
-    assert!(
-        lab::find_program("haproxy").is_some(),
-        "the proxy-lab tests need HAProxy: `apt-get install haproxy` or `cargo xtask setup`"
-    );
-    lab::require_programs().unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for tlsmon") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
+    for check in [lab::require_root, lab::require_programs] {
+        check().unwrap_or_else(|e| {
+            panic!("the proxy-lab tests: {e:#} (run them as root, e.g. via `cargo xtask test`)")
+        });
     }
-}
-
-/// Full/resumed handshakes in the Python backend's `conn ... resumed=N` lines.
-fn python_log_tally(log: &str) -> Tally {
-    let mut tally = Tally::default();
-    for line in log.lines().filter(|l| l.starts_with("conn ")) {
-        match line.split_whitespace().find(|w| w.starts_with("resumed=")) {
-            Some("resumed=0") => tally.full += 1,
-            Some("resumed=1") => tally.resumed += 1,
-            _ => tally.unknown += 1,
-        }
-    }
-    tally
 }
 
 /// Where tlsmon's output goes.
@@ -236,11 +173,9 @@ fn wait_for_logs(lab: &Lab) -> (HaproxyCounts, Tally) {
     let deadline = Instant::now() + LOG_TIMEOUT;
     loop {
         let haproxy = lab.haproxy_counts().expect("reading HAProxy's log");
-        let python_log = python_log_tally(&read(&lab.python_log()));
-        let python = haproxy.backend("python");
-        let python_lines = python.full + python.resumed + python.unknown;
-        let python_done = python_log.full + python_log.resumed + python_log.unknown;
-        if (haproxy.lines >= u64::from(REQUESTS) && python_done >= python_lines)
+        let python_log = lab.python_counts();
+        if (haproxy.lines >= u64::from(REQUESTS)
+            && python_log.total() >= haproxy.backend("python").total())
             || Instant::now() >= deadline
         {
             return (haproxy, python_log);
@@ -263,7 +198,7 @@ fn stop_tlsmon(tlsmon: &mut Child, files: &TlsmonFiles) -> (BTreeMap<String, Val
         "SIGINT to tlsmon: {}",
         std::io::Error::last_os_error()
     );
-    let status = wait_exit(tlsmon, EXIT_TIMEOUT);
+    let status = wait_until(tlsmon, Instant::now() + EXIT_TIMEOUT).expect("waiting for tlsmon");
     assert!(
         status.is_some_and(|s| s.success()),
         "tlsmon did not exit cleanly after SIGINT ({status:?})\n{}",
@@ -297,10 +232,13 @@ fn stop_tlsmon(tlsmon: &mut Child, files: &TlsmonFiles) -> (BTreeMap<String, Val
 fn run(scenario_name: &str, scenario_checks: impl FnOnce(&Value) -> Vec<String>) {
     require_prerequisites();
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let _lock = FileLock::acquire(Path::new(&format!("/run/{TEST_PREFIX}.lock")));
+    let lab = Lab::new(TEST_PREFIX);
+    let _lock = lab
+        .lock(Some(LOCK_TIMEOUT))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let scenario = Scenario::parse(scenario_name).expect("a known scenario");
     let mut running = Running {
-        lab: Lab::new(TEST_PREFIX),
+        lab,
         scenario: scenario_name.to_owned(),
         tlsmon: None,
     };
@@ -447,7 +385,7 @@ fn mismatches(outcome: &Outcome) -> Vec<String> {
     )];
     for backend in BACKENDS {
         let tally = haproxy.backend(backend.name);
-        let connections = tally.full + tally.resumed + tally.unknown;
+        let connections = tally.total();
         // Round robin over three servers, one connection per request.
         if connections != u64::from(REQUESTS / 3) {
             found.push(format!(

@@ -19,9 +19,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use xtask::lab::{Lab, LoadOptions, Scenario};
 
 use crate::{
-    lab::{Lab, Scenario, demo_load_options},
     setup::setup,
     util::{cargo, describe, is_root, run, target_dir, workspace_root},
 };
@@ -112,7 +112,7 @@ pub fn demo() -> Result<()> {
         load: None,
         monitor: None,
     };
-    demo.load = Some(demo.lab.spawn_load(&demo_load_options(MAX_TRAFFIC_TIME))?);
+    demo.load = Some(demo.lab.spawn_load(&LoadOptions::live(MAX_TRAFFIC_TIME))?);
     if interrupted() {
         println!("demo: interrupted before tlsmon started");
         return Ok(());

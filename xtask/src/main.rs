@@ -7,14 +7,15 @@
 
 mod bench;
 mod demo;
-mod lab;
+mod lab_commands;
 mod setup;
 mod test;
-mod util;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// The library's helpers, under the name the subcommands use.
+use xtask::util;
 
 #[derive(Parser)]
 #[command(about = "tlsmon project tasks")]
@@ -76,12 +77,12 @@ fn main() -> ExitCode {
         Task::Test { fresh: true } => test::fresh(),
         Task::Demo => demo::demo(),
         Task::Lab { action } => match action {
-            LabAction::Up { scenario } => lab::up(&scenario),
-            LabAction::Down => lab::down(),
+            LabAction::Up { scenario } => lab_commands::up(&scenario),
+            LabAction::Down => lab_commands::down(),
             LabAction::Load {
                 requests,
                 concurrency,
-            } => lab::load(requests, concurrency),
+            } => lab_commands::load(requests, concurrency),
         },
         Task::Bench { quick } => bench::run(quick),
     };

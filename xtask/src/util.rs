@@ -1,4 +1,5 @@
-//! Small process helpers shared by the subcommands.
+//! Running programs and finding the workspace: what the subcommands, the
+//! lab and the tests share.
 
 use std::{
     env,
@@ -6,12 +7,15 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
 /// Renders a command the way a person would type it, for log lines and errors.
+#[must_use]
 pub fn describe(cmd: &Command) -> String {
     let mut text = String::new();
     for (key, value) in cmd.get_envs() {
@@ -58,7 +62,8 @@ pub fn probe(cmd: &mut Command) -> Result<Output> {
         .with_context(|| format!("could not start `{text}`"))
 }
 
-/// Runs the command quietly and returns its stdout; fails unless it exits 0.
+/// Runs the command quietly and returns its stdout; fails unless it exits 0
+/// (with its stderr in the error).
 pub fn capture(cmd: &mut Command) -> Result<String> {
     let text = describe(cmd);
     let out = probe(cmd)?;
@@ -72,12 +77,35 @@ pub fn capture(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).with_context(|| format!("`{text}` printed non-UTF-8 output"))
 }
 
+/// Waits for `child` to exit; at `deadline` kills it instead and returns
+/// `None`.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Creates (or truncates) a file, for a child's output.
+pub fn create_file(path: &Path) -> Result<fs::File> {
+    fs::File::create(path).with_context(|| format!("creating {}", path.display()))
+}
+
 /// The cargo that runs this xtask (so `cargo +toolchain xtask` is honoured).
+#[must_use]
 pub fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
+#[must_use]
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -86,6 +114,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Where cargo puts build output for this workspace.
+#[must_use]
 pub fn target_dir() -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
@@ -101,12 +130,16 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Whether this process runs with effective user id 0.
+#[must_use]
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Looks a program up in `PATH`, like `which`.
+/// Looks a program up in `PATH`, like `which`: only for what rustup and
+/// `cargo install` put there (bpf-linker); the system's programs come from
+/// [`crate::programs`].
+#[must_use]
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)

@@ -32,11 +32,13 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use super::{Json, cell, error, round, skipped};
-use crate::{
+use xtask::{
     lab::{self, HaproxyCounts, Lab, Ns, Scenario},
-    util::{capture, cargo, describe, is_root, target_dir, workspace_root},
+    programs,
 };
+
+use super::{Json, cell, error, round, skipped};
+use crate::util::{capture, cargo, describe, is_root, target_dir, wait_until, workspace_root};
 
 /// Not the standard lab (a user's) nor the tests' (`tlsmon-lab-test`).
 const LAB_PREFIX: &str = "tlsmon-lab-bench";
@@ -177,7 +179,7 @@ fn missing_programs() -> Option<String> {
     if let Err(e) = lab::require_programs() {
         return Some(format!("{e:#}"));
     }
-    if lab::find_program("wrk").is_none() {
+    if programs::find("wrk").is_none() {
         return Some("needs wrk (Debian package wrk; `cargo xtask setup` installs it)".into());
     }
     None
@@ -519,7 +521,7 @@ impl Bench {
         // SAFETY: kill has no memory-safety preconditions; the child is not
         // reaped yet, so the PID is still the watcher's.
         unsafe { libc::kill(pid, libc::SIGINT) };
-        let Some(status) = lab::wait_until(&mut child, Instant::now() + EXIT_TIMEOUT)? else {
+        let Some(status) = wait_until(&mut child, Instant::now() + EXIT_TIMEOUT)? else {
             bail!("the watcher (pid {pid}) did not exit within {EXIT_TIMEOUT:?} of SIGINT");
         };
         // tshark exits 0 after SIGINT; tlsmon too.
@@ -555,7 +557,7 @@ impl Bench {
             .spawn()
             .with_context(|| format!("could not start `{text}`"))?;
         let deadline = Instant::now() + Duration::from_secs(seconds) + LOAD_OVERRUN;
-        let Some(status) = lab::wait_until(&mut child, deadline)? else {
+        let Some(status) = wait_until(&mut child, deadline)? else {
             bail!("`{text}` overran its duration and was killed");
         };
         let out = fs::read_to_string(&out_path).unwrap_or_default();
@@ -594,7 +596,7 @@ fn measure(plan: &Plan) -> Result<Measured> {
         let b = bench.run(order[1], plan.seconds)?;
         pairs.push(if i % 2 == 0 { (a, b) } else { (b, a) });
     }
-    let tshark = if lab::find_program("tshark").is_some() {
+    let tshark = if programs::find("tshark").is_some() {
         let mut runs = Vec::new();
         for _ in 0..plan.tshark_runs {
             runs.push(bench.run(Watcher::Tshark, plan.seconds)?);

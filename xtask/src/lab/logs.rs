@@ -1,0 +1,201 @@
+//! What the lab's servers logged about their handshakes: `HAProxy`'s log
+//! (one line per client connection, with `ssl_fc_is_resumed` and
+//! `ssl_bc_is_resumed`) and the Python backend's (one line per backend
+//! connection). They are the oracles tlsmon's counts are checked against,
+//! independent of tlsmon.
+
+use std::{collections::BTreeMap, fs};
+
+use anyhow::{Context as _, Result};
+
+use super::topology::Lab;
+
+/// Handshakes of one TLS server by outcome, as a server logged them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub full: u64,
+    pub resumed: u64,
+    /// Lines without a value (`-`): no backend response, or no handshake.
+    pub unknown: u64,
+}
+
+impl Tally {
+    /// Counts one `0` (full), `1` (resumed) or anything else (unknown).
+    fn add(&mut self, value: &str) {
+        match value {
+            "0" => self.full += 1,
+            "1" => self.resumed += 1,
+            _ => self.unknown += 1,
+        }
+    }
+
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.full + self.resumed + self.unknown
+    }
+}
+
+/// `HAProxy`'s own view, from its log: the oracle for tlsmon's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HaproxyCounts {
+    /// Log lines (one per client connection).
+    pub lines: u64,
+    /// Lines of connections that ended normally (`term=--`); a load cut
+    /// off at its end leaves a few others (`CD`).
+    pub completed: u64,
+    /// `ssl_fc_is_resumed` per line.
+    pub frontend: Tally,
+    /// `ssl_bc_is_resumed`, captured while the server connection was alive,
+    /// per `HAProxy` server name.
+    pub backends: BTreeMap<String, Tally>,
+    /// Lines with no server (`srv=<NOSRV>`), e.g. refused connections.
+    pub no_server: u64,
+}
+
+impl HaproxyCounts {
+    /// Parses the lab's log format (lines starting with `tlsmon-lab `, see
+    /// `lab/haproxy.cfg.in`); other lines (`HAProxy`'s own notices) are
+    /// skipped.
+    #[must_use]
+    pub fn parse(log: &str) -> Self {
+        let mut counts = Self::default();
+        for line in log.lines() {
+            let Some(rest) = line.strip_prefix("tlsmon-lab ") else {
+                continue;
+            };
+            let field = |name: &str| {
+                rest.split_whitespace()
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or("-")
+            };
+            counts.lines += 1;
+            if field("term") == "--" {
+                counts.completed += 1;
+            }
+            counts.frontend.add(field("fc_resumed"));
+            let server = field("srv");
+            if server == "<NOSRV>" || server == "-" {
+                counts.no_server += 1;
+                continue;
+            }
+            counts
+                .backends
+                .entry(server.to_owned())
+                .or_default()
+                .add(field("bc_resumed"));
+        }
+        counts
+    }
+
+    /// The tally of one `HAProxy` server (zero if it never got a connection).
+    #[must_use]
+    pub fn backend(&self, name: &str) -> Tally {
+        self.backends.get(name).copied().unwrap_or_default()
+    }
+
+    /// Full and resumed handshakes over all backends.
+    #[must_use]
+    pub fn all_backends(&self) -> Tally {
+        self.backends
+            .values()
+            .fold(Tally::default(), |sum, t| Tally {
+                full: sum.full + t.full,
+                resumed: sum.resumed + t.resumed,
+                unknown: sum.unknown + t.unknown,
+            })
+    }
+}
+
+/// Full and resumed handshakes in the Python backend's `conn ...
+/// resumed=N` lines (`lab/backend.py`).
+#[must_use]
+pub fn python_tally(log: &str) -> Tally {
+    let mut tally = Tally::default();
+    for line in log.lines().filter(|l| l.starts_with("conn ")) {
+        let value = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("resumed="))
+            .unwrap_or("-");
+        tally.add(value);
+    }
+    tally
+}
+
+impl Lab {
+    /// `HAProxy`'s counts so far.
+    pub fn haproxy_counts(&self) -> Result<HaproxyCounts> {
+        let path = self.haproxy_log();
+        let log =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(HaproxyCounts::parse(&log))
+    }
+
+    /// The Python backend's counts so far; zero before it logged anything.
+    #[must_use]
+    pub fn python_counts(&self) -> Tally {
+        let log = fs::read(self.python_log()).unwrap_or_default();
+        python_tally(&String::from_utf8_lossy(&log))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_log_counts() {
+        let log = "\
+tlsmon-lab fe=tls_in be=tls_backends srv=python fc_resumed=0 bc_resumed=0 term=--
+tlsmon-lab fe=tls_in be=tls_backends srv=python fc_resumed=1 bc_resumed=1 term=--
+tlsmon-lab fe=tls_in be=tls_backends srv=nginx fc_resumed=1 bc_resumed=- term=SD
+[NOTICE] something else term=--
+tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> fc_resumed=0 bc_resumed=- term=SC
+";
+        let counts = HaproxyCounts::parse(log);
+        assert_eq!(counts.lines, 4);
+        assert_eq!(counts.completed, 2);
+        assert_eq!(
+            counts.frontend,
+            Tally {
+                full: 2,
+                resumed: 2,
+                unknown: 0
+            }
+        );
+        assert_eq!(
+            counts.backend("python"),
+            Tally {
+                full: 1,
+                resumed: 1,
+                unknown: 0
+            }
+        );
+        assert_eq!(counts.backend("nginx").unknown, 1);
+        assert_eq!(counts.no_server, 1);
+        assert_eq!(counts.backend("s_server"), Tally::default());
+        assert_eq!(
+            counts.all_backends(),
+            Tally {
+                full: 1,
+                resumed: 1,
+                unknown: 1
+            }
+        );
+    }
+
+    #[test]
+    fn python_log_counts() {
+        let log = "listening on 10.210.2.10:8445\n\
+                   conn peer=10.210.2.1:1 resumed=0 close=reset\n\
+                   conn peer=10.210.2.1:2 resumed=1 close=clean\n\
+                   conn peer=10.210.2.1:3 close=eof\n";
+        assert_eq!(
+            python_tally(log),
+            Tally {
+                full: 1,
+                resumed: 1,
+                unknown: 1
+            }
+        );
+    }
+}
