@@ -7,6 +7,10 @@
 //! `ssl_bc_is_resumed`), and the Python backend must show the diagnosis:
 //! every offer rejected after unclean closes in `broken`, none in `working`.
 //!
+//! The `broken` run also checks the Grafana dashboard
+//! (`packaging/grafana/tlsmon.json`) against the metrics this tlsmon
+//! serves.
+//!
 //! The lab itself is the xtask library's (`xtask::lab`), the one `cargo
 //! xtask lab`, the demo and the bench use. Needs root, haproxy, nginx,
 //! openssl and python3 (`cargo xtask setup`).
@@ -25,7 +29,8 @@ use std::{
 
 use serde_json::Value;
 use xtask::{
-    lab::{self, BACKENDS, HaproxyCounts, Lab, LoadOptions, LoadSummary, Scenario, Tally},
+    grafana,
+    lab::{self, BACKENDS, HaproxyCounts, Lab, LoadOptions, LoadSummary, Ns, Scenario, Tally},
     util::wait_until,
 };
 
@@ -136,9 +141,25 @@ impl TlsmonFiles {
     }
 }
 
-/// Starts tlsmon on both proxy interfaces and waits until it has attached.
-fn start_tlsmon(lab: &Lab, files: &TlsmonFiles) -> Child {
+/// Where tlsmon serves its metrics in the proxy namespace, when asked to.
+const METRICS: &str = "127.0.0.1:9464";
+
+/// Whether a run also checks the Grafana dashboard against tlsmon's
+/// metrics.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dashboard {
+    Check,
+    Skip,
+}
+
+/// Starts tlsmon on both proxy interfaces and waits until it has attached;
+/// with the metrics endpoint (and the kernel programs' cost, which the
+/// dashboard shows) for a dashboard check.
+fn start_tlsmon(lab: &Lab, files: &TlsmonFiles, dashboard: Dashboard) -> Child {
     let mut cmd = lab.tlsmon_command(Path::new(TLSMON));
+    if dashboard == Dashboard::Check {
+        cmd.args(["--metrics", METRICS, "--kernel-cost"]);
+    }
     // --duration is only a backstop: the test stops it with SIGINT.
     cmd.args(["--headless", "--interval", "1", "--duration", "150"])
         .stdin(Stdio::null())
@@ -182,6 +203,34 @@ fn wait_for_logs(lab: &Lab) -> (HaproxyCounts, Tally) {
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Scrapes the running tlsmon's metrics from inside the proxy namespace
+/// and checks every name the Grafana dashboard reads against them: the
+/// real exposition is the source that cannot drift from the code.
+fn check_dashboard(lab: &Lab, files: &TlsmonFiles) {
+    // The metrics page is refreshed every second.
+    thread::sleep(Duration::from_millis(2500));
+    let out = lab
+        .exec(Ns::Proxy, "curl")
+        .args(["--silent", "--show-error", "--max-time", "5"])
+        .arg(format!("http://{METRICS}/metrics"))
+        .output()
+        .expect("starting curl in the proxy namespace");
+    assert!(
+        out.status.success(),
+        "scraping tlsmon's metrics: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        files.output()
+    );
+    let exposition = String::from_utf8_lossy(&out.stdout);
+    let exported = grafana::exported_by(&exposition).unwrap_or_else(|e| panic!("{e:#}"));
+    grafana::check(
+        grafana::DASHBOARD,
+        &exported,
+        "the metrics of the tlsmon under test",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n--- the exposition ---\n{exposition}"));
 }
 
 /// Stops tlsmon with SIGINT and returns its last line per server and its
@@ -229,7 +278,11 @@ fn stop_tlsmon(tlsmon: &mut Child, files: &TlsmonFiles) -> (BTreeMap<String, Val
 /// collects both sides' counts and checks them (`scenario_checks` gets
 /// tlsmon's line for the Python backend) while the lab still exists, so that
 /// a failure keeps its logs.
-fn run(scenario_name: &str, scenario_checks: impl FnOnce(&Value) -> Vec<String>) {
+fn run(
+    scenario_name: &str,
+    dashboard: Dashboard,
+    scenario_checks: impl FnOnce(&Value) -> Vec<String>,
+) {
     require_prerequisites();
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let lab = Lab::new(TEST_PREFIX);
@@ -251,7 +304,7 @@ fn run(scenario_name: &str, scenario_checks: impl FnOnce(&Value) -> Vec<String>)
         out: state.join("tlsmon.out"),
         err: state.join("tlsmon.err"),
     };
-    let tlsmon = running.tlsmon.insert(start_tlsmon(&lab, &files));
+    let tlsmon = running.tlsmon.insert(start_tlsmon(&lab, &files, dashboard));
 
     let load = lab
         .load(&LoadOptions {
@@ -265,6 +318,9 @@ fn run(scenario_name: &str, scenario_checks: impl FnOnce(&Value) -> Vec<String>)
         read(&state.join("haproxy.err"))
     );
     let (haproxy, python_log) = wait_for_logs(&lab);
+    if dashboard == Dashboard::Check {
+        check_dashboard(&lab, &files);
+    }
     let (servers, summary) = stop_tlsmon(tlsmon, &files);
     let outcome = Outcome {
         scenario,
@@ -469,7 +525,9 @@ fn check(outcome: &Outcome, scenario_checks: impl FnOnce(&Value) -> Vec<String>)
 
 #[test]
 fn broken_backend_reuse_matches_haproxy() {
-    run("broken", |python| {
+    // Every series the dashboard reads has samples here, rejections after
+    // unclean closes included.
+    run("broken", Dashboard::Check, |python| {
         let offered = count(Some(python), "offered").unwrap_or(0);
         let rejected = count(Some(python), "rejected").unwrap_or(0);
         let unclean = count(Some(python), "rejected_after_unclean").unwrap_or(0);
@@ -488,7 +546,7 @@ fn broken_backend_reuse_matches_haproxy() {
 
 #[test]
 fn working_backend_reuse_matches_haproxy() {
-    run("working", |python| {
+    run("working", Dashboard::Skip, |python| {
         let offered = count(Some(python), "offered").unwrap_or(0);
         let rejected = count(Some(python), "rejected").unwrap_or(0);
         let mut found = Vec::new();
@@ -503,7 +561,7 @@ fn working_backend_reuse_matches_haproxy() {
 
 #[test]
 fn http_mode_backend_reuse_matches_haproxy() {
-    run("http", |python| {
+    run("http", Dashboard::Skip, |python| {
         let offered = count(Some(python), "offered").unwrap_or(0);
         let rejected = count(Some(python), "rejected").unwrap_or(0);
         let mut found = Vec::new();

@@ -5,6 +5,7 @@
 //! directly. The `cargo xtask` commands themselves are in the binary
 //! (`main.rs`).
 
+pub mod grafana;
 pub mod lab;
 pub mod procfs;
 pub mod programs;

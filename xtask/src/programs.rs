@@ -10,6 +10,7 @@
 //! run, the two cannot drift apart.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     ffi::{OsStr, OsString},
     io::Write as _,
     os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _},
@@ -179,16 +180,42 @@ pub fn require_all(what: &str, programs: &[&str]) -> Result<()> {
 /// `%g` (parser versions print `1` or `1.0`); the parser's complaint when it
 /// rejects the text.
 pub fn prometheus_samples(exposition: &str) -> Result<Vec<String>> {
-    const SCRIPT: &str = "\
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-for fam in text_string_to_metric_families(sys.stdin.read()):
-    for s in fam.samples:
-        print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), format(s.value, 'g'))
-";
+    reference_parser(
+        exposition,
+        "print(s.name, ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())), format(s.value, 'g'))",
+    )
+}
+
+/// Every sample name of an exposition with the label names its samples
+/// carry, read by the reference parser as [`prometheus_samples`] is.
+pub fn prometheus_label_names(exposition: &str) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let lines = reference_parser(exposition, "print(s.name, *sorted(s.labels))")?;
+    let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        if let Some(name) = words.next() {
+            names
+                .entry(name.to_owned())
+                .or_default()
+                .extend(words.map(str::to_owned));
+        }
+    }
+    Ok(names)
+}
+
+/// Runs the reference parser over `exposition` and prints `print_sample`
+/// (Python, with the sample in `s`) for every sample; its lines.
+fn reference_parser(exposition: &str, print_sample: &str) -> Result<Vec<String>> {
+    let script = format!(
+        "import sys\n\
+         from prometheus_client.parser import text_string_to_metric_families\n\
+         for fam in text_string_to_metric_families(sys.stdin.read()):\n    \
+         for s in fam.samples:\n        \
+         {print_sample}\n"
+    );
     let python = system("python3")?;
     let mut child = Command::new(&python)
-        .args(["-c", SCRIPT])
+        .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -224,6 +251,26 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), n, "a program listed under two packages");
+    }
+
+    #[test]
+    fn the_reference_parser_reads_samples_and_label_names() {
+        let text = "# TYPE a_total counter\na_total{x=\"1\",y=\"a b\"} 3\na_total{x=\"2\"} 1\n\
+                    # TYPE g gauge\ng 7\n";
+        assert_eq!(
+            prometheus_samples(text).unwrap(),
+            ["a_total x=1,y=a b 3", "a_total x=2 1", "g  7"]
+        );
+        let names = prometheus_label_names(text).unwrap();
+        assert_eq!(
+            names["a_total"]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+        assert!(names["g"].is_empty());
+        assert!(prometheus_samples("a_total{x=} 1\n").is_err());
     }
 
     #[test]
