@@ -36,7 +36,7 @@ pub struct Options {
     pub headless: bool,
     pub log: Option<PathBuf>,
     pub log_format: LogFormat,
-    pub metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<crate::metrics::Config>,
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub ring_buffer_bytes: u32,
@@ -83,14 +83,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let metrics = match opts.metrics {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening for metrics on {addr}"))?,
-            ),
-            None => None,
-        };
+        let metrics = opts
+            .metrics
+            .map(crate::metrics::Endpoint::bind)
+            .transpose()?;
         // Everything privileged is done: the links, maps and ring buffer are
         // file descriptors this process already holds.
         if kernel::uses_tcx() {
@@ -172,7 +168,7 @@ async fn event_loop(
     ebpf: &mut aya::Ebpf,
     opts: &Options,
     mut app: App,
-    metrics: Option<tokio::net::TcpListener>,
+    metrics: Option<crate::metrics::Endpoint>,
     tui: bool,
 ) -> anyhow::Result<()> {
     let ring = kernel::ring_buffer(ebpf)?;
@@ -187,10 +183,14 @@ async fn event_loop(
         (path, _) => Some(Sink::open(path.as_ref(), opts.log_format)?),
     };
     let mut undecodable = 0u64;
-    let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
-    if let Some(listener) = metrics {
-        tokio::spawn(crate::metrics::serve(listener, metrics_rx));
-    }
+    let metrics = match metrics {
+        Some(endpoint) => {
+            let (page, server) = endpoint.serve()?;
+            tokio::spawn(server);
+            Some(page)
+        }
+        None => None,
+    };
     // The guard restores the terminal when `screen` is dropped.
     let mut screen = tui.then(|| (ratatui::init(), TerminalGuard));
     let mut keys = tui.then(crossterm::event::EventStream::new);
@@ -228,8 +228,8 @@ async fn event_loop(
                 reattach(ebpf, &mut watched, tui);
                 let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
                 app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
-                if !metrics_tx.is_closed() {
-                    metrics_tx.send_replace(crate::metrics::render(app.tracker(), &kernel, undecodable));
+                if let Some(page) = &metrics {
+                    page.publish(&crate::metrics::Sources { tracker: app.tracker(), kernel: &kernel, undecodable });
                 }
                 redraw = true;
             }

@@ -3,7 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use monitor::{live, names::Names, replay, tracker::Limits};
+use monitor::{live, metrics, names::Names, replay, tracker::Limits};
 
 /// Live TLS handshake monitor for reverse-proxy hosts: full vs resumed
 /// handshakes per backend and frontend, and why resumption fails.
@@ -34,6 +34,14 @@ struct LiveArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Most metrics connections served at once; a new one beyond this
+    /// closes the oldest.
+    #[arg(long, value_name = "N", default_value_t = metrics::Config::DEFAULT_MAX_CONNECTIONS)]
+    metrics_connections: usize,
+    /// Seconds a metrics client may take to send its request, to read a
+    /// response, or stay idle between requests.
+    #[arg(long, value_name = "SECS", default_value_t = metrics::Config::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = positive_secs)]
+    metrics_timeout: f64,
     /// Seconds between JSON snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
     interval: f64,
@@ -144,7 +152,11 @@ fn main() -> ExitCode {
                 headless: a.headless,
                 log: a.log,
                 log_format: a.log_format,
-                metrics: a.metrics,
+                metrics: a.metrics.map(|addr| metrics::Config {
+                    addr,
+                    max_connections: a.metrics_connections,
+                    timeout: Duration::from_secs_f64(a.metrics_timeout),
+                }),
                 interval: Duration::from_secs_f64(a.interval),
                 duration: a.duration.map(Duration::from_secs_f64),
                 ring_buffer_bytes: a.ring_buffer_mb << 20,
