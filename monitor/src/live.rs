@@ -74,9 +74,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .kernel_cost
         .then(kernel::enable_cost_stats)
         .transpose()?;
-    for iface in &ifaces {
-        kernel::attach(&mut ebpf, iface)?;
-    }
+    let watch = kernel::Watch::attach(&mut ebpf, &ifaces)?;
+    let ifaces = watch.names();
     let tui = !opts.headless && std::io::stdout().is_terminal();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -96,7 +95,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             eprintln!("tlsmon: attached to {}", ifaces.join(", "));
         }
         let app = App::new(ifaces, opts.names.clone(), opts.limits, monotonic_ns());
-        event_loop(&mut ebpf, opts, app, metrics, tui).await
+        event_loop(&mut ebpf, watch, opts, app, metrics, tui).await
     })
 }
 
@@ -166,6 +165,7 @@ pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 async fn event_loop(
     ebpf: &mut aya::Ebpf,
+    mut watch: kernel::Watch,
     opts: &Options,
     mut app: App,
     metrics: Option<crate::metrics::Endpoint>,
@@ -194,11 +194,6 @@ async fn event_loop(
     // The guard restores the terminal when `screen` is dropped.
     let mut screen = tui.then(|| (ratatui::init(), TerminalGuard));
     let mut keys = tui.then(crossterm::event::EventStream::new);
-    let mut watched: Vec<(String, Option<u32>)> = app
-        .interfaces()
-        .iter()
-        .map(|i| (i.clone(), kernel::ifindex(i)))
-        .collect();
     let mut snapshot = tokio::time::interval(opts.interval);
     snapshot.tick().await;
     // Timeouts, rates, the screen and the metrics page refresh every second
@@ -225,7 +220,11 @@ async fn event_loop(
                 drain(ring.get_mut(), &mut app, &mut undecodable);
             }
             _ = second.tick() => {
-                reattach(ebpf, &mut watched, tui);
+                for notice in watch.check(ebpf) {
+                    if !tui {
+                        eprintln!("tlsmon: {notice}");
+                    }
+                }
                 let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
                 app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
                 if let Some(page) = &metrics {
@@ -304,40 +303,6 @@ fn finish(mut sink: Sink, app: &App, kernel: KernelStats, undecodable: u64) -> a
     )?;
     sink.out.flush()?;
     Ok(())
-}
-
-/// Interfaces come and go (a veth re-created, a bond rebuilt): when one
-/// reappears with a new index, attach to it again; its old links went away
-/// with the old device.
-fn reattach(ebpf: &mut aya::Ebpf, watched: &mut [(String, Option<u32>)], quiet: bool) {
-    for (name, index) in watched.iter_mut() {
-        let now = kernel::ifindex(name);
-        if now == *index {
-            continue;
-        }
-        match now {
-            None => {
-                if !quiet {
-                    eprintln!("tlsmon: interface {name} is gone; waiting for it to come back");
-                }
-                *index = None;
-            }
-            Some(_) => match kernel::attach(ebpf, name) {
-                Ok(()) => {
-                    if !quiet {
-                        eprintln!("tlsmon: re-attached to {name}");
-                    }
-                    *index = now;
-                }
-                // Retried on the next tick.
-                Err(e) => {
-                    if !quiet {
-                        eprintln!("tlsmon: re-attaching to {name}: {e:#}");
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// The next terminal event, or never when there is no terminal.

@@ -56,37 +56,15 @@ fn interface_that_comes_back_is_attached_again() {
 
     // Delete the veth pair (deleting one end removes both) and re-create it
     // with the same names and addresses.
-    let (cli_ns, srv_ns) = (
+    let (cli_ns, cli_if) = (
         lab.ns(Side::Client).to_owned(),
-        lab.ns(Side::Server).to_owned(),
-    );
-    let (cli_if, srv_if) = (
         lab.iface(Side::Client).to_owned(),
-        lab.iface(Side::Server).to_owned(),
     );
     must_output(xtask::programs::command("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
     wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
         output(&tlsmon)
     });
-    must_output(xtask::programs::command("ip").args([
-        "link", "add", &cli_if, "netns", &cli_ns, "type", "veth", "peer", "name", &srv_if, "netns",
-        &srv_ns,
-    ]));
-    for (ns, ifname, ip) in [
-        (&cli_ns, &cli_if, lab.ip(Side::Client)),
-        (&srv_ns, &srv_if, lab.ip(Side::Server)),
-    ] {
-        must_output(xtask::programs::command("ip").args([
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/30"),
-            "dev",
-            ifname,
-        ]));
-        must_output(xtask::programs::command("ip").args(["-n", ns, "link", "set", ifname, "up"]));
-    }
+    recreate_veth(&lab);
     wait_for_text(
         &tlsmon.stderr,
         "re-attached to",
@@ -102,6 +80,172 @@ fn interface_that_comes_back_is_attached_again() {
         (Some(new), Some(reused)),
         "after the interface came back: {line}"
     );
+    assert!(
+        !read(&tlsmon.stderr).contains("File exists"),
+        "{}",
+        output(&tlsmon)
+    );
+}
+
+/// Deletes the veth pair and creates it again with the same names and
+/// addresses.
+fn recreate_veth(lab: &Lab) {
+    let (cli_ns, srv_ns) = (lab.ns(Side::Client), lab.ns(Side::Server));
+    let (cli_if, srv_if) = (lab.iface(Side::Client), lab.iface(Side::Server));
+    must_output(xtask::programs::command("ip").args([
+        "link", "add", cli_if, "netns", cli_ns, "type", "veth", "peer", "name", srv_if, "netns",
+        srv_ns,
+    ]));
+    for (ns, ifname, ip) in [
+        (cli_ns, cli_if, lab.ip(Side::Client)),
+        (srv_ns, srv_if, lab.ip(Side::Server)),
+    ] {
+        let addr = format!("{ip}/30");
+        must_output(
+            xtask::programs::command("ip").args(["-n", ns, "addr", "add", &addr, "dev", ifname]),
+        );
+        must_output(xtask::programs::command("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+    }
+}
+
+/// Descriptors a process has open.
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .count() as u64
+}
+
+/// Sets a process's soft limit on open files (prlimit(2)).
+fn limit_fds(pid: u32, n: u64) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) with valid pointers; only the soft limit moves,
+    // so that it can be raised again up to the unchanged hard limit.
+    let rc = unsafe {
+        libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &raw mut old);
+        let new = libc::rlimit {
+            rlim_cur: n.min(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
+        libc::prlimit(
+            pid,
+            libc::RLIMIT_NOFILE,
+            &raw const new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// An interface that comes back while tlsmon is out of descriptors: it
+/// must neither be attached half (then "File exists" on every retry) nor
+/// given up on, and once descriptors are free it is attached again.
+#[test]
+fn interface_that_comes_back_while_out_of_descriptors() {
+    let mut lab = Lab::new("fie", 8);
+    let _server = start_server(&mut lab);
+    let tlsmon = start(&mut lab, "tlsmon");
+    let (cli_ns, cli_if) = (
+        lab.ns(Side::Client).to_owned(),
+        lab.iface(Side::Client).to_owned(),
+    );
+    must_output(xtask::programs::command("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
+    wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
+        output(&tlsmon)
+    });
+    // Not one descriptor to spare.
+    limit_fds(tlsmon.pid, open_fds(tlsmon.pid));
+    recreate_veth(&lab);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !["cannot read the state", "re-attaching to"]
+        .iter()
+        .any(|t| read(&tlsmon.stderr).contains(t))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word of the failed re-attach\n{}",
+            output(&tlsmon)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    limit_fds(tlsmon.pid, 1024);
+    wait_for_text(
+        &tlsmon.stderr,
+        "re-attached to",
+        Duration::from_secs(15),
+        &|| output(&tlsmon),
+    );
+    let (ns, iface) = (lab.ns(Side::Client).to_owned(), cli_if.clone());
+    assert_eq!(
+        tcx_programs(&ns, &iface, TcAttachType::Ingress),
+        ["tlsmon_ingress"]
+    );
+    let (_, new, reused) = reconnect(&mut lab);
+    assert_eq!((new, reused), (1, 5), "s_client's own counts");
+    let line = stop(&mut lab, &tlsmon);
+    assert_eq!(
+        (line["full"].as_u64(), line["resumed"].as_u64()),
+        (Some(new), Some(reused)),
+        "after the interface came back: {line}"
+    );
+    assert!(
+        !read(&tlsmon.stderr).contains("File exists"),
+        "{}",
+        output(&tlsmon)
+    );
+}
+
+/// `--iface X --iface X` attaches once; and on this TCX kernel tlsmon
+/// leaves no clsact qdisc behind (it used to create one and leave it).
+#[test]
+fn one_interface_named_twice_and_no_qdisc_left_behind() {
+    let mut lab = Lab::new("fdu", 9);
+    let _server = start_server(&mut lab);
+    let iface = lab.iface(Side::Client).to_owned();
+    let ns = lab.ns(Side::Client).to_owned();
+    let qdiscs = || {
+        must_output(
+            xtask::programs::command("tc").args(["-n", &ns, "qdisc", "show", "dev", &iface]),
+        )
+    };
+    assert!(!qdiscs().contains("clsact"), "clsact before the test");
+    let tlsmon = start_tlsmon(
+        &mut lab,
+        "tlsmon",
+        &[
+            "--iface",
+            &iface,
+            "--headless",
+            "--interval",
+            "1",
+            "--duration",
+            "120",
+        ],
+    );
+    assert!(
+        read(&tlsmon.stderr).contains(&format!("attached to {iface}\n")),
+        "{}",
+        output(&tlsmon)
+    );
+    assert_eq!(
+        tcx_programs(&ns, &iface, TcAttachType::Ingress),
+        ["tlsmon_ingress"]
+    );
+    assert_eq!(
+        tcx_programs(&ns, &iface, TcAttachType::Egress),
+        ["tlsmon_egress"]
+    );
+    let (_, new, reused) = reconnect(&mut lab);
+    let line = stop(&mut lab, &tlsmon);
+    assert_eq!(
+        (line["full"].as_u64(), line["resumed"].as_u64()),
+        (Some(new), Some(reused)),
+        "{line}"
+    );
+    assert!(!qdiscs().contains("clsact"), "left behind: {}", qdiscs());
 }
 
 /// Runs `f` on a thread that joined network namespace `ns`.

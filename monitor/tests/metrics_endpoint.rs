@@ -421,18 +421,25 @@ fn open_fds(pid: u32) -> u64 {
         .count() as u64
 }
 
-/// Sets a process's soft and hard limit on open files (prlimit(2)).
+/// Sets a process's soft limit on open files (prlimit(2)).
 fn limit_fds(pid: u32, n: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: n,
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    // SAFETY: a valid rlimit for another process, no old value asked.
+    // SAFETY: prlimit(2) with valid pointers; only the soft limit moves,
+    // so that it can be raised again up to the unchanged hard limit.
     let rc = unsafe {
+        libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &raw mut old);
+        let new = libc::rlimit {
+            rlim_cur: n.min(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
         libc::prlimit(
-            libc::pid_t::try_from(pid).unwrap(),
+            pid,
             libc::RLIMIT_NOFILE,
-            &raw const lim,
+            &raw const new,
             std::ptr::null_mut(),
         )
     };
@@ -504,4 +511,10 @@ fn out_of_descriptors_the_daemon_backs_off_and_recovers() {
         "missing {want:?}\n{}",
         output(&tlsmon)
     );
+    // A failed read of the interface's state is not its disappearance, and
+    // nothing is attached twice.
+    let stderr = common::read(&tlsmon.stderr);
+    for wrong in ["is gone", "File exists"] {
+        assert!(!stderr.contains(wrong), "{}", output(&tlsmon));
+    }
 }
