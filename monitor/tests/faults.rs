@@ -376,3 +376,47 @@ fn programs_attached_after_tlsmon_still_see_every_packet() {
         "the program behind tlsmon ran {theirs} times, tlsmon {ours}"
     );
 }
+
+/// Bad arguments are refused with one sentence before anything is loaded
+/// or attached (they used to panic, be taken for flags, act as 1, print
+/// their cause twice, or surface after seconds of loading).
+#[test]
+fn bad_arguments_are_refused_before_attaching() {
+    let mut lab = Lab::new("farg", 10);
+    let iface = lab.iface(Side::Client).to_owned();
+    for (args, says) in [
+        (&["--duration", "1e30"][..], "is not a number of seconds"),
+        (&["--interval", "1e30"], "is not a number of seconds"),
+        (&["--duration", "-1"], "\"-1\" is not a number of seconds"),
+        (
+            &["--max-connections", "0"],
+            "is not a whole number of at least 1",
+        ),
+        (&["--iface", ""], "an interface name cannot be empty"),
+        (&["--iface", "tlsmon-nosuch0"], "no such interface"),
+        (
+            &["--haproxy-config", "/nonexistent"],
+            "tlsmon: reading /nonexistent: No such file or directory (os error 2)\n",
+        ),
+    ] {
+        let mut cmdline = vec![common::TLSMON, "--iface", &iface, "--headless"];
+        cmdline.extend_from_slice(args);
+        let out = lab.run(Side::Client, "bad", &cmdline, Duration::from_secs(30));
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            out.stderr.contains(says),
+            "{args:?}: {:?} lacks {says:?}",
+            out.stderr
+        );
+        let sentences = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("tlsmon:"))
+            .count();
+        assert_eq!(sentences, 1, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert!(!out.stderr.contains("attached"), "{}", out.stderr);
+    }
+    let ns = lab.ns(Side::Client).to_owned();
+    assert!(tcx_programs(&ns, &iface, TcAttachType::Ingress).is_empty());
+}
