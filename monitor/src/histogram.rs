@@ -167,6 +167,12 @@ mod tests {
     }
 
     #[test]
+    fn the_quantile_histogram_is_small() {
+        // The size the module's documentation gives.
+        assert_eq!(Histogram::default().quantiles.distinct_values(), 368);
+    }
+
+    #[test]
     fn extreme_values_are_kept_not_lost() {
         let mut h = Histogram::default();
         h.record(0);

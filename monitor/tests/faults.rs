@@ -3,6 +3,8 @@
 //! again. Real namespaces, veths and openssl peers. Needs root.
 
 mod common;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::{fs::File, os::fd::AsRawFd as _, thread, time::Duration};
 
@@ -48,22 +50,43 @@ fn stop(lab: &mut Lab, tlsmon: &Proc) -> Value {
         .unwrap_or_else(|| panic!("no final line for {server}\n{}", output(tlsmon)))
 }
 
+/// s_client resumes five times, then tlsmon stops: its final line counts
+/// what s_client says it did, and nothing was ever attached twice.
+fn reconnect_and_stop(lab: &mut Lab, tlsmon: &Proc) {
+    let (_, new, reused) = reconnect(lab);
+    assert_eq!((new, reused), (1, 5), "s_client's own counts");
+    let line = stop(lab, tlsmon);
+    assert_eq!(
+        (line["full"].as_u64(), line["resumed"].as_u64()),
+        (Some(new), Some(reused)),
+        "{line}"
+    );
+    assert!(
+        !read(&tlsmon.stderr).contains("File exists"),
+        "{}",
+        output(tlsmon)
+    );
+}
+
+/// Exactly tlsmon's two classifiers are attached to the client's veth.
+fn attached_once(lab: &Lab) {
+    let (ns, iface) = (lab.ns(Side::Client), lab.iface(Side::Client));
+    assert_eq!(
+        tcx_programs(ns, iface, TcAttachType::Ingress),
+        ["tlsmon_ingress"]
+    );
+    assert_eq!(
+        tcx_programs(ns, iface, TcAttachType::Egress),
+        ["tlsmon_egress"]
+    );
+}
+
 #[test]
 fn interface_that_comes_back_is_attached_again() {
     let mut lab = Lab::new("fif", 4);
     let _server = start_server(&mut lab);
     let tlsmon = start(&mut lab, "tlsmon");
-
-    // Delete the veth pair (deleting one end removes both) and re-create it
-    // with the same names and addresses.
-    let (cli_ns, cli_if) = (
-        lab.ns(Side::Client).to_owned(),
-        lab.iface(Side::Client).to_owned(),
-    );
-    must_output(xtask::programs::command("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
-    wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
-        output(&tlsmon)
-    });
+    delete_veth(&lab, &tlsmon);
     recreate_veth(&lab);
     wait_for_text(
         &tlsmon.stderr,
@@ -72,23 +95,20 @@ fn interface_that_comes_back_is_attached_again() {
         &|| output(&tlsmon),
     );
 
-    let (_, new, reused) = reconnect(&mut lab);
-    assert_eq!((new, reused), (1, 5), "s_client's own counts");
-    let line = stop(&mut lab, &tlsmon);
-    assert_eq!(
-        (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new), Some(reused)),
-        "after the interface came back: {line}"
-    );
-    assert!(
-        !read(&tlsmon.stderr).contains("File exists"),
-        "{}",
-        output(&tlsmon)
-    );
+    reconnect_and_stop(&mut lab, &tlsmon);
 }
 
-/// Deletes the veth pair and creates it again with the same names and
-/// addresses.
+/// Deletes the veth pair (deleting one end removes both) and waits until
+/// tlsmon says so.
+fn delete_veth(lab: &Lab, tlsmon: &Proc) {
+    let (ns, iface) = (lab.ns(Side::Client), lab.iface(Side::Client));
+    must_output(xtask::programs::command("ip").args(["-n", ns, "link", "del", iface]));
+    wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
+        output(tlsmon)
+    });
+}
+
+/// Creates the veth pair again with the same names and addresses.
 fn recreate_veth(lab: &Lab) {
     let (cli_ns, srv_ns) = (lab.ns(Side::Client), lab.ns(Side::Server));
     let (cli_if, srv_if) = (lab.iface(Side::Client), lab.iface(Side::Server));
@@ -108,38 +128,6 @@ fn recreate_veth(lab: &Lab) {
     }
 }
 
-/// Descriptors a process has open.
-fn open_fds(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc fd")
-        .count() as u64
-}
-
-/// Sets a process's soft limit on open files (prlimit(2)).
-fn limit_fds(pid: u32, n: u64) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit(2) with valid pointers; only the soft limit moves,
-    // so that it can be raised again up to the unchanged hard limit.
-    let rc = unsafe {
-        libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &raw mut old);
-        let new = libc::rlimit {
-            rlim_cur: n.min(old.rlim_max),
-            rlim_max: old.rlim_max,
-        };
-        libc::prlimit(
-            pid,
-            libc::RLIMIT_NOFILE,
-            &raw const new,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
 /// An interface that comes back while tlsmon is out of descriptors: it
 /// must neither be attached half (then "File exists" on every retry) nor
 /// given up on, and once descriptors are free it is attached again.
@@ -148,16 +136,9 @@ fn interface_that_comes_back_while_out_of_descriptors() {
     let mut lab = Lab::new("fie", 8);
     let _server = start_server(&mut lab);
     let tlsmon = start(&mut lab, "tlsmon");
-    let (cli_ns, cli_if) = (
-        lab.ns(Side::Client).to_owned(),
-        lab.iface(Side::Client).to_owned(),
-    );
-    must_output(xtask::programs::command("ip").args(["-n", &cli_ns, "link", "del", &cli_if]));
-    wait_for_text(&tlsmon.stderr, "is gone", Duration::from_secs(15), &|| {
-        output(&tlsmon)
-    });
+    delete_veth(&lab, &tlsmon);
     // Not one descriptor to spare.
-    limit_fds(tlsmon.pid, open_fds(tlsmon.pid));
+    procfs::limit_fds(tlsmon.pid, procfs::open_fds(tlsmon.pid));
     recreate_veth(&lab);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !["cannot read the state", "re-attaching to"]
@@ -171,31 +152,15 @@ fn interface_that_comes_back_while_out_of_descriptors() {
         );
         thread::sleep(Duration::from_millis(100));
     }
-    limit_fds(tlsmon.pid, 1024);
+    procfs::limit_fds(tlsmon.pid, 1024);
     wait_for_text(
         &tlsmon.stderr,
         "re-attached to",
         Duration::from_secs(15),
         &|| output(&tlsmon),
     );
-    let (ns, iface) = (lab.ns(Side::Client).to_owned(), cli_if.clone());
-    assert_eq!(
-        tcx_programs(&ns, &iface, TcAttachType::Ingress),
-        ["tlsmon_ingress"]
-    );
-    let (_, new, reused) = reconnect(&mut lab);
-    assert_eq!((new, reused), (1, 5), "s_client's own counts");
-    let line = stop(&mut lab, &tlsmon);
-    assert_eq!(
-        (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new), Some(reused)),
-        "after the interface came back: {line}"
-    );
-    assert!(
-        !read(&tlsmon.stderr).contains("File exists"),
-        "{}",
-        output(&tlsmon)
-    );
+    attached_once(&lab);
+    reconnect_and_stop(&mut lab, &tlsmon);
 }
 
 /// `--iface X --iface X` attaches once; and on this TCX kernel tlsmon
@@ -230,21 +195,8 @@ fn one_interface_named_twice_and_no_qdisc_left_behind() {
         "{}",
         output(&tlsmon)
     );
-    assert_eq!(
-        tcx_programs(&ns, &iface, TcAttachType::Ingress),
-        ["tlsmon_ingress"]
-    );
-    assert_eq!(
-        tcx_programs(&ns, &iface, TcAttachType::Egress),
-        ["tlsmon_egress"]
-    );
-    let (_, new, reused) = reconnect(&mut lab);
-    let line = stop(&mut lab, &tlsmon);
-    assert_eq!(
-        (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new), Some(reused)),
-        "{line}"
-    );
+    attached_once(&lab);
+    reconnect_and_stop(&mut lab, &tlsmon);
     assert!(!qdiscs().contains("clsact"), "left behind: {}", qdiscs());
 }
 
@@ -289,28 +241,11 @@ fn sigkill_then_restart_leaves_exactly_one_attachment() {
     lab.signal(&first, libc::SIGKILL);
     lab.wait(&first, Duration::from_secs(10));
     let second = start(&mut lab, "tlsmon-2");
-    let (ns, iface) = (
-        lab.ns(Side::Client).to_owned(),
-        lab.iface(Side::Client).to_owned(),
-    );
-    assert_eq!(
-        tcx_programs(&ns, &iface, TcAttachType::Ingress),
-        ["tlsmon_ingress"]
-    );
-    assert_eq!(
-        tcx_programs(&ns, &iface, TcAttachType::Egress),
-        ["tlsmon_egress"]
-    );
-
-    let (_, new, reused) = reconnect(&mut lab);
-    let line = stop(&mut lab, &second);
-    assert_eq!(
-        (line["full"].as_u64(), line["resumed"].as_u64()),
-        (Some(new), Some(reused)),
-        "{line}"
-    );
+    attached_once(&lab);
+    reconnect_and_stop(&mut lab, &second);
     // And after a clean stop nothing stays attached.
-    assert!(tcx_programs(&ns, &iface, TcAttachType::Ingress).is_empty());
+    let (ns, iface) = (lab.ns(Side::Client), lab.iface(Side::Client));
+    assert!(tcx_programs(ns, iface, TcAttachType::Ingress).is_empty());
 }
 
 /// A monitor shares its hooks: programs attached after tlsmon's (a
@@ -384,14 +319,10 @@ fn programs_attached_after_tlsmon_still_see_every_packet() {
 fn bad_arguments_are_refused_before_attaching() {
     let mut lab = Lab::new("farg", 10);
     let iface = lab.iface(Side::Client).to_owned();
+    // The parsers' cases are unit tests (monitor::cli); these need the
+    // binary, the file system or the host's interfaces.
     for (args, says) in [
         (&["--duration", "1e30"][..], "is not a number of seconds"),
-        (&["--interval", "1e30"], "is not a number of seconds"),
-        (&["--duration", "-1"], "\"-1\" is not a number of seconds"),
-        (
-            &["--max-connections", "0"],
-            "is not a whole number of at least 1",
-        ),
         (&["--iface", ""], "an interface name cannot be empty"),
         (&["--iface", "tlsmon-nosuch0"], "no such interface"),
         (

@@ -3,14 +3,12 @@
 //! negotiation (checked with both of Python's reference parsers), 200
 //! clients that never read their response, and 3,000 idle clients with
 //! the daemon out of file descriptors. Needs root.
-//!
-//! `TLSMON_BIN=/path/to/tlsmon` runs the same attacks against another
-//! build (how the "before" numbers in docs/operations.md were measured).
 
 mod common;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::{
-    fs,
     io::Write as _,
     process::{Command, Stdio},
     thread,
@@ -18,40 +16,16 @@ use std::{
 };
 
 use common::{
-    ATTACH_TIMEOUT, Finished, Lab, Proc, Side, TLSMON, output, reconnect, start_s_server,
-    wait_for_text,
+    Finished, Lab, Proc, Side, output, reconnect, start_s_server, start_tlsmon, wait_for_text,
 };
 
 const METRICS: &str = "127.0.0.1:9464";
 
-/// The tlsmon under test: this build, or `TLSMON_BIN`'s.
-fn tlsmon_binary() -> String {
-    std::env::var("TLSMON_BIN").unwrap_or_else(|_| TLSMON.to_owned())
-}
-
 /// tlsmon on the client's veth, headless, serving metrics, once attached.
 fn start(lab: &mut Lab, extra: &[&str]) -> Proc {
-    let iface = lab.iface(Side::Client).to_owned();
-    let bin = tlsmon_binary();
-    let mut argv = vec![
-        bin.as_str(),
-        "--iface",
-        &iface,
-        "--headless",
-        "--interval",
-        "3600",
-        "--metrics",
-        METRICS,
-    ];
-    argv.extend_from_slice(extra);
-    let tlsmon = lab.spawn(Side::Client, "tlsmon", &argv);
-    wait_for_text(
-        &tlsmon.stderr,
-        "tlsmon: attached to",
-        ATTACH_TIMEOUT,
-        &|| output(&tlsmon),
-    );
-    tlsmon
+    let mut args = vec!["--headless", "--interval", "3600", "--metrics", METRICS];
+    args.extend_from_slice(extra);
+    start_tlsmon(lab, "tlsmon", &args)
 }
 
 /// curl in the client namespace: status line, headers and body.
@@ -220,33 +194,6 @@ print('idle', held(False))
 print('slow', held(True))
 ";
 
-/// Kilobytes of resident memory of a process, from /proc.
-fn rss_kb(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-/// CPU time (user + system) of a process in seconds, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    #[expect(clippy::cast_precision_loss, reason = "CPU ticks")]
-    let s = (fields[11] + fields[12]) as f64 / ticks as f64;
-    s
-}
-
 /// A Python TLS server listening on `n` ports from `first`, in the server
 /// namespace: enough real servers for a page of some megabytes.
 const MANY_SERVERS: &str = r"
@@ -306,6 +253,23 @@ for i in range(n):
 print('connected', len(socks), flush=True)
 time.sleep(secs)
 ";
+
+/// [`CLIENTS`] in the client namespace, once they are all connected.
+fn clients(lab: &mut Lab, n: u32, mode: &str, secs: u32) -> Proc {
+    let (host, port) = METRICS.split_once(':').unwrap();
+    let (n, secs) = (n.to_string(), secs.to_string());
+    let proc = python(
+        lab,
+        Side::Client,
+        mode,
+        CLIENTS,
+        &[&n, host, port, mode, &secs],
+    );
+    wait_for_text(&proc.stdout, "connected", Duration::from_mins(1), &|| {
+        output(&proc)
+    });
+    proc
+}
 
 fn python(lab: &mut Lab, side: Side, name: &str, script: &str, args: &[&str]) -> Proc {
     let mut cmdline = vec!["python3", "-c", script];
@@ -374,26 +338,16 @@ fn clients_that_never_read_cost_no_copy_of_the_page() {
     );
     thread::sleep(Duration::from_millis(2500));
     let page = scrape(&mut lab).expect("scrape before the attack");
-    let before = rss_kb(tlsmon.pid);
+    let before = procfs::rss_kb(tlsmon.pid);
 
-    let (host, port) = METRICS.split_once(':').unwrap();
-    let stuck = python(
-        &mut lab,
-        Side::Client,
-        "stuck",
-        CLIENTS,
-        &["200", host, port, "stuck", "30"],
-    );
-    wait_for_text(&stuck.stdout, "connected", Duration::from_mins(1), &|| {
-        output(&stuck)
-    });
+    let stuck = clients(&mut lab, 200, "stuck", 30);
     // Several refreshes of the page while they hang on.
     thread::sleep(Duration::from_secs(4));
-    let during = rss_kb(tlsmon.pid);
+    let during = procfs::rss_kb(tlsmon.pid);
     let answered = scrape(&mut lab);
     lab.kill(&stuck);
     thread::sleep(Duration::from_secs(2));
-    let after = rss_kb(tlsmon.pid);
+    let after = procfs::rss_kb(tlsmon.pid);
     eprintln!(
         "page {page} bytes ({SERVERS} servers); tlsmon RSS {before} kB before, {during} kB with \
          200 clients that never read, {after} kB after they left; scrape during: {answered:?}"
@@ -414,38 +368,6 @@ fn clients_that_never_read_cost_no_copy_of_the_page() {
     assert!(lab.running(&tlsmon), "tlsmon exited: {}", output(&tlsmon));
 }
 
-/// Descriptors the process has open.
-fn open_fds(pid: u32) -> u64 {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc fd")
-        .count() as u64
-}
-
-/// Sets a process's soft limit on open files (prlimit(2)).
-fn limit_fds(pid: u32, n: u64) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit(2) with valid pointers; only the soft limit moves,
-    // so that it can be raised again up to the unchanged hard limit.
-    let rc = unsafe {
-        libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &raw mut old);
-        let new = libc::rlimit {
-            rlim_cur: n.min(old.rlim_max),
-            rlim_max: old.rlim_max,
-        };
-        libc::prlimit(
-            pid,
-            libc::RLIMIT_NOFILE,
-            &raw const new,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn out_of_descriptors_the_daemon_backs_off_and_recovers() {
     let mut lab = Lab::new("mfd", 23);
@@ -453,25 +375,15 @@ fn out_of_descriptors_the_daemon_backs_off_and_recovers() {
     let _server = start_s_server(&mut lab, "s_server", &cert, &key);
     let tlsmon = start(&mut lab, &[]);
     // A few descriptors to spare, as a daemon near systemd's 1,024 has.
-    let limit = open_fds(tlsmon.pid) + 4;
-    limit_fds(tlsmon.pid, limit);
-    let (host, port) = METRICS.split_once(':').unwrap();
-    let idle = python(
-        &mut lab,
-        Side::Client,
-        "idle",
-        CLIENTS,
-        &["3000", host, port, "idle", "60"],
-    );
-    wait_for_text(&idle.stdout, "connected", Duration::from_mins(1), &|| {
-        output(&idle)
-    });
-    let cpu_start = cpu_seconds(tlsmon.pid);
+    let limit = procfs::open_fds(tlsmon.pid) + 4;
+    procfs::limit_fds(tlsmon.pid, limit);
+    let idle = clients(&mut lab, 3000, "idle", 60);
+    let cpu_start = procfs::cpu_seconds(tlsmon.pid);
     let started = Instant::now();
     thread::sleep(Duration::from_secs(5));
-    let cpu = cpu_seconds(tlsmon.pid) - cpu_start;
+    let cpu = procfs::cpu_seconds(tlsmon.pid) - cpu_start;
     let share = cpu / started.elapsed().as_secs_f64();
-    let fds = open_fds(tlsmon.pid);
+    let fds = procfs::open_fds(tlsmon.pid);
     lab.kill(&idle);
     eprintln!(
         "out of descriptors ({fds} open, limit {limit}) with 3000 idle clients: tlsmon used \

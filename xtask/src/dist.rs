@@ -328,22 +328,20 @@ fn try_installed() -> Result<()> {
     if !man.contains("metrics\\-timeout") && !man.contains("metrics-timeout") {
         bail!("the man page lacks --metrics-timeout");
     }
-    match programs::find("systemd-analyze") {
-        Some(analyze) => {
-            run(Command::new(analyze).args(["verify", "/lib/systemd/system/tlsmon.service"]))
-                .context("systemd-analyze verify rejected the unit")?
-        }
-        None => println!("dist: skipping `systemd-analyze verify`: systemd is not installed here"),
+    if let Some(analyze) = programs::find("systemd-analyze") {
+        run(Command::new(analyze).args(["verify", "/lib/systemd/system/tlsmon.service"]))
+            .context("systemd-analyze verify rejected the unit")?;
+    } else {
+        println!("dist: skipping `systemd-analyze verify`: systemd is not installed here");
     }
-    match programs::find("logrotate") {
-        Some(logrotate) => {
-            run(Command::new(logrotate).args(["--debug", "/etc/logrotate.d/tlsmon"]))
-                .context("logrotate rejected the rule")?
-        }
-        None => println!(
+    if let Some(logrotate) = programs::find("logrotate") {
+        run(Command::new(logrotate).args(["--debug", "/etc/logrotate.d/tlsmon"]))
+            .context("logrotate rejected the rule")?;
+    } else {
+        println!(
             "dist: skipping the logrotate rule's check: logrotate is not installed here (the \
              package only suggests it)"
-        ),
+        );
     }
     Ok(())
 }

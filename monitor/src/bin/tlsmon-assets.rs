@@ -3,12 +3,16 @@
 //! one clap definition in `monitor::cli`, so they cannot drift from the
 //! flags. Run by `cargo xtask dist`; not installed by the package.
 
-use std::{fs, path::PathBuf, process::ExitCode};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap_complete::Shell;
 
-fn write(dir: &PathBuf) -> anyhow::Result<()> {
+fn write(dir: &Path) -> anyhow::Result<()> {
     let man = dir.join("man");
     let completions = dir.join("completions");
     for d in [&man, &completions] {
