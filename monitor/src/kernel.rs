@@ -7,13 +7,14 @@ use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{SchedClassifier, TcAttachType, tc, tc::SchedClassifierLink},
+    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLink},
 };
 use monitor_common::{event::stat, net::Skip};
 
-pub use self::watch::Watch;
+pub use self::{clsact::Clsact, watch::Watch};
 use crate::stats::{KernelCost, KernelStats};
 
+mod clsact;
 mod watch;
 
 /// The kernel object, built by build.rs.
@@ -129,15 +130,27 @@ const HOOKS: [(&str, TcAttachType); 2] = [
     (EGRESS, TcAttachType::Egress),
 ];
 
-/// Attaches both classifiers to `iface` and returns the links, which
-/// detach when dropped (the daemon's [`crate::kernel::Watch`] owns them).
-/// All or nothing: if the second hook fails, the first is detached again,
-/// so a retry never finds half an attachment (which TCX refuses with
-/// `EEXIST`, "File exists").
-pub fn attach_links(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<Vec<SchedClassifierLink>> {
+/// What attaching to one interface holds: the links, and the clsact qdisc
+/// if this process created it. Dropped, it detaches the links, then
+/// deletes that qdisc unless other filters are on it.
+#[derive(Debug)]
+pub struct Attachment {
+    // Declared first, dropped first: the filters go before the qdisc check.
+    links: Vec<SchedClassifierLink>,
+    /// Held for its `Drop`.
+    _qdisc: Option<Clsact>,
+}
+
+/// Attaches both classifiers to `iface` (the daemon's [`Watch`] keeps the
+/// result). All or nothing: if the second hook fails, the first is
+/// detached again, so a retry never finds half an attachment (which TCX
+/// refuses with `EEXIST`, "File exists").
+pub fn attach_links(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<Attachment> {
     check_present(iface)?;
-    add_clsact_if_needed(iface);
-    let mut links = Vec::with_capacity(HOOKS.len());
+    let mut attachment = Attachment {
+        links: Vec::with_capacity(HOOKS.len()),
+        _qdisc: add_clsact_if_needed(iface),
+    };
     for (name, at) in HOOKS {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
@@ -147,11 +160,11 @@ pub fn attach_links(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<Vec<SchedCla
             .attach(iface, at)
             .and_then(|id| prog.take_link(id))
             .with_context(|| format!("attaching {name} to {iface}"))?;
-        // On error, `links` is dropped on return: what was attached is
-        // detached.
-        links.push(link);
+        // On error, `attachment` is dropped on return: what was attached
+        // is detached.
+        attachment.links.push(link);
     }
-    Ok(links)
+    Ok(attachment)
 }
 
 /// Attaches each named program of the loaded object to `iface` at its
@@ -162,7 +175,9 @@ pub fn attach_as(
     iface: &str,
     programs: [(&str, TcAttachType); 2],
 ) -> anyhow::Result<()> {
-    add_clsact_if_needed(iface);
+    // The links stay in the programs until the process ends, and so does
+    // a qdisc made for them.
+    std::mem::forget(add_clsact_if_needed(iface));
     let mut done = Vec::with_capacity(programs.len());
     for (name, at) in programs {
         let prog: &mut SchedClassifier = ebpf
@@ -219,14 +234,12 @@ pub fn check_interface_name(iface: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On kernels without TCX the classifiers hang off a clsact qdisc. With
-/// TCX (what aya uses on 6.6+) none is needed, and none is created: one
-/// created here stayed on the interface after tlsmon exited.
-fn add_clsact_if_needed(iface: &str) {
-    if !uses_tcx() {
-        // EEXIST when it is already there, which is fine.
-        let _ = tc::qdisc_add_clsact(iface);
-    }
+/// On kernels without TCX the classifiers hang off a clsact qdisc, added
+/// here when missing. With TCX (what aya uses on 6.6+) none is needed and
+/// none is created: one created here stayed on the interface after
+/// tlsmon exited.
+fn add_clsact_if_needed(iface: &str) -> Option<Clsact> {
+    if uses_tcx() { None } else { Clsact::add(iface) }
 }
 
 /// Whether attachments are TCX links (Linux 6.6+), which live exactly as

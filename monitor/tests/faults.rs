@@ -351,3 +351,58 @@ fn bad_arguments_are_refused_before_attaching() {
     let ns = lab.ns(Side::Client).to_owned();
     assert!(tcx_programs(&ns, &iface, TcAttachType::Ingress).is_empty());
 }
+
+/// Before Linux 6.6 tlsmon attaches through a clsact qdisc, which it adds
+/// when missing. It deletes one it created when it is done, unless another
+/// program's filter is on it. This kernel has TCX, so the daemon never
+/// takes that path here: the qdisc guard is tested directly, with a
+/// filter attached over netlink as a pre-6.6 kernel would.
+#[test]
+fn a_clsact_qdisc_tlsmon_created_is_removed_unless_in_use() {
+    use aya::programs::tc::{NlOptions, TcAttachOptions};
+    use monitor::kernel::Clsact;
+
+    let lab = Lab::new("fqd", 11);
+    let (ns, iface) = (
+        lab.ns(Side::Client).to_owned(),
+        lab.iface(Side::Client).to_owned(),
+    );
+    let (ns2, iface2) = (ns.clone(), iface.clone());
+    let has_clsact = move || {
+        must_output(
+            xtask::programs::command("tc").args(["-n", &ns2, "qdisc", "show", "dev", &iface2]),
+        )
+        .contains("clsact")
+    };
+    let steps = in_netns(&ns, move || {
+        let mut steps = Vec::new();
+        let guard = Clsact::add(&iface).expect("no clsact before, so this call creates it");
+        steps.push(("created", has_clsact()));
+        steps.push(("second add creates nothing", Clsact::add(&iface).is_none()));
+        // Another program's filter on it, over netlink.
+        let mut other = kernel::load(1 << 20).expect("loading");
+        let prog: &mut SchedClassifier = other
+            .program_mut(kernel::BASELINE)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let id = prog
+            .attach_with_options(
+                &iface,
+                TcAttachType::Ingress,
+                TcAttachOptions::Netlink(NlOptions::default()),
+            )
+            .expect("attaching over netlink");
+        steps.push((
+            "kept while a filter uses it",
+            !guard.remove_if_unused().expect("checking") && has_clsact(),
+        ));
+        prog.detach(id).expect("detaching");
+        drop(guard);
+        steps.push(("removed once unused", !has_clsact()));
+        steps
+    });
+    for (step, ok) in steps {
+        assert!(ok, "{step}");
+    }
+}

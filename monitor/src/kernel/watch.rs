@@ -1,9 +1,9 @@
 //! Keeping the classifiers attached while interfaces come and go: a veth
 //! re-created, a bond rebuilt, a descriptor shortage in between.
 
-use aya::{Ebpf, programs::tc::SchedClassifierLink};
+use aya::Ebpf;
 
-use super::{Presence, attach_links, presence};
+use super::{Attachment, Presence, attach_links, presence};
 
 /// The interfaces tlsmon was asked to watch and the links it holds on
 /// each. Dropping it detaches them.
@@ -15,7 +15,7 @@ struct Watched {
     name: String,
     /// The index the links were made for; `None` while it is gone.
     index: Option<u32>,
-    links: Vec<SchedClassifierLink>,
+    attachment: Option<Attachment>,
     /// The last thing said about it, so that a state that lasts (out of
     /// descriptors, a re-attach that keeps failing) is said once.
     said: Option<String>,
@@ -30,11 +30,11 @@ impl Watch {
             if ifaces.iter().any(|w| w.name == *name) {
                 continue;
             }
-            let links = attach_links(ebpf, name)?;
+            let attachment = attach_links(ebpf, name)?;
             ifaces.push(Watched {
                 name: name.clone(),
                 index: super::ifindex(name),
-                links,
+                attachment: Some(attachment),
                 said: None,
             });
         }
@@ -63,7 +63,7 @@ impl Watch {
                 Presence::Absent if w.index.is_none() => continue,
                 Presence::Absent => {
                     // Its links went with the old device.
-                    w.links.clear();
+                    w.attachment = None;
                     w.index = None;
                     Some(format!(
                         "interface {} is gone; waiting for it to come back",
@@ -71,10 +71,10 @@ impl Watch {
                     ))
                 }
                 Presence::Index(i) => {
-                    w.links.clear();
+                    w.attachment = None;
                     match attach_links(ebpf, &w.name) {
-                        Ok(links) => {
-                            w.links = links;
+                        Ok(attachment) => {
+                            w.attachment = Some(attachment);
                             w.index = Some(i);
                             Some(format!("re-attached to {}", w.name))
                         }
