@@ -66,7 +66,8 @@ pub struct Config {
 
 impl Config {
     /// Two scrapers (an HA Prometheus pair) and people with curl need a
-    /// handful; each connection costs about 20 KB and one descriptor.
+    /// handful; each connection costs one descriptor and its buffers
+    /// (hyper reads into 8 KB), not a copy of the page.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
     /// Prometheus's default scrape timeout.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
