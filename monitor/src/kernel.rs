@@ -7,11 +7,15 @@ use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{SchedClassifier, TcAttachType, tc},
+    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLink},
 };
 use monitor_common::{event::stat, net::Skip};
 
+pub use self::{clsact::Clsact, watch::Watch};
 use crate::stats::{KernelCost, KernelStats};
+
+mod clsact;
+mod watch;
 
 /// The kernel object, built by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -111,41 +115,131 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
     Ok(ebpf)
 }
 
-/// Attaches both directions to `iface`. On kernels with TCX (6.6+) the
-/// attachment is a link owned by this process: it goes away with it, even
-/// on SIGKILL, so stale filters cannot pile up.
+/// Attaches both directions to `iface`; the links stay in the programs
+/// for as long as `ebpf` lives. On kernels with TCX (6.6+) the attachment
+/// is a link owned by this process: it goes away with it, even on
+/// SIGKILL, so stale filters cannot pile up.
 pub fn attach(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
-    if !Path::new("/sys/class/net").join(iface).exists() {
-        bail!("no such interface: {iface}");
+    check_present(iface)?;
+    attach_as(ebpf, iface, HOOKS)
+}
+
+/// The classifiers and the hook each goes on.
+const HOOKS: [(&str, TcAttachType); 2] = [
+    (INGRESS, TcAttachType::Ingress),
+    (EGRESS, TcAttachType::Egress),
+];
+
+/// What attaching to one interface holds: the links, and the clsact qdisc
+/// if this process created it. Dropped, it detaches the links, then
+/// deletes that qdisc unless other filters are on it.
+#[derive(Debug)]
+pub struct Attachment {
+    // Declared first, dropped first: the filters go before the qdisc check.
+    links: Vec<SchedClassifierLink>,
+    /// Held for its `Drop`.
+    _qdisc: Option<Clsact>,
+}
+
+/// Attaches both classifiers to `iface` (the daemon's [`Watch`] keeps the
+/// result). All or nothing: if the second hook fails, the first is
+/// detached again, so a retry never finds half an attachment (which TCX
+/// refuses with `EEXIST`, "File exists").
+pub fn attach_links(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<Attachment> {
+    check_present(iface)?;
+    let mut attachment = Attachment {
+        links: Vec::with_capacity(HOOKS.len()),
+        _qdisc: add_clsact_if_needed(iface),
+    };
+    for (name, at) in HOOKS {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        let link = prog
+            .attach(iface, at)
+            .and_then(|id| prog.take_link(id))
+            .with_context(|| format!("attaching {name} to {iface}"))?;
+        // On error, `attachment` is dropped on return: what was attached
+        // is detached.
+        attachment.links.push(link);
     }
-    attach_as(
-        ebpf,
-        iface,
-        [
-            (INGRESS, TcAttachType::Ingress),
-            (EGRESS, TcAttachType::Egress),
-        ],
-    )
+    Ok(attachment)
 }
 
 /// Attaches each named program of the loaded object to `iface` at its
-/// hook (the benchmarks attach the baseline in the classifiers' place).
+/// hook (the benchmarks attach the baseline in the classifiers' place);
+/// the links stay in the programs. All or nothing, as [`attach_links`].
 pub fn attach_as(
     ebpf: &mut Ebpf,
     iface: &str,
     programs: [(&str, TcAttachType); 2],
 ) -> anyhow::Result<()> {
-    // Older kernels attach through a clsact qdisc; adding it twice is fine.
-    let _ = tc::qdisc_add_clsact(iface);
+    // The links stay in the programs until the process ends, and so does
+    // a qdisc made for them.
+    std::mem::forget(add_clsact_if_needed(iface));
+    let mut done = Vec::with_capacity(programs.len());
     for (name, at) in programs {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing"))?
             .try_into()?;
-        prog.attach(iface, at)
-            .with_context(|| format!("attaching {name} to {iface}"))?;
+        match prog.attach(iface, at) {
+            Ok(id) => done.push((name, id)),
+            Err(e) => {
+                for (name, id) in done {
+                    if let Some(p) = ebpf.program_mut(name)
+                        && let Ok(p) = <&mut SchedClassifier>::try_from(p)
+                    {
+                        let _ = p.detach(id);
+                    }
+                }
+                return Err(anyhow::Error::new(e).context(format!("attaching {name} to {iface}")));
+            }
+        }
     }
     Ok(())
+}
+
+/// One sentence unless `iface` names an interface that exists.
+fn check_present(iface: &str) -> anyhow::Result<()> {
+    check_interface_name(iface)?;
+    match presence(iface) {
+        Presence::Index(_) => Ok(()),
+        Presence::Absent => bail!("no such interface: {iface}"),
+        Presence::Unknown(e) => {
+            Err(anyhow::Error::new(e).context(format!("reading the state of interface {iface}")))
+        }
+    }
+}
+
+/// Interface names as the kernel accepts them (`dev_valid_name`,
+/// net/core/dev.c): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
+/// whitespace.
+pub fn check_interface_name(iface: &str) -> anyhow::Result<()> {
+    if iface.is_empty() {
+        bail!("an interface name cannot be empty");
+    }
+    if iface.len() > 15
+        || iface == "."
+        || iface == ".."
+        || iface
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        bail!(
+            "{iface:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or white space)"
+        );
+    }
+    Ok(())
+}
+
+/// On kernels without TCX the classifiers hang off a clsact qdisc, added
+/// here when missing. With TCX (what aya uses on 6.6+) none is needed and
+/// none is created: one created here stayed on the interface after
+/// tlsmon exited.
+fn add_clsact_if_needed(iface: &str) -> Option<Clsact> {
+    if uses_tcx() { None } else { Clsact::add(iface) }
 }
 
 /// Whether attachments are TCX links (Linux 6.6+), which live exactly as
@@ -157,12 +251,48 @@ pub fn uses_tcx() -> bool {
     aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
-/// The interface's index, `None` when it does not exist.
+/// Whether an interface exists, from sysfs.
+#[derive(Debug)]
+pub enum Presence {
+    Index(u32),
+    /// It does not exist (`ENOENT`, `ENODEV`).
+    Absent,
+    /// Its state could not be read: out of descriptors (`EMFILE`) or
+    /// memory, say. Says nothing about the interface.
+    Unknown(std::io::Error),
+}
+
+/// Reads `/sys/class/net/IF/ifindex`. Only "no such file" means the
+/// interface is gone: under `EMFILE` it used to be reported gone, and
+/// re-attaching to an interface that never left then failed every second
+/// with "File exists".
+#[must_use]
+pub fn presence(iface: &str) -> Presence {
+    if check_interface_name(iface).is_err() {
+        return Presence::Absent;
+    }
+    match fs::read_to_string(Path::new("/sys/class/net").join(iface).join("ifindex")) {
+        Ok(s) => match s.trim().parse() {
+            Ok(i) => Presence::Index(i),
+            Err(e) => Presence::Unknown(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        },
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENODEV) =>
+        {
+            Presence::Absent
+        }
+        Err(e) => Presence::Unknown(e),
+    }
+}
+
+/// The interface's index, `None` when it does not exist or cannot be read.
 #[must_use]
 pub fn ifindex(iface: &str) -> Option<u32> {
-    fs::read_to_string(Path::new("/sys/class/net").join(iface).join("ifindex"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+    match presence(iface) {
+        Presence::Index(i) => Some(i),
+        Presence::Absent | Presence::Unknown(_) => None,
+    }
 }
 
 /// Interfaces that are up, loopback excluded (it is only monitored when named).

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod capture;
+pub mod cli;
 pub mod diagnosis;
 pub mod escape;
 pub mod histogram;

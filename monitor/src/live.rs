@@ -36,7 +36,7 @@ pub struct Options {
     pub headless: bool,
     pub log: Option<PathBuf>,
     pub log_format: LogFormat,
-    pub metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<crate::metrics::Config>,
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub ring_buffer_bytes: u32,
@@ -74,23 +74,18 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .kernel_cost
         .then(kernel::enable_cost_stats)
         .transpose()?;
-    for iface in &ifaces {
-        kernel::attach(&mut ebpf, iface)?;
-    }
+    let watch = kernel::Watch::attach(&mut ebpf, &ifaces)?;
+    let ifaces = watch.names();
     let tui = !opts.headless && std::io::stdout().is_terminal();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let metrics = match opts.metrics {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening for metrics on {addr}"))?,
-            ),
-            None => None,
-        };
+        let metrics = opts
+            .metrics
+            .map(crate::metrics::Endpoint::bind)
+            .transpose()?;
         // Everything privileged is done: the links, maps and ring buffer are
         // file descriptors this process already holds.
         if kernel::uses_tcx() {
@@ -100,7 +95,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             eprintln!("tlsmon: attached to {}", ifaces.join(", "));
         }
         let app = App::new(ifaces, opts.names.clone(), opts.limits, monotonic_ns());
-        event_loop(&mut ebpf, opts, app, metrics, tui).await
+        event_loop(&mut ebpf, watch, opts, app, metrics, tui).await
     })
 }
 
@@ -170,9 +165,10 @@ pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 async fn event_loop(
     ebpf: &mut aya::Ebpf,
+    mut watch: kernel::Watch,
     opts: &Options,
     mut app: App,
-    metrics: Option<tokio::net::TcpListener>,
+    metrics: Option<crate::metrics::Endpoint>,
     tui: bool,
 ) -> anyhow::Result<()> {
     let ring = kernel::ring_buffer(ebpf)?;
@@ -187,18 +183,17 @@ async fn event_loop(
         (path, _) => Some(Sink::open(path.as_ref(), opts.log_format)?),
     };
     let mut undecodable = 0u64;
-    let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
-    if let Some(listener) = metrics {
-        tokio::spawn(crate::metrics::serve(listener, metrics_rx));
-    }
+    let metrics = match metrics {
+        Some(endpoint) => {
+            let (page, server) = endpoint.serve()?;
+            tokio::spawn(server);
+            Some(page)
+        }
+        None => None,
+    };
     // The guard restores the terminal when `screen` is dropped.
     let mut screen = tui.then(|| (ratatui::init(), TerminalGuard));
     let mut keys = tui.then(crossterm::event::EventStream::new);
-    let mut watched: Vec<(String, Option<u32>)> = app
-        .interfaces()
-        .iter()
-        .map(|i| (i.clone(), kernel::ifindex(i)))
-        .collect();
     let mut snapshot = tokio::time::interval(opts.interval);
     snapshot.tick().await;
     // Timeouts, rates, the screen and the metrics page refresh every second
@@ -225,11 +220,15 @@ async fn event_loop(
                 drain(ring.get_mut(), &mut app, &mut undecodable);
             }
             _ = second.tick() => {
-                reattach(ebpf, &mut watched, tui);
+                for notice in watch.check(ebpf) {
+                    if !tui {
+                        eprintln!("tlsmon: {notice}");
+                    }
+                }
                 let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
                 app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
-                if !metrics_tx.is_closed() {
-                    metrics_tx.send_replace(crate::metrics::render(app.tracker(), &kernel, undecodable));
+                if let Some(page) = &metrics {
+                    page.publish(&crate::metrics::Sources { tracker: app.tracker(), kernel: &kernel, undecodable });
                 }
                 redraw = true;
             }
@@ -304,40 +303,6 @@ fn finish(mut sink: Sink, app: &App, kernel: KernelStats, undecodable: u64) -> a
     )?;
     sink.out.flush()?;
     Ok(())
-}
-
-/// Interfaces come and go (a veth re-created, a bond rebuilt): when one
-/// reappears with a new index, attach to it again; its old links went away
-/// with the old device.
-fn reattach(ebpf: &mut aya::Ebpf, watched: &mut [(String, Option<u32>)], quiet: bool) {
-    for (name, index) in watched.iter_mut() {
-        let now = kernel::ifindex(name);
-        if now == *index {
-            continue;
-        }
-        match now {
-            None => {
-                if !quiet {
-                    eprintln!("tlsmon: interface {name} is gone; waiting for it to come back");
-                }
-                *index = None;
-            }
-            Some(_) => match kernel::attach(ebpf, name) {
-                Ok(()) => {
-                    if !quiet {
-                        eprintln!("tlsmon: re-attached to {name}");
-                    }
-                    *index = now;
-                }
-                // Retried on the next tick.
-                Err(e) => {
-                    if !quiet {
-                        eprintln!("tlsmon: re-attaching to {name}: {e:#}");
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// The next terminal event, or never when there is no terminal.

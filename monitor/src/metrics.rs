@@ -1,306 +1,427 @@
-//! Prometheus / OpenMetrics text exposition (`--metrics ADDR`).
+//! The metrics page (`--metrics ADDR`): what it says, rendered with
+//! `prometheus-client`, the official Rust client, in both exposition
+//! formats (Prometheus text 0.0.4 and OpenMetrics 1.0). Serving it is
+//! [`endpoint`]'s job.
 //!
 //! Names follow Prometheus conventions: `tlsmon_` prefix, `_total` on
-//! counters, one metric per quantity with labels for the dimensions
-//! (server, role, kind/method/cause/version). Fleet-wide ratios are for
-//! Prometheus to compute; docs/operations.md gives recording rules.
+//! counters (the library adds it), one metric per quantity with labels for
+//! the dimensions (server, role, kind/method/cause/version). Fleet-wide
+//! ratios and quantiles are for Prometheus to compute; docs/operations.md
+//! gives recording rules.
+//!
+//! The daemon owns the state; the page is a snapshot of it, rendered once
+//! per refresh ([`Page::publish`]) and shared by every connection.
+//! Families are data ([`PER_SERVER`], [`Family`]), so adding a label value
+//! is one line in a table and adding a family one call in [`families`].
 
-use std::fmt::Write as _;
+mod endpoint;
 
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-    sync::watch,
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
 };
+use tokio::sync::watch;
 
+pub use self::endpoint::{Config, Endpoint};
 use crate::{
+    histogram::Histogram,
     stats::{KernelStats, ServerStats},
     tracker::Tracker,
 };
 
-/// Escapes a label value (exposition format: backslash, quote, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// What a refresh of the page reads: the daemon's state, borrowed for the
+/// time it takes to render.
+#[derive(Clone, Copy, Debug)]
+pub struct Sources<'a> {
+    pub tracker: &'a Tracker,
+    pub kernel: &'a KernelStats,
+    /// Ring-buffer records that did not decode (counted by the event loop).
+    pub undecodable: u64,
 }
 
-/// A label value and the counter it selects from a server's stats.
+/// The two renderings of one refresh. `Bytes` is reference-counted: every
+/// connection's response points at the same buffer, none copies it.
+#[derive(Clone, Debug, Default)]
+struct Rendered {
+    text: Bytes,
+    openmetrics: Bytes,
+}
+
+/// The daemon's handle on the page: [`Page::publish`] renders a new
+/// snapshot, and the endpoint serves the latest one.
+#[derive(Debug)]
+pub struct Page {
+    latest: watch::Sender<Rendered>,
+    endpoint: Arc<endpoint::Stats>,
+}
+
+impl Page {
+    /// Renders `src` (and the endpoint's own counters) in both formats and
+    /// makes it what every following request gets.
+    pub fn publish(&self, src: &Sources<'_>) {
+        let families = families(src, Some(&self.endpoint));
+        self.latest.send_replace(Rendered {
+            text: Bytes::from(encode(&families, Format::Text)),
+            openmetrics: Bytes::from(encode(&families, Format::OpenMetrics)),
+        });
+    }
+}
+
+/// An exposition format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Text,
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`).
+    OpenMetrics,
+}
+
+/// Renders the page for `src` alone, without the endpoint's counters (for
+/// tests and benchmarks).
+#[must_use]
+pub fn render(src: &Sources<'_>, format: Format) -> String {
+    encode(&families(src, None), format)
+}
+
+fn encode(families: &Arc<Families>, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Arc::clone(families)));
+    let mut out = String::new();
+    // Writing to a String cannot fail, nor can a collector that only
+    // writes numbers and escaped label values.
+    let _ = match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    out
+}
+
+/// Label names and values of one sample, in order.
+type Labels = Vec<(&'static str, String)>;
+
+/// One sample's value.
+#[derive(Debug)]
+enum Value {
+    Count(u64),
+    /// A counter of seconds.
+    Seconds(f64),
+    Gauge(i64),
+    /// Sum in seconds, count, and samples per bucket (not cumulative).
+    Histogram(f64, u64, Vec<(f64, u64)>),
+}
+
+impl From<&Histogram> for Value {
+    fn from(h: &Histogram) -> Self {
+        Self::Histogram(h.sum_seconds(), h.count(), h.buckets().collect())
+    }
+}
+
+/// One metric family of a snapshot: its descriptor and its samples.
+#[derive(Debug)]
+struct Family {
+    /// Without the `_total` of counters or the unit: the library adds them.
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    unit: Option<Unit>,
+    samples: Vec<(Labels, Value)>,
+}
+
+impl Family {
+    fn sample(&mut self, labels: Labels, value: Value) -> &mut Self {
+        self.samples.push((labels, value));
+        self
+    }
+}
+
+/// The families of one snapshot, in page order.
+#[derive(Debug, Default)]
+struct Families(Vec<Family>);
+
+impl Families {
+    fn add(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: MetricType,
+        unit: Option<Unit>,
+    ) -> &mut Family {
+        self.0.push(Family {
+            name,
+            help,
+            kind,
+            unit,
+            samples: Vec::new(),
+        });
+        self.0.last_mut().expect("just pushed")
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.add(name, help, MetricType::Counter, None)
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.add(name, help, MetricType::Gauge, None)
+    }
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut metric = encoder.encode_descriptor(f.name, f.help, f.unit.as_ref(), f.kind)?;
+            for (labels, value) in &f.samples {
+                let sample = metric.encode_family(labels)?;
+                match value {
+                    Value::Count(n) => ConstCounter::new(*n).encode(sample)?,
+                    Value::Seconds(s) => ConstCounter::new(*s).encode(sample)?,
+                    Value::Gauge(g) => ConstGauge::new(*g).encode(sample)?,
+                    Value::Histogram(sum, count, buckets) => {
+                        let mut sample = sample;
+                        sample.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A counter value read from a server's stats.
 type Field = fn(&ServerStats) -> u64;
 
-struct Out(String);
-
-impl Out {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", esc(val));
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {v}");
-    }
-
-    /// One counter family with a sample per server and per label value.
-    fn per_server(
-        &mut self,
-        servers: &[&ServerStats],
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &[(&str, Field)],
-    ) {
-        self.head(name, "counter", help);
-        for s in servers {
-            let server = s.server.to_string();
-            for (lv, f) in values {
-                let mut labels = vec![("server", server.as_str()), ("role", s.role.as_str())];
-                if !label.is_empty() {
-                    labels.push((label, lv));
-                }
-                self.sample(name, &labels, f(s));
-            }
-        }
-    }
+/// A counter family with one sample per server and per value of its label.
+struct PerServer {
+    /// Without `_total`.
+    name: &'static str,
+    help: &'static str,
+    /// The label telling a server's samples apart; `""` for one sample.
+    label: &'static str,
+    values: &'static [(&'static str, Field)],
 }
 
-/// Renders the whole exposition.
-#[must_use]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one flat list of metric families reads best"
-)]
-pub fn render(tracker: &Tracker, kernel: &KernelStats, undecodable: u64) -> String {
-    let servers = tracker.servers();
-    let mut o = Out(String::new());
-    o.per_server(
-        &servers,
-        "tlsmon_handshakes_total",
-        "Completed TLS handshakes.",
-        "kind",
-        &[("full", |s| s.full), ("resumed", |s| s.resumed)],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_resumed_total",
-        "Resumed handshakes by method.",
-        "method",
-        &[
+/// The per-server counters, in page order. A new label value (a rejection
+/// cause, say) is one line in its family's `values`.
+const PER_SERVER: &[PerServer] = &[
+    PerServer {
+        name: "tlsmon_handshakes",
+        help: "Completed TLS handshakes.",
+        label: "kind",
+        values: &[("full", |s| s.full), ("resumed", |s| s.resumed)],
+    },
+    PerServer {
+        name: "tlsmon_resumed",
+        help: "Resumed handshakes by method.",
+        label: "method",
+        values: &[
             ("session_id", |s| s.resumed_by.session_id),
             ("ticket", |s| s.resumed_by.ticket),
             ("psk", |s| s.resumed_by.psk),
         ],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_offered_total",
-        "Handshakes whose ClientHello offered resumption, by method.",
-        "method",
-        &[
+    },
+    PerServer {
+        name: "tlsmon_offered",
+        help: "Handshakes whose ClientHello offered resumption, by method.",
+        label: "method",
+        values: &[
             ("session_id", |s| s.offered_by.session_id),
             ("ticket", |s| s.offered_by.ticket),
             ("psk", |s| s.offered_by.psk),
         ],
-    );
-    o.per_server(&servers, "tlsmon_rejected_total", "Offered resumptions answered with a full handshake, by how the session's connection ended.", "cause", &[
-        ("after_unclean", |s| s.rejected_after_unclean),
-        ("after_clean", |s| s.rejected_after_clean),
-        ("origin_unknown", |s| s.rejected_origin_unknown),
-    ]);
-    o.per_server(
-        &servers,
-        "tlsmon_closes_total",
-        "TLS <= 1.2 connections closed with (clean) or without (unclean) an alert first.",
-        "kind",
-        &[
+    },
+    PerServer {
+        name: "tlsmon_rejected",
+        help: "Offered resumptions answered with a full handshake, by how the session's connection ended.",
+        label: "cause",
+        values: &[
+            ("after_unclean", |s| s.rejected_after_unclean),
+            ("after_clean", |s| s.rejected_after_clean),
+            ("origin_unknown", |s| s.rejected_origin_unknown),
+        ],
+    },
+    PerServer {
+        name: "tlsmon_closes",
+        help: "TLS <= 1.2 connections closed with (clean) or without (unclean) an alert first.",
+        label: "kind",
+        values: &[
             ("clean", |s| s.clean_closes),
             ("unclean", |s| s.unclean_closes),
         ],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_rst_total",
-        "Connections in which this side sent a TCP RST.",
-        "by",
-        &[
+    },
+    PerServer {
+        name: "tlsmon_rst",
+        help: "Connections in which this side sent a TCP RST.",
+        label: "by",
+        values: &[
             ("client", |s| s.rst_by_client),
             ("server", |s| s.rst_by_server),
         ],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_hello_retry_requests_total",
-        "HelloRetryRequests.",
-        "",
-        &[("", |s| s.hrr)],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_incomplete_handshakes_total",
-        "ClientHellos without a completed handshake.",
-        "",
-        &[("", |s| s.incomplete)],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_failed_handshakes_total",
-        "Handshakes ended by an alert or RST.",
-        "",
-        &[("", |s| s.failed)],
-    );
-    o.per_server(
-        &servers,
-        "tlsmon_early_data_offered_total",
-        "ClientHellos offering 0-RTT data.",
-        "",
-        &[("", |s| s.early_data_offered)],
-    );
-    o.head(
-        "tlsmon_handshakes_by_version_total",
-        "counter",
+    },
+    PerServer {
+        name: "tlsmon_hello_retry_requests",
+        help: "HelloRetryRequests.",
+        label: "",
+        values: &[("", |s| s.hrr)],
+    },
+    PerServer {
+        name: "tlsmon_incomplete_handshakes",
+        help: "ClientHellos without a completed handshake.",
+        label: "",
+        values: &[("", |s| s.incomplete)],
+    },
+    PerServer {
+        name: "tlsmon_failed_handshakes",
+        help: "Handshakes ended by an alert or RST.",
+        label: "",
+        values: &[("", |s| s.failed)],
+    },
+    PerServer {
+        name: "tlsmon_early_data_offered",
+        help: "ClientHellos offering 0-RTT data.",
+        label: "",
+        values: &[("", |s| s.early_data_offered)],
+    },
+];
+
+/// A server's identifying labels, plus `extra`.
+fn server_labels(s: &ServerStats, extra: &[(&'static str, &str)]) -> Labels {
+    let mut labels = Vec::with_capacity(2 + extra.len());
+    labels.push(("server", s.server.to_string()));
+    labels.push(("role", s.role.as_str().to_owned()));
+    labels.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    labels
+}
+
+/// Every family of the page, in order.
+fn families(src: &Sources<'_>, endpoint: Option<&endpoint::Stats>) -> Arc<Families> {
+    let mut f = Families::default();
+    per_server(&mut f, &src.tracker.servers());
+    totals(&mut f, src);
+    if let Some(e) = endpoint {
+        e.families(&mut f);
+    }
+    Arc::new(f)
+}
+
+/// The families with a sample per server.
+fn per_server(f: &mut Families, servers: &[&ServerStats]) {
+    for t in PER_SERVER {
+        let family = f.counter(t.name, t.help);
+        for s in servers {
+            for (value, field) in t.values {
+                let extra = if t.label.is_empty() {
+                    vec![]
+                } else {
+                    vec![(t.label, *value)]
+                };
+                family.sample(server_labels(s, &extra), Value::Count(field(s)));
+            }
+        }
+    }
+    let family = f.counter(
+        "tlsmon_handshakes_by_version",
         "Completed handshakes by negotiated TLS version.",
     );
-    for s in &servers {
-        let server = s.server.to_string();
+    for s in servers {
         let mut versions: Vec<_> = s.versions.iter().collect();
         versions.sort();
         for (v, n) in versions {
-            o.sample(
-                "tlsmon_handshakes_by_version_total",
-                &[
-                    ("server", &server),
-                    ("role", s.role.as_str()),
-                    ("version", v),
-                ],
-                *n,
-            );
+            family.sample(server_labels(s, &[("version", v)]), Value::Count(*n));
         }
     }
-    o.head(
-        "tlsmon_lost_events_total",
-        "counter",
-        "Kernel events lost because the ring buffer was full.",
+    let family = f.add(
+        "tlsmon_handshake_duration",
+        "Time from ClientHello to ServerHello, by kind of handshake.",
+        MetricType::Histogram,
+        Some(Unit::Seconds),
     );
-    o.sample("tlsmon_lost_events_total", &[], kernel.lost_events);
-    if let Some(c) = kernel.cost {
-        o.head(
-            "tlsmon_kernel_run_seconds_total",
-            "counter",
-            "Time the kernel spent in tlsmon's programs (--kernel-cost).",
-        );
-        o.sample("tlsmon_kernel_run_seconds_total", &[], c.run_seconds());
-        o.head(
-            "tlsmon_kernel_runs_total",
-            "counter",
-            "Runs of tlsmon's programs: packets seen, plus split-hello tail calls (--kernel-cost).",
-        );
-        o.sample("tlsmon_kernel_runs_total", &[], c.runs);
+    for s in servers {
+        for (kind, h) in [
+            ("full", &s.handshake_full),
+            ("resumed", &s.handshake_resumed),
+        ] {
+            // 19 lines each: left out until the first handshake of the
+            // kind, so a server that never resumes costs half as much.
+            if h.count() == 0 {
+                continue;
+            }
+            family.sample(server_labels(s, &[("kind", kind)]), Value::from(h));
+        }
     }
-    o.head(
-        "tlsmon_evicted_flows_total",
-        "counter",
+}
+
+/// The families without a server label: what was lost, skipped or counted
+/// in all.
+fn totals(f: &mut Families, src: &Sources<'_>) {
+    let totals = &src.tracker.totals;
+    let k = src.kernel;
+    f.counter(
+        "tlsmon_lost_events",
+        "Kernel events lost because the ring buffer was full.",
+    )
+    .sample(vec![], Value::Count(k.lost_events));
+    if let Some(c) = k.cost {
+        f.add(
+            "tlsmon_kernel_run",
+            "Time the kernel spent in tlsmon's programs (--kernel-cost).",
+            MetricType::Counter,
+            Some(Unit::Seconds),
+        )
+        .sample(vec![], Value::Seconds(c.run_seconds()));
+        f.counter(
+            "tlsmon_kernel_runs",
+            "Runs of tlsmon's programs: packets seen, plus split-hello tail calls (--kernel-cost).",
+        )
+        .sample(vec![], Value::Count(c.runs));
+    }
+    f.counter(
+        "tlsmon_evicted_flows",
         "Connections evicted from the full connection table.",
-    );
-    o.sample(
-        "tlsmon_evicted_flows_total",
-        &[],
-        tracker.totals.evicted_flows,
-    );
-    o.head(
-        "tlsmon_evicted_sessions_total",
-        "counter",
+    )
+    .sample(vec![], Value::Count(totals.evicted_flows));
+    f.counter(
+        "tlsmon_evicted_sessions",
         "Remembered sessions evicted from the full session store.",
-    );
-    o.sample(
-        "tlsmon_evicted_sessions_total",
-        &[],
-        tracker.totals.evicted_sessions,
-    );
-    o.head(
-        "tlsmon_skipped_packets_total",
-        "counter",
+    )
+    .sample(vec![], Value::Count(totals.evicted_sessions));
+    let family = f.counter(
+        "tlsmon_skipped_packets",
         "Packets the kernel program could not classify.",
     );
     for (reason, v) in [
-        ("malformed", kernel.malformed),
-        ("fragment", kernel.fragments),
-        ("too_deep", kernel.too_deep),
+        ("malformed", k.malformed),
+        ("fragment", k.fragments),
+        ("too_deep", k.too_deep),
     ] {
-        o.sample("tlsmon_skipped_packets_total", &[("reason", reason)], v);
+        family.sample(vec![("reason", reason.to_owned())], Value::Count(v));
     }
-    o.head(
-        "tlsmon_malformed_hellos_total",
-        "counter",
+    f.counter(
+        "tlsmon_malformed_hellos",
         "Hellos with contradictory lengths, not counted.",
-    );
-    o.sample(
-        "tlsmon_malformed_hellos_total",
-        &[],
-        tracker.totals.malformed_hellos,
-    );
-    o.head(
-        "tlsmon_split_client_hellos_total",
-        "counter",
+    )
+    .sample(vec![], Value::Count(totals.malformed_hellos));
+    f.counter(
+        "tlsmon_split_client_hellos",
         "ClientHellos that spanned TCP segments, by outcome: reassembled whole, or truncated (later extensions unseen).",
-    );
-    for (outcome, v) in [
-        ("reassembled", tracker.totals.reassembled_hellos),
-        ("truncated", tracker.totals.truncated_hellos),
-    ] {
-        o.sample(
-            "tlsmon_split_client_hellos_total",
-            &[("outcome", outcome)],
-            v,
-        );
-    }
-    o.head(
-        "tlsmon_undecodable_events_total",
-        "counter",
+    )
+    .sample(vec![("outcome", "reassembled".to_owned())], Value::Count(totals.reassembled_hellos))
+    .sample(vec![("outcome", "truncated".to_owned())], Value::Count(totals.truncated_hellos));
+    f.counter(
+        "tlsmon_undecodable_events",
         "Ring-buffer records that did not decode.",
-    );
-    o.sample("tlsmon_undecodable_events_total", &[], undecodable);
-    o.head("tlsmon_events_total", "counter", "Events processed.");
-    o.sample("tlsmon_events_total", &[], tracker.totals.events);
-    o.head(
-        "tlsmon_connections",
-        "gauge",
-        "Connections currently tracked.",
-    );
-    o.sample("tlsmon_connections", &[], tracker.connections() as u64);
-    o.0
-}
-
-/// Serves the latest rendering on every connection, whatever the request
-/// path: a minimal HTTP/1.1 responder is all a scraper needs.
-pub async fn serve(listener: TcpListener, latest: watch::Receiver<String>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let body = latest.borrow().clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            // Read the request head (bounded); its content does not matter.
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+    )
+    .sample(vec![], Value::Count(src.undecodable));
+    f.counter("tlsmon_events", "Events processed.")
+        .sample(vec![], Value::Count(totals.events));
+    f.gauge("tlsmon_connections", "Connections currently tracked.")
+        .sample(
+            vec![],
+            Value::Gauge(i64::try_from(src.tracker.connections()).unwrap_or(i64::MAX)),
+        );
 }
 
 #[cfg(test)]
@@ -310,8 +431,8 @@ mod tests {
     use super::*;
     use crate::tracker::Limits;
 
-    #[test]
-    fn exposition_parses_with_the_reference_parser() {
+    /// A tracker that saw one resumed TLS 1.3 handshake to 10.0.0.2:443.
+    fn one_resumption() -> Tracker {
         let mut t = Tracker::new(Limits::default());
         let mut h = EventHeader {
             family: 4,
@@ -332,35 +453,82 @@ mod tests {
         (back.src_addr, back.dst_addr, back.src_port, back.dst_port) =
             (h.dst_addr, h.src_addr, 443, 5000);
         back.direction = Direction::INGRESS.0;
+        // 1.5 ms after the ClientHello.
+        back.ts_ns = 1_500_001;
         let mut sh = TlsSummary::default();
         sh.push(22, 2);
         sh.hello.flags = hello_flags::SERVER_HELLO | hello_flags::PSK;
         sh.hello.legacy_version = 0x0303;
         sh.hello.selected_version = 0x0304;
         t.on_tls(&back, &sh);
+        t
+    }
+
+    #[test]
+    fn both_formats_parse_with_the_reference_parser() {
+        let t = one_resumption();
         let k = KernelStats {
             lost_events: 7,
             ..KernelStats::default()
         };
-        let samples = xtask::programs::prometheus_samples(&render(&t, &k, 0))
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        for want in [
-            "tlsmon_handshakes_total kind=resumed,role=backend,server=10.0.0.2:443 1",
-            "tlsmon_handshakes_total kind=full,role=backend,server=10.0.0.2:443 0",
-            "tlsmon_resumed_total method=psk,role=backend,server=10.0.0.2:443 1",
-            "tlsmon_offered_total method=psk,role=backend,server=10.0.0.2:443 1",
-            "tlsmon_handshakes_by_version_total role=backend,server=10.0.0.2:443,version=TLSv1.3 1",
-            "tlsmon_lost_events_total  7",
-        ] {
-            assert!(
-                samples.iter().any(|s| s == want),
-                "missing {want:?} in {samples:#?}"
-            );
+        let src = Sources {
+            tracker: &t,
+            kernel: &k,
+            undecodable: 0,
+        };
+        for format in [Format::Text, Format::OpenMetrics] {
+            let page = render(&src, format);
+            let samples = xtask::programs::prometheus_samples(&page)
+                .unwrap_or_else(|e| panic!("{format:?}: {e:#}\n{page}"));
+            let server = "role=backend,server=10.0.0.2:443";
+            for want in [
+                format!("tlsmon_handshakes_total kind=resumed,{server} 1"),
+                format!("tlsmon_handshakes_total kind=full,{server} 0"),
+                format!("tlsmon_resumed_total method=psk,{server} 1"),
+                format!("tlsmon_offered_total method=psk,{server} 1"),
+                format!("tlsmon_handshakes_by_version_total {server},version=TLSv1.3 1"),
+                // 1.5 ms: above the 1 ms bucket, inside the 2.5 ms one.
+                format!(
+                    "tlsmon_handshake_duration_seconds_bucket kind=resumed,le=0.001,{server} 0"
+                ),
+                format!(
+                    "tlsmon_handshake_duration_seconds_bucket kind=resumed,le=0.0025,{server} 1"
+                ),
+                format!("tlsmon_handshake_duration_seconds_bucket kind=resumed,le=+Inf,{server} 1"),
+                format!("tlsmon_handshake_duration_seconds_count kind=resumed,{server} 1"),
+                format!("tlsmon_handshake_duration_seconds_sum kind=resumed,{server} 0.0015"),
+                "tlsmon_lost_events_total  7".to_owned(),
+                "tlsmon_connections  1".to_owned(),
+            ] {
+                assert!(
+                    samples.contains(&want),
+                    "{format:?}: missing {want:?} in {samples:#?}"
+                );
+            }
         }
     }
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn text_names_counters_with_total_and_openmetrics_ends_with_eof() {
+        let t = one_resumption();
+        let k = KernelStats::default();
+        let src = Sources {
+            tracker: &t,
+            kernel: &k,
+            undecodable: 0,
+        };
+        let text = render(&src, Format::Text);
+        assert!(
+            text.contains("# TYPE tlsmon_handshakes_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        let om = render(&src, Format::OpenMetrics);
+        assert!(om.contains("# TYPE tlsmon_handshakes counter\n"), "{om}");
+        assert!(
+            om.contains("# UNIT tlsmon_handshake_duration_seconds seconds\n"),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"), "{om}");
     }
 }

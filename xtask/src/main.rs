@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod lab_commands;
 mod setup;
 mod test;
@@ -44,6 +45,8 @@ enum Task {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// Build the Debian package (target/dist/tlsmon_VERSION_ARCH.deb).
+    Dist,
     /// Measure tlsmon's cost; print one JSON report and regenerate docs/performance.md.
     Bench {
         /// Short runs for a CI smoke test; leaves docs/performance.md alone.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Task::Test { fresh: false } => test::test(),
         Task::Test { fresh: true } => test::fresh(),
         Task::Demo => demo::demo(),
+        Task::Dist => dist::dist(),
         Task::Lab { action } => match action {
             LabAction::Up { scenario } => lab_commands::up(&scenario),
             LabAction::Down => lab_commands::down(),

@@ -61,7 +61,7 @@ pub const PACKAGES: &[Package] = &[
     },
     Package {
         name: "iproute2",
-        programs: &["ip", "ss"],
+        programs: &["ip", "ss", "tc"],
     },
     Package {
         name: "wrk",
@@ -88,6 +88,20 @@ pub const PACKAGES: &[Package] = &[
     Package {
         name: "procps",
         programs: &["ps"],
+    },
+    // `cargo xtask dist`: the package's dependencies (dpkg-shlibdeps), and
+    // the checks `cargo xtask test` runs on what it installs.
+    Package {
+        name: "dpkg-dev",
+        programs: &["dpkg-shlibdeps"],
+    },
+    Package {
+        name: "logrotate",
+        programs: &["logrotate"],
+    },
+    Package {
+        name: "systemd",
+        programs: &["systemd-analyze"],
     },
 ];
 

@@ -85,8 +85,13 @@ pub fn test() -> Result<()> {
         eprintln!("xtask test: step `bench --quick` failed: {err:#}");
         failed.push("bench --quick");
     }
+    println!("xtask test: step `dist` (install the package, run it, remove it)");
+    if let Err(err) = crate::dist::check() {
+        eprintln!("xtask test: step `dist` failed: {err:#}");
+        failed.push("dist");
+    }
     if failed.is_empty() {
-        println!("xtask test: PASSED (build, test, clippy, fmt, bench smoke)");
+        println!("xtask test: PASSED (build, test, clippy, fmt, bench smoke, dist)");
         Ok(())
     } else {
         bail!("xtask test: FAILED steps: {}", failed.join(", "))

@@ -26,12 +26,6 @@ pub const DASHBOARD: &str = include_str!("../../../packaging/grafana/tlsmon.json
 /// export them, a dashboard filters by them.
 const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 
-/// Names the dashboard reads before tlsmon exports them: the handshake
-/// latency histogram of issue 18, item 2. The check accepts each only while
-/// its source lacks it, and fails once the source has it, so the entry is
-/// removed then and cannot stay behind.
-pub const NOT_YET_EXPORTED: &[&str] = &["tlsmon_handshake_duration_seconds_bucket"];
-
 /// Metric names with the label names they carry.
 pub type Exported = BTreeMap<String, BTreeSet<String>>;
 
@@ -94,15 +88,6 @@ pub fn check(dashboard: &str, exported: &Exported, source: &str) -> Result<()> {
     for query in queries(dashboard)? {
         let names = promql::names(&query.expr).with_context(|| query.place.clone())?;
         for (metric, labels) in &names.metrics {
-            if NOT_YET_EXPORTED.contains(&metric.as_str()) {
-                if exported.contains_key(metric) {
-                    problems.insert(format!(
-                        "{source} has {metric} now: remove it from \
-                         xtask::grafana::NOT_YET_EXPORTED"
-                    ));
-                }
-                continue;
-            }
             let Some(has) = exported.get(metric) else {
                 problems.insert(format!("{}: {metric} is not in {source}", query.place));
                 continue;
@@ -248,16 +233,6 @@ mod tests {
                 .to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
-        // A name awaited from another change passes while it is absent,
-        // and fails once it is there.
-        let pending = format!("rate({}[5m])", NOT_YET_EXPORTED[0]);
-        check(&dashboard(&pending), &exported, "x").unwrap();
-        let mut now = exported.clone();
-        now.insert(NOT_YET_EXPORTED[0].to_owned(), BTreeSet::new());
-        let err = check(&dashboard(&pending), &now, "x")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("remove it from"), "{err}");
     }
 
     #[test]
