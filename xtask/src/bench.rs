@@ -108,6 +108,14 @@ pub fn run(quick: bool) -> Result<()> {
             tracker("mix_keepalive")
         },
     ));
+    // `tlsmon replay` with the host engine (monitor/examples/bench/replay.rs).
+    userspace.push((
+        "replay_packets_per_s".to_owned(),
+        part(
+            "replay",
+            example(&["replay"], quick).map(|v| round(v.get("packets_per_s").unwrap_or(&v), 0)),
+        ),
+    ));
     let lost = match soak.get("lost_events") {
         Some(n) => n.clone(),
         None => soak.clone(),
@@ -619,11 +627,13 @@ fn userspace_section(md: &mut String, user: Option<&Json>) {
          | events/s, connections live 30 ms (`tracker/mix`) | {} |\n\
          | events/s, connections live 3 s, resumptions offer sessions of open connections (`tracker/mix_keepalive`) | {} |\n\
          | RSS growth, 100,000 connections awaiting a ServerHello | {} |\n\
-         | RSS growth, 1,000,000 connections awaiting a ServerHello | {} |\n",
+         | RSS growth, 1,000,000 connections awaiting a ServerHello | {} |\n\
+         | packets/s, `tlsmon replay` (host engine) of the fixture captures repeated | {} |\n",
         cell(get("events_per_s"), ""),
         cell(get("events_per_s_keepalive"), ""),
         cell(get("rss_mb_100k"), " MiB"),
         cell(get("rss_mb_1m"), " MiB"),
+        cell(get("replay_packets_per_s"), ""),
     );
     let (a, b) = (
         get("bytes_per_connection_100k"),
