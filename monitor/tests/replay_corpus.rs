@@ -288,3 +288,62 @@ fn cut_and_foreign_files_are_reported_by_name() {
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tlsmon replay`'s output without the line that names the file.
+fn replay_output(mut cmd: std::process::Command) -> String {
+    let out = cmd.output().expect("running tlsmon");
+    assert!(
+        out.status.success(),
+        "tlsmon replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("file");
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn standard_input_and_gzip_read_like_the_file() {
+    use std::{io::Write as _, process::Command};
+
+    let dir = std::env::temp_dir().join(format!("tlsmon-replay-stdin-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let tlsmon = env!("CARGO_BIN_EXE_tlsmon");
+    for pcap in corpus() {
+        let mut plain = Command::new(tlsmon);
+        plain.arg("replay").arg(&pcap);
+        let want = replay_output(plain);
+        assert!(want.contains("\"type\":\"server\""), "{want}");
+        // `tcpdump -w - | tlsmon replay -`: a real pipe.
+        let mut piped = Command::new(tlsmon);
+        piped
+            .args(["replay", "-"])
+            .stdin(fs::File::open(&pcap).unwrap());
+        assert_eq!(replay_output(piped), want, "{} on stdin", pcap.display());
+        // The same file gzip-compressed, by name and on stdin.
+        let gz = dir.join("capture.pcap.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&fs::read(&pcap).unwrap()).unwrap();
+        fs::write(&gz, e.finish().unwrap()).unwrap();
+        let mut zipped = Command::new(tlsmon);
+        zipped.arg("replay").arg(&gz);
+        assert_eq!(replay_output(zipped), want, "{} gzipped", pcap.display());
+        let mut zipped_stdin = Command::new(tlsmon);
+        zipped_stdin
+            .args(["replay", "-"])
+            .stdin(fs::File::open(&gz).unwrap());
+        assert_eq!(
+            replay_output(zipped_stdin),
+            want,
+            "{} gzipped on stdin",
+            pcap.display()
+        );
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -94,10 +94,10 @@ fn fixtures() -> anyhow::Result<Vec<Frames>> {
     files.sort();
     let mut out = Vec::new();
     for file in files {
-        let capture = Capture::open(&file)?;
+        let mut capture = Capture::open(&file)?;
         let mut frames = Frames::new();
         let mut first = None;
-        for p in capture.packets() {
+        while let Some(p) = capture.next_packet() {
             let p = p?;
             let t0 = *first.get_or_insert(p.ts_ns);
             frames.push((p.ts_ns.saturating_sub(t0), p.data.to_vec()));
