@@ -69,7 +69,7 @@ enum Command {
 #[derive(Args)]
 struct ReplayArgs {
     /// The capture (pcap or pcapng, gzip-compressed or not; Ethernet, Linux
-    /// cooked or raw IP), or `-` for standard input.
+    /// cooked, raw IP or BSD loopback), or `-` for standard input.
     file: PathBuf,
     /// `host` runs the shared classifier compiled for this machine (no
     /// root); `kernel` runs the real eBPF program on every packet with

@@ -23,6 +23,7 @@ use monitor::{
     capture::Capture,
     replay::{Options, replay},
 };
+use pcap_parser::{LegacyPcapBlock, Linktype, PcapHeader, ToVec as _};
 use serde_json::{Value, json};
 
 const RUNS: usize = 9;
@@ -115,11 +116,12 @@ fn write_capture(path: &Path, enough: impl Fn(u64, u64) -> bool) -> anyhow::Resu
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     // Classic pcap, little endian, microseconds, Ethernet (the fixtures').
-    let mut header = Vec::with_capacity(24);
-    for field in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
-        header.extend_from_slice(&field.to_le_bytes());
-    }
-    out.write_all(&header)?;
+    let header = PcapHeader {
+        snaplen: 262_144,
+        network: Linktype::ETHERNET,
+        ..PcapHeader::new()
+    };
+    out.write_all(&header.to_vec_raw()?)?;
     let (mut packets, mut bytes) = (0u64, 24u64);
     let mut base = 1_700_000_000_000_000_000u64;
     'copies: loop {
@@ -127,15 +129,14 @@ fn write_capture(path: &Path, enough: impl Fn(u64, u64) -> bool) -> anyhow::Resu
             for (offset, data) in frames {
                 let ts = base + offset;
                 let len = u32::try_from(data.len())?;
-                for field in [
-                    u32::try_from(ts / 1_000_000_000)?,
-                    u32::try_from(ts % 1_000_000_000 / 1_000)?,
-                    len,
-                    len,
-                ] {
-                    out.write_all(&field.to_le_bytes())?;
-                }
-                out.write_all(data)?;
+                let record = LegacyPcapBlock {
+                    ts_sec: u32::try_from(ts / 1_000_000_000)?,
+                    ts_usec: u32::try_from(ts % 1_000_000_000 / 1_000)?,
+                    caplen: len,
+                    origlen: len,
+                    data,
+                };
+                out.write_all(&record.to_vec_raw()?)?;
                 packets += 1;
                 bytes += 16 + u64::from(len);
             }

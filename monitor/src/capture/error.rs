@@ -64,11 +64,39 @@ pub enum CaptureError {
     },
     #[error("pcapng section at byte {offset} describes more than {max} interfaces")]
     TooManyInterfaces { offset: usize, max: usize },
-    #[error("unsupported link type {link} on interface {interface}")]
-    UnsupportedLinkType { link: u32, interface: u32 },
+    /// `interface` is a pcapng interface; a classic pcap has one link type.
+    #[error("{}", unsupported_link(*link, *interface))]
+    UnsupportedLinkType { link: u32, interface: Option<u32> },
+    #[error(
+        "pcap record at byte {offset} claims {caplen} captured bytes, more than a capture \
+         can hold ({max}): the file is damaged there",
+        max = super::legacy::MAX_RECORD_LEN
+    )]
+    RecordLength { offset: usize, caplen: u32 },
+    /// A fraction of a second that is not below one second.
+    #[error(
+        "pcap record at byte {offset} has a timestamp fraction of {frac} {unit}, \
+         a second or more: the file is damaged there"
+    )]
+    TimestampFraction {
+        offset: usize,
+        frac: u32,
+        unit: &'static str,
+    },
     #[error("timestamp of the packet at byte {offset} does not fit in 64-bit nanoseconds")]
     Timestamp { offset: usize },
     /// A packet's bytes were not where the reader said; never expected.
     #[error("internal error: a packet's bytes are outside the reader's buffer")]
     Internal,
+}
+
+fn unsupported_link(link: u32, interface: Option<u32>) -> String {
+    let link = monitor_common::net::LinkType(link);
+    let name = super::link::name(link).map_or_else(String::new, |n| format!(" ({n})"));
+    let on = interface.map_or_else(String::new, |i| format!(" on interface {i}"));
+    format!(
+        "unsupported link type {}{name}{on}; tlsmon reads {}",
+        link.0,
+        super::link::SUPPORTED
+    )
 }

@@ -4,7 +4,7 @@
 use monitor_common::{event::Direction, net::LinkType};
 use pcap_parser::{LegacyPcapBlock, PcapHeader};
 
-use super::{CaptureError, Meta, NANOS_PER_SEC, Remedy, Trouble, link_supported};
+use super::{CaptureError, Meta, NANOS_PER_SEC, Remedy, Trouble, link};
 
 /// A record is never longer than libpcap's largest snap length
 /// (`MAXIMUM_SNAPLEN`, 262144, in libpcap's pcap-int.h), which is what
@@ -33,10 +33,10 @@ impl File {
         // The low 16 bits are the link type; the high bits may carry FCS
         // information, which does not matter here.
         let link = LinkType(header.network.0.cast_unsigned() & 0xffff);
-        if !link_supported(link) {
+        if !link::supported(link) {
             return Err(CaptureError::UnsupportedLinkType {
                 link: link.0,
-                interface: 0,
+                interface: None,
             });
         }
         Ok(Self {
@@ -51,14 +51,31 @@ impl File {
         record: &LegacyPcapBlock<'a>,
         offset: usize,
     ) -> Result<(Meta, &'a [u8]), CaptureError> {
-        let frac_ns = if self.nanos {
-            Some(u64::from(record.ts_usec))
+        if record.caplen > MAX_RECORD_LEN {
+            return Err(CaptureError::RecordLength {
+                offset,
+                caplen: record.caplen,
+            });
+        }
+        // The fraction counts the micro- or nanoseconds since the seconds
+        // field (draft-ietf-opsawg-pcap, "Packet Record"): a second or
+        // more is not a timestamp but damage.
+        let (unit, per_sec, ns_per_unit) = if self.nanos {
+            ("nanoseconds", NANOS_PER_SEC, 1)
         } else {
-            u64::from(record.ts_usec).checked_mul(1_000)
+            ("microseconds", 1_000_000, 1_000)
         };
+        let frac = u64::from(record.ts_usec);
+        if frac >= per_sec {
+            return Err(CaptureError::TimestampFraction {
+                offset,
+                frac: record.ts_usec,
+                unit,
+            });
+        }
         let ts_ns = u64::from(record.ts_sec)
             .checked_mul(NANOS_PER_SEC)
-            .zip(frac_ns)
+            .zip(frac.checked_mul(ns_per_unit))
             .and_then(|(s, f)| s.checked_add(f))
             .ok_or(CaptureError::Timestamp { offset })?;
         let meta = Meta {
@@ -82,9 +99,12 @@ impl File {
                     u32::from_le_bytes(*b)
                 }
             });
-        match trouble {
-            Trouble::More => Remedy::Refill,
-            Trouble::Grow if caplen.is_some_and(|n| n <= MAX_RECORD_LEN) => Remedy::Grow,
+        match (trouble, caplen) {
+            (_, Some(caplen)) if caplen > MAX_RECORD_LEN => {
+                Remedy::Fail(CaptureError::RecordLength { offset, caplen })
+            }
+            (Trouble::More, _) => Remedy::Refill,
+            (Trouble::Grow, Some(_)) => Remedy::Grow,
             _ => Remedy::Fail(CaptureError::Truncated {
                 what: "record",
                 offset,

@@ -28,6 +28,7 @@
 mod error;
 mod input;
 mod legacy;
+mod link;
 mod ng;
 #[cfg(test)]
 #[expect(
@@ -55,7 +56,8 @@ use self::input::{Failure, Input, read_up_to};
 /// valid until the next call to [`Capture::next_packet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
-    /// How `data` starts.
+    /// How `data` starts. BSD loopback frames (link types 0 and 108) of
+    /// IPv4 and IPv6 come without their 4-byte header, as raw IPv4 or IPv6.
     pub link: LinkType,
     /// Capture time in nanoseconds since the Unix epoch (0 when the format
     /// records none, as in pcapng Simple Packet Blocks).
@@ -131,19 +133,6 @@ const HEAD_LEN: usize = 24;
 /// larger than itself, up to [`ng::MAX_BLOCK_LEN`].
 const BUFFER_LEN: usize = 1 << 20;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
-
-/// Link types `monitor_common::net::l3` can parse.
-fn link_supported(link: LinkType) -> bool {
-    matches!(
-        link,
-        LinkType::ETHERNET
-            | LinkType::RAW
-            | LinkType::LINUX_SLL
-            | LinkType::IPV4
-            | LinkType::IPV6
-            | LinkType::LINUX_SLL2
-    )
-}
 
 impl Capture {
     /// Opens a capture file, or standard input for `-`; errors name it.
@@ -256,12 +245,13 @@ impl Capture {
                         self.done = true;
                         return Some(Err(CaptureError::Internal));
                     };
+                    let (link, data, orig_len) = link::normalize(meta.link, data, meta.orig_len);
                     return Some(Ok(Packet {
-                        link: meta.link,
+                        link,
                         ts_ns: meta.ts_ns,
                         direction: meta.direction,
                         data,
-                        orig_len: meta.orig_len,
+                        orig_len,
                     }));
                 }
                 Ok(None) => {}

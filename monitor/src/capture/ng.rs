@@ -5,7 +5,7 @@
 use monitor_common::{event::Direction, net::LinkType};
 use pcap_parser::{Block, OptionCode, PcapError, parse_option_be, parse_option_le};
 
-use super::{CaptureError, Meta, NANOS_PER_SEC, Remedy, Trouble, link_supported};
+use super::{CaptureError, Meta, NANOS_PER_SEC, Remedy, Trouble, link};
 
 /// The longest block read. Far beyond any packet (a 64 KiB GSO frame, a
 /// 256 KiB snap length): a file that announces more is damaged, and the
@@ -141,10 +141,10 @@ impl Section {
                 interface: p.interface,
                 count: self.interfaces.len(),
             })?;
-        if !link_supported(iface.link) {
+        if !link::supported(iface.link) {
             return Err(CaptureError::UnsupportedLinkType {
                 link: iface.link.0,
-                interface: p.interface,
+                interface: Some(p.interface),
             });
         }
         let data = p.data.ok_or(CaptureError::Malformed {

@@ -1,6 +1,6 @@
 //! Each format and variant, and the errors about them.
 
-use super::*;
+use super::{legacy::MAX_RECORD_LEN, *};
 
 // ---- classic pcap --------------------------------------------------
 
@@ -63,9 +63,27 @@ fn pcap_little_endian_nanoseconds_and_big_endian_microseconds() {
 
 #[test]
 fn pcap_errors_are_clear() {
+    // A classic pcap has one link type, and no interfaces to speak of.
     let f = PcapFile::new(true, false, 147);
     let err = from_bytes(f.bytes.clone()).err().unwrap();
-    assert_eq!(err.to_string(), "unsupported link type 147 on interface 0");
+    assert_eq!(
+        err.to_string(),
+        "unsupported link type 147 (user-defined); tlsmon reads Ethernet (1), \
+         Linux cooked v1 and v2 (113, 276), raw IP (101, 228, 229) and \
+         BSD loopback (NULL 0, LOOP 108)"
+    );
+    let f = PcapFile::new(false, false, 127);
+    let err = from_bytes(f.bytes.clone()).err().unwrap().to_string();
+    assert!(
+        err.starts_with("unsupported link type 127 (IEEE 802.11 radiotap); tlsmon reads Ethernet"),
+        "{err}"
+    );
+    let f = PcapFile::new(true, false, 4242);
+    let err = from_bytes(f.bytes.clone()).err().unwrap().to_string();
+    assert!(
+        err.starts_with("unsupported link type 4242; tlsmon reads"),
+        "{err}"
+    );
 
     let err = from_bytes(b"GET / HTTP/1.1\r\n".to_vec()).err().unwrap();
     assert_eq!(
@@ -218,7 +236,9 @@ fn unsupported_interface_is_reported_per_packet() {
     assert_eq!(got.len(), 2);
     assert_eq!(
         got[0].as_ref().unwrap_err().to_string(),
-        "unsupported link type 147 on interface 1"
+        "unsupported link type 147 (user-defined) on interface 1; tlsmon reads Ethernet (1), \
+         Linux cooked v1 and v2 (113, 276), raw IP (101, 228, 229) and \
+         BSD loopback (NULL 0, LOOP 108)"
     );
     assert_eq!(got[1].as_ref().unwrap().3, b"eth");
 }
@@ -319,4 +339,78 @@ fn open_names_the_file() {
     std::fs::write(&good, &f.bytes).unwrap();
     assert_eq!(collect(Capture::open(&good).unwrap()).len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every buffer size the reader may see a record with: small (the record
+/// arrives in pieces) and the real one.
+fn read_both_ways(bytes: &[u8]) -> Vec<Vec<Result<Owned, String>>> {
+    [64, BUFFER_LEN]
+        .iter()
+        .map(|&size| {
+            collect(Capture::with_buffer(Cursor::new(bytes.to_vec()), size).unwrap())
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_timestamp_fraction_of_a_second_or_more_is_an_error() {
+    for (nanos, frac, unit) in [
+        (false, u32::MAX, "microseconds"),
+        (false, 1_000_000, "microseconds"),
+        (true, 1_000_000_000, "nanoseconds"),
+    ] {
+        let mut f = PcapFile::new(true, nanos, 1);
+        f.record(1, 999, b"before", 6)
+            .record(2, frac, b"bad", 3)
+            .record(3, 0, b"after", 5);
+        let want = format!(
+            "pcap record at byte {} has a timestamp fraction of {frac} {unit}, \
+             a second or more: the file is damaged there",
+            f.ends[1]
+        );
+        for got in read_both_ways(&f.bytes) {
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert_eq!(got[0].as_ref().unwrap().3, b"before");
+            assert_eq!(got[1].as_ref().unwrap_err(), &want);
+        }
+    }
+    // The largest fractions are fine.
+    let mut f = PcapFile::new(true, false, 1);
+    f.record(1, 999_999, b"a", 1);
+    assert_eq!(read_all(f.bytes)[0].1, 1_999_999_000);
+    let mut f = PcapFile::new(false, true, 1);
+    f.record(1, 999_999_999, b"a", 1);
+    assert_eq!(read_all(f.bytes)[0].1, 1_999_999_999);
+}
+
+#[test]
+fn an_absurd_record_length_is_reported_as_such() {
+    for caplen in [u32::MAX, 0x7fff_ffff, 1 << 20, MAX_RECORD_LEN + 1] {
+        let mut f = PcapFile::new(true, false, 1);
+        f.record(1, 0, b"ok", 2);
+        let at = f.bytes.len();
+        for field in [2, 0, caplen, caplen] {
+            put32(&mut f.bytes, true, field);
+        }
+        // All the bytes of the shorter claims are there.
+        f.bytes.resize(f.bytes.len() + (1 << 20) + 100, 0);
+        let want = format!(
+            "pcap record at byte {at} claims {caplen} captured bytes, more than a capture \
+             can hold (262144): the file is damaged there"
+        );
+        for got in read_both_ways(&f.bytes) {
+            assert_eq!(got.len(), 2, "{caplen}: {got:?}");
+            assert_eq!(got[1].as_ref().unwrap_err(), &want);
+        }
+    }
+    // A plausible length in a file that ends too soon is a cut file.
+    let mut f = PcapFile::new(true, false, 1);
+    f.record(1, 0, &[1; 1000], 1000);
+    let cut = &f.bytes[..f.bytes.len() - 1];
+    for got in read_both_ways(cut) {
+        assert_eq!(got, vec![Err("truncated record at byte 24".to_owned())]);
+    }
 }

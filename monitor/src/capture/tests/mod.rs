@@ -2,6 +2,7 @@
 //! error, and bad input of every kind.
 
 mod formats;
+mod loopback;
 mod robustness;
 mod streams;
 
