@@ -55,6 +55,10 @@ struct LiveArgs {
     /// HAProxy configuration to name backends `backend/server` and frontends.
     #[arg(long, value_name = "PATH")]
     haproxy_config: Option<PathBuf>,
+    /// nginx configuration (with its includes) to name upstream servers
+    /// `upstream/server` and TLS `server` blocks.
+    #[arg(long, value_name = "PATH")]
+    nginx_config: Option<PathBuf>,
     /// Most connections tracked at once; the oldest is evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     max_connections: usize,
@@ -107,12 +111,21 @@ fn ring_mib(s: &str) -> Result<u32, String> {
 fn load_names(
     file: Option<&std::path::Path>,
     haproxy: Option<&std::path::Path>,
+    nginx: Option<&std::path::Path>,
 ) -> anyhow::Result<Names> {
     let mut names = Names::new();
     if let Some(p) = haproxy {
         let n = Names::from_haproxy_config(p)?;
         for s in n.skipped() {
             eprintln!("tlsmon: {}: {s}", p.display());
+        }
+        names.merge(n);
+    }
+    if let Some(p) = nginx {
+        // Each entry names its file (includes) and line.
+        let n = Names::from_nginx_config(p)?;
+        for s in n.skipped() {
+            eprintln!("tlsmon: {s}");
         }
         names.merge(n);
     }
@@ -132,7 +145,11 @@ fn main() -> ExitCode {
         }),
         None => {
             let a = cli.live;
-            let names = match load_names(a.names.as_deref(), a.haproxy_config.as_deref()) {
+            let names = match load_names(
+                a.names.as_deref(),
+                a.haproxy_config.as_deref(),
+                a.nginx_config.as_deref(),
+            ) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("tlsmon: {e:#}");
