@@ -102,10 +102,11 @@ fn layout(dir: &Path) {
     );
 }
 
-/// What `nginx -T` prints for each file it read.
-fn nginx_files(conf: &Path, dir: &Path) -> Vec<PathBuf> {
+/// Runs `nginx FLAG -c CONF` with its error log in `dir`; it must accept
+/// the configuration.
+fn nginx(flag: &str, conf: &Path, dir: &Path) -> String {
     let out = xtask::programs::command("nginx")
-        .arg("-T")
+        .arg(flag)
         .arg("-c")
         .arg(conf)
         .arg("-e")
@@ -114,11 +115,15 @@ fn nginx_files(conf: &Path, dir: &Path) -> Vec<PathBuf> {
         .expect("nginx (cargo xtask setup installs it)");
     assert!(
         out.status.success(),
-        "nginx -T refused the test's configuration: {}",
+        "nginx {flag} refused the test's configuration: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What `nginx -T` prints for each file it read.
+fn nginx_files(conf: &Path, dir: &Path) -> Vec<PathBuf> {
+    nginx("-T", conf, dir)
         .lines()
         .filter_map(|l| l.strip_prefix("# configuration file "))
         .map(|f| PathBuf::from(f.trim_end_matches(':')))
@@ -138,19 +143,7 @@ fn debian_layout_with_includes() {
     let dir = std::env::temp_dir().join(format!("tlsmon-nginx-debian-{}", std::process::id()));
     layout(&dir);
     let conf = dir.join("nginx.conf");
-    let t = xtask::programs::command("nginx")
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(dir.join("log/error.log"))
-        .output()
-        .unwrap();
-    assert!(
-        t.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&t.stderr)
-    );
+    nginx("-t", &conf, &dir);
 
     let config = NginxConfig::load(&conf).unwrap();
     assert_eq!(config.files(), nginx_files(&conf, &dir));
