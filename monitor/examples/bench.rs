@@ -9,6 +9,10 @@
 //! bench soak [--quick]     complete TLS 1.2 handshakes through the kernel
 //!                          program at 20,000/s while a consumer thread drains
 //!                          the ring buffer like the daemon: are events lost?
+//! bench replay [--quick]  packets per second through `tlsmon replay`'s host
+//!                          engine, on the fixture captures repeated
+//! bench replay-capture PATH MIB
+//!                          writes such a capture of at least MIB MiB
 //! bench in-place IF...     attaches the return-only baseline program to
 //!                          the interfaces, with the kernel's BPF run-time
 //!                          statistics on, until SIGINT or SIGTERM: what a
@@ -49,7 +53,11 @@ use monitor_common::{
 };
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: bench kernel|soak [--quick] | bench rss | bench in-place IF...";
+#[path = "bench/replay.rs"]
+mod replay;
+
+const USAGE: &str = "usage: bench kernel|soak|replay [--quick] | bench rss | \
+                     bench replay-capture PATH MIB | bench in-place IF...";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -66,6 +74,11 @@ fn main() -> anyhow::Result<()> {
             rss_child(n)
         }
         Some("soak") => soak(quick)?,
+        Some("replay") => replay::run(quick)?,
+        Some("replay-capture") if args.len() == 3 => replay::capture(
+            std::path::Path::new(&args[1]),
+            args[2].parse().context("replay-capture: MiB")?,
+        )?,
         Some("in-place") if args.len() > 1 => in_place(&args[1..])?,
         _ => bail!(USAGE),
     };

@@ -73,6 +73,10 @@ pub struct LiveArgs {
     /// HAProxy configuration to name backends `backend/server` and frontends.
     #[arg(long, value_name = "PATH")]
     pub haproxy_config: Option<PathBuf>,
+    /// nginx configuration (with its includes) to name upstream servers
+    /// `upstream/server` and TLS `server` blocks.
+    #[arg(long, value_name = "PATH")]
+    pub nginx_config: Option<PathBuf>,
     /// Most connections tracked at once; the oldest is evicted (and counted).
     #[arg(long, value_name = "N", value_parser = at_least_one, default_value_t = 1 << 20)]
     pub max_connections: usize,
@@ -86,7 +90,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The capture (pcap or pcapng; Ethernet, Linux cooked or raw IP).
+    /// The capture (pcap or pcapng, gzip-compressed or not; Ethernet, Linux
+    /// cooked, raw IP or BSD loopback), or `-` for standard input.
     pub file: PathBuf,
     /// `host` runs the shared classifier compiled for this machine (no
     /// root); `kernel` runs the real eBPF program on every packet with

@@ -11,17 +11,26 @@ use monitor::{
     tracker::Limits,
 };
 
-/// Merges the names file and the HAProxy config; entries HAProxy's config
-/// has that cannot be used (host names, ranges) are reported, not fatal.
+/// Merges the names file and the HAProxy and nginx configs; entries they
+/// have that cannot be used (host names, ranges) are reported, not fatal.
 fn load_names(
     file: Option<&std::path::Path>,
     haproxy: Option<&std::path::Path>,
+    nginx: Option<&std::path::Path>,
 ) -> anyhow::Result<Names> {
     let mut names = Names::new();
     if let Some(p) = haproxy {
         let n = Names::from_haproxy_config(p)?;
         for s in n.skipped() {
             eprintln!("tlsmon: {}: {s}", p.display());
+        }
+        names.merge(n);
+    }
+    if let Some(p) = nginx {
+        // Each entry names its file (includes) and line.
+        let n = Names::from_nginx_config(p)?;
+        for s in n.skipped() {
+            eprintln!("tlsmon: {s}");
         }
         names.merge(n);
     }
@@ -35,7 +44,11 @@ fn load_names(
 /// kernel program: the files they name, and that each named interface
 /// exists (a typo used to be found only after seconds of loading).
 fn live_options(a: LiveArgs) -> anyhow::Result<live::Options> {
-    let names = load_names(a.names.as_deref(), a.haproxy_config.as_deref())?;
+    let names = load_names(
+        a.names.as_deref(),
+        a.haproxy_config.as_deref(),
+        a.nginx_config.as_deref(),
+    )?;
     for iface in &a.ifaces {
         if let kernel::Presence::Absent = kernel::presence(iface) {
             anyhow::bail!("--iface {iface}: no such interface (`ip link` lists them)");

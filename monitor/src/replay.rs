@@ -39,7 +39,7 @@ pub struct Outcome {
 
 /// Runs a capture through an engine; the caller prints or compares.
 pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
-    let capture = Capture::open(&opts.file)?;
+    let mut capture = Capture::open(&opts.file)?;
     let mut engine: Box<dyn Engine> = if opts.kernel {
         Box::new(KernelEngine::new()?)
     } else {
@@ -50,7 +50,7 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
     let mut last_ts = 0u64;
     let mut last_tick = 0u64;
     let mut capture_error = None;
-    for packet in capture.packets() {
+    while let Some(packet) = capture.next_packet() {
         let p = match packet {
             Ok(p) => p,
             // A capture cut short (tcpdump killed mid-write) still has

@@ -39,30 +39,29 @@ struct Frame {
 }
 
 fn frames(name: &str) -> Vec<Frame> {
-    let capture = Capture::open(&fixture_path(&format!("{name}.pcap"))).unwrap();
-    capture
-        .packets()
-        .enumerate()
-        .map(|(i, p)| {
-            let p = p.unwrap_or_else(|e| panic!("{name}: frame {}: {e}", i + 1));
-            assert_eq!(
-                p.direction,
-                Direction::UNKNOWN,
-                "{name}: classic pcap has no direction"
-            );
-            assert_eq!(
-                usize::try_from(p.orig_len).unwrap(),
-                p.data.len(),
-                "{name}: captured with -s 0"
-            );
-            Frame {
-                number: i + 1,
-                link: p.link,
-                ts_ns: p.ts_ns,
-                data: p.data.to_vec(),
-            }
-        })
-        .collect()
+    let mut capture = Capture::open(&fixture_path(&format!("{name}.pcap"))).unwrap();
+    let mut frames = Vec::new();
+    while let Some(p) = capture.next_packet() {
+        let number = frames.len() + 1;
+        let p = p.unwrap_or_else(|e| panic!("{name}: frame {number}: {e}"));
+        assert_eq!(
+            p.direction,
+            Direction::UNKNOWN,
+            "{name}: classic pcap has no direction"
+        );
+        assert_eq!(
+            usize::try_from(p.orig_len).unwrap(),
+            p.data.len(),
+            "{name}: captured with -s 0"
+        );
+        frames.push(Frame {
+            number,
+            link: p.link,
+            ts_ns: p.ts_ns,
+            data: p.data.to_vec(),
+        });
+    }
+    frames
 }
 
 /// One line of a `.tshark.tsv` file: field name to value. Fields that occur

@@ -288,3 +288,167 @@ fn cut_and_foreign_files_are_reported_by_name() {
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tlsmon replay`'s output without the line that names the file.
+fn replay_output(mut cmd: std::process::Command) -> String {
+    let out = cmd.output().expect("running tlsmon");
+    assert!(
+        out.status.success(),
+        "tlsmon replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("file");
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn standard_input_and_gzip_read_like_the_file() {
+    use std::{io::Write as _, process::Command};
+
+    let dir = std::env::temp_dir().join(format!("tlsmon-replay-stdin-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let tlsmon = env!("CARGO_BIN_EXE_tlsmon");
+    for pcap in corpus() {
+        let mut plain = Command::new(tlsmon);
+        plain.arg("replay").arg(&pcap);
+        let want = replay_output(plain);
+        assert!(want.contains("\"type\":\"server\""), "{want}");
+        // `tcpdump -w - | tlsmon replay -`: a real pipe.
+        let mut piped = Command::new(tlsmon);
+        piped
+            .args(["replay", "-"])
+            .stdin(fs::File::open(&pcap).unwrap());
+        assert_eq!(replay_output(piped), want, "{} on stdin", pcap.display());
+        // The same file gzip-compressed, by name and on stdin.
+        let gz = dir.join("capture.pcap.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&fs::read(&pcap).unwrap()).unwrap();
+        fs::write(&gz, e.finish().unwrap()).unwrap();
+        let mut zipped = Command::new(tlsmon);
+        zipped.arg("replay").arg(&gz);
+        assert_eq!(replay_output(zipped), want, "{} gzipped", pcap.display());
+        let mut zipped_stdin = Command::new(tlsmon);
+        zipped_stdin
+            .args(["replay", "-"])
+            .stdin(fs::File::open(&gz).unwrap());
+        assert_eq!(
+            replay_output(zipped_stdin),
+            want,
+            "{} gzipped on stdin",
+            pcap.display()
+        );
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes `pcap` again as a BSD loopback capture (`link` 0 or 108): each
+/// frame's Ethernet header replaced by the 4-byte address family `family`
+/// (AF_INET, 2, in the byte order given). No BSD machine is at hand to
+/// capture loopback on, so the frames are rebuilt from the format's
+/// description (tcpdump.org, LINKTYPE_NULL and LINKTYPE_LOOP).
+fn as_bsd_loopback(pcap: &Path, out: &Path, link: i32, family: [u8; 4]) {
+    use pcap_parser::{LegacyPcapBlock, Linktype, PcapHeader, ToVec as _};
+
+    let mut capture = monitor::capture::Capture::open(pcap).unwrap();
+    let header = PcapHeader {
+        snaplen: 262_144,
+        network: Linktype(link),
+        ..PcapHeader::new()
+    };
+    let mut bytes = header.to_vec_raw().unwrap();
+    while let Some(p) = capture.next_packet() {
+        let p = p.unwrap();
+        // Fixtures are IPv4 over Ethernet without VLAN tags.
+        assert_eq!(p.data[12..14], [0x08, 0x00], "{}", pcap.display());
+        let frame = [&family[..], &p.data[14..]].concat();
+        let len = u32::try_from(frame.len()).unwrap();
+        let record = LegacyPcapBlock {
+            ts_sec: u32::try_from(p.ts_ns / 1_000_000_000).unwrap(),
+            ts_usec: u32::try_from(p.ts_ns % 1_000_000_000 / 1_000).unwrap(),
+            caplen: len,
+            origlen: len,
+            data: &frame,
+        };
+        bytes.extend(record.to_vec_raw().unwrap());
+    }
+    fs::write(out, bytes).unwrap();
+}
+
+/// tshark's dissection of `pcap`, next to it, with the fields
+/// `tshark_counts` reads (as `fixtures/make.sh` makes it for the corpus).
+fn dissect(pcap: &Path) {
+    let mut cmd = xtask::programs::command("tshark");
+    cmd.arg("-n").arg("-r").arg(pcap);
+    cmd.args(["-Y", "tls.handshake.type", "-T", "fields", "-E", "header=y"]);
+    cmd.args([
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for field in [
+        "tls.record.content_type",
+        "tls.handshake.type",
+        "tls.handshake.random",
+        "tls.handshake.extension.type",
+        "tls.handshake.extensions.supported_version",
+    ] {
+        cmd.args(["-e", field]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(pcap.with_extension("tshark.tsv"), out.stdout).unwrap();
+}
+
+#[test]
+fn bsd_loopback_captures_count_like_the_ethernet_ones() {
+    let dir = std::env::temp_dir().join(format!("tlsmon-replay-null-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // NULL from little- and big-endian hosts, and LOOP: each capture in
+    // one of them, in turn (tshark takes a second or two per file).
+    let variants = [
+        (0, 2u32.to_le_bytes(), "null-le"),
+        (0, 2u32.to_be_bytes(), "null-be"),
+        (108, 2u32.to_be_bytes(), "loop"),
+    ];
+    for (i, pcap) in corpus().into_iter().enumerate() {
+        let want = run(&pcap, false);
+        let stem = pcap.file_stem().unwrap().to_string_lossy().into_owned();
+        for &(link, family, what) in variants.iter().cycle().skip(i).take(1) {
+            let out = dir.join(format!("{stem}.{what}.pcap"));
+            as_bsd_loopback(&pcap, &out, link, family);
+            // tshark reads the copy as it reads the original...
+            dissect(&out);
+            assert_eq!(
+                tshark_counts(&out),
+                tshark_counts(&pcap),
+                "{}",
+                out.display()
+            );
+            // ...and so does tlsmon, with both engines.
+            let got = run(&out, false);
+            assert_eq!(got, want, "{} (host engine)", out.display());
+            if root {
+                assert_eq!(run(&out, true), want, "{} (kernel engine)", out.display());
+            }
+        }
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

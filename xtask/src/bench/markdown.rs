@@ -254,11 +254,13 @@ fn userspace_section(md: &mut String, report: &Report) {
          | events/s, connections live 30 ms (`tracker/mix`) | {} |\n\
          | events/s, connections live 3 s, resumptions offer sessions of open connections (`tracker/mix_keepalive`) | {} |\n\
          | RSS growth, 100,000 connections awaiting a ServerHello | {} |\n\
-         | RSS growth, 1,000,000 connections awaiting a ServerHello | {} |\n",
+         | RSS growth, 1,000,000 connections awaiting a ServerHello | {} |\n\
+         | packets/s, `tlsmon replay` (host engine) of the fixture captures repeated | {} |\n",
         user.events_per_s.cell(""),
         user.events_per_s_keepalive.cell(""),
         user.rss_mb_100k.cell(" MiB"),
         user.rss_mb_1m.cell(" MiB"),
+        user.replay_packets_per_s.cell(""),
     );
     let (a, b) = (user.bytes_per_connection_100k, user.bytes_per_connection_1m);
     if a.is_some() || b.is_some() {

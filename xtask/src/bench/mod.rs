@@ -132,5 +132,6 @@ fn userspace(plan: &Plan) -> Userspace {
         } else {
             Part::skipped("not run with --quick")
         },
+        replay_packets_per_s: Part::from_result("replay", run_micro::replay_packets_per_s(plan)),
     }
 }

@@ -125,6 +125,13 @@ pub struct Userspace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_connection_1m: Option<f64>,
     pub events_per_s_keepalive: Part<f64>,
+    /// Reports written before replay was measured lack it.
+    #[serde(default = "not_measured")]
+    pub replay_packets_per_s: Part<f64>,
+}
+
+fn not_measured() -> Part<f64> {
+    Part::skipped("not measured in this run")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -320,6 +327,11 @@ pub fn check(report: &Report) -> Result<()> {
     need("userspace.events_per_s", &user.events_per_s, false);
     need("userspace.rss_mb_100k", &user.rss_mb_100k, false);
     need("userspace.rss_mb_1m", &user.rss_mb_1m, false);
+    need(
+        "userspace.replay_packets_per_s",
+        &user.replay_packets_per_s,
+        false,
+    );
     let e2e = &report.end_to_end;
     need("end_to_end.throughput_ratio", &e2e.throughput_ratio, false);
     need(
@@ -387,6 +399,7 @@ pub(super) mod tests {
                 bytes_per_connection_100k: None,
                 bytes_per_connection_1m: None,
                 events_per_s_keepalive: Part::skipped("not run with --quick"),
+                replay_packets_per_s: Part::Measured(5e6),
             },
             end_to_end: EndToEnd {
                 throughput_ratio: Part::skipped("no lab"),

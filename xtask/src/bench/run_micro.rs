@@ -58,6 +58,17 @@ fn example<T: DeserializeOwned>(args: &[&str], quick: bool) -> Result<T> {
         .with_context(|| format!("`{text}` printed no report we can read: {stdout:?}"))
 }
 
+/// `tlsmon replay`'s packets per second with the host engine
+/// (monitor/examples/bench/replay.rs: the fixture captures repeated).
+pub fn replay_packets_per_s(plan: &Plan) -> Result<f64> {
+    #[derive(Deserialize)]
+    struct Out {
+        packets_per_s: f64,
+    }
+    let out: Out = example(&["replay"], plan.example_quick)?;
+    Ok(round(out.packets_per_s, 0))
+}
+
 /// What `bench kernel` prints (more than the report keeps).
 #[derive(Deserialize)]
 struct KernelOutput {
