@@ -14,6 +14,13 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     live: LiveArgs,
+    /// Most verbose diagnostics written (error, warn, info, debug, trace);
+    /// to journald under systemd, else to stderr.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing::level_filters::LevelFilter,
+    /// More diagnostics: -v for debug, -vv for trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Args)]
@@ -79,6 +86,9 @@ struct ReplayArgs {
     /// when the capture does not record packet direction (repeatable).
     #[arg(long = "local", value_name = "ADDR")]
     local: Vec<IpAddr>,
+    /// JSON lines even on a terminal (where replay prints a table).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,7 +121,7 @@ fn load_names(
     if let Some(p) = haproxy {
         let n = Names::from_haproxy_config(p)?;
         for s in n.skipped() {
-            eprintln!("tlsmon: {}: {s}", p.display());
+            tracing::warn!("{}: {s}", p.display());
         }
         names.merge(n);
     }
@@ -123,18 +133,29 @@ fn load_names(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => cli.log_level,
+        1 => cli
+            .log_level
+            .max(tracing::level_filters::LevelFilter::DEBUG),
+        _ => tracing::level_filters::LevelFilter::TRACE,
+    };
+    let _logging = monitor::logging::init(level);
     let result = match cli.command {
-        Some(Command::Replay(r)) => replay::run(&replay::Options {
-            file: r.file,
-            kernel: matches!(r.engine, Engine::Kernel),
-            local: r.local,
-        }),
+        Some(Command::Replay(r)) => replay::run(
+            &replay::Options {
+                file: r.file,
+                kernel: matches!(r.engine, Engine::Kernel),
+                local: r.local,
+            },
+            r.json,
+        ),
         None => {
             let a = cli.live;
             let names = match load_names(a.names.as_deref(), a.haproxy_config.as_deref()) {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!("tlsmon: {e:#}");
+                    tracing::error!("{e:#}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -160,7 +181,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One sentence, with its causes, never a backtrace.
-            eprintln!("tlsmon: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
