@@ -145,6 +145,8 @@ struct Derived {
     rate: f64,
     rates: HashMap<Endpoint, f64>,
     history: HashMap<Endpoint, History>,
+    /// Counts over all servers, as of the tick (the header's).
+    summary: Summary,
 }
 
 /// The screen's content at the moment `p` was pressed.
@@ -409,10 +411,11 @@ impl App {
             .map_or_else(|| self.tracker.connections(), |f| f.connections)
     }
 
-    /// Counts over all servers (unfiltered) as displayed.
+    /// Counts over all servers (unfiltered) as of the displayed tick: the
+    /// tick already walks every server, a frame need not again.
     #[must_use]
     pub fn summary(&self) -> Summary {
-        Summary::of(self.servers())
+        self.derived().summary
     }
 
     /// The status line's message, while it is fresh.
@@ -579,6 +582,7 @@ impl App {
         self.live.rate = 0.0;
         self.live.rates.clear();
         self.live.history.clear();
+        self.live.summary = Summary::default();
         if self.frozen.is_some() {
             self.frozen = Some(Box::new(self.snapshot()));
         }
@@ -626,6 +630,7 @@ impl App {
             self.live.rates = rates;
             self.last_tick_ns = now_ns;
         }
+        self.live.summary = Summary::of(servers);
         self.live.now_ns = now_ns.max(self.live.now_ns);
         self.live.kernel = kernel;
     }

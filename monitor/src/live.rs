@@ -250,8 +250,9 @@ pub fn finish(mut sink: Sink, app: &App, format: LogFormat, within: Duration) ->
         "dropped_output_lines": sink.dropped(),
     });
     lines.push(summary_line(app.tracker(), Some(app.kernel()), &extra, ts).to_string());
-    sink.lines(lines);
-    sink.close(within)
+    let start = std::time::Instant::now();
+    sink.lines_within(lines, within);
+    sink.close(within.saturating_sub(start.elapsed()))
 }
 
 /// How long the last lines may take to be written before tlsmon exits
@@ -265,6 +266,14 @@ struct TerminalGuard;
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         ratatui::restore();
+    }
+}
+
+/// Keeps diagnostics off the terminal while it lives (see `logging`).
+struct Quiet;
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
         crate::logging::dashboard(false);
     }
 }
@@ -353,6 +362,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         if kernel::uses_tcx() {
             crate::privileges::drop_all_but_keep()?;
         }
+        // With the dashboard, messages go to its status line from here on
+        // (until `quiet` is dropped, whatever happens).
+        let (notices, quiet) = if tui {
+            (Some(crate::logging::dashboard(true)), Some(Quiet))
+        } else {
+            (None, None)
+        };
         tracing::info!("attached to {}", ifaces.join(", "));
         let metrics = match metrics {
             Some(l) => {
@@ -380,10 +396,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let mut input = Inputs {
             keys: None,
             signals,
-            notices: None,
+            notices,
         };
         let guard = if tui {
-            input.notices = Some(crate::logging::dashboard(true));
             out.terminal = Some(ratatui::init());
             input.keys = Some(crossterm::event::EventStream::new());
             Some(TerminalGuard)
@@ -397,6 +412,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let result = event_loop(&mut source, &mut app, &mut out, &mut input, &timing).await;
         out.terminal = None;
         drop(guard);
+        drop(quiet);
         result?;
         // After the dashboard closes, the final lines go to stdout.
         let sink = match out.lines.take() {

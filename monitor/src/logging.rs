@@ -15,13 +15,14 @@ use std::{
     fmt,
     sync::{
         Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{Receiver, SyncSender, sync_channel},
     },
+    time::{Duration, Instant},
 };
 
 use tracing::{Event, Level, Subscriber, field::Field, level_filters::LevelFilter};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     Layer,
     filter::filter_fn,
@@ -62,10 +63,16 @@ pub fn init(level: LevelFilter) -> Guard {
         .lossy(true)
         .buffered_lines_limit(STDERR_QUEUE)
         .thread_name("tlsmon-stderr")
-        .finish(std::io::stderr());
+        .finish(Counted(std::io::stderr()));
+    if let Ok(mut d) = DROPPED.lock() {
+        *d = Some(writer.error_counter());
+    }
     let stderr = tracing_subscriber::fmt::layer()
         .event_format(Plain)
-        .with_writer(writer)
+        .with_writer(move || {
+            SUBMITTED.fetch_add(1, Ordering::Relaxed);
+            writer.clone()
+        })
         .with_filter(level)
         .with_filter(filter_fn(|_| !DASHBOARD.load(Ordering::Relaxed)));
     let _ = tracing_subscriber::registry()
@@ -77,13 +84,55 @@ pub fn init(level: LevelFilter) -> Guard {
 
 /// Says that the dashboard takes (`true`) or gives back the terminal.
 /// Returns the receiving end of the status line's messages.
+///
+/// Taking it waits (at most [`DRAIN_WAIT`]) until the stderr writer has
+/// written what was logged before: a line written after the dashboard
+/// started would be drawn over it.
 pub fn dashboard(on: bool) -> Receiver<String> {
     let (tx, rx) = sync_channel(NOTICE_QUEUE);
     if let Ok(mut slot) = NOTICES.lock() {
         *slot = on.then_some(tx);
     }
     DASHBOARD.store(on, Ordering::Relaxed);
+    if on {
+        let dropped = || {
+            DROPPED
+                .lock()
+                .ok()
+                .and_then(|d| d.as_ref().map(ErrorCounter::dropped_lines))
+                .unwrap_or(0)
+        };
+        let start = Instant::now();
+        while WRITTEN.load(Ordering::Relaxed) + dropped() < SUBMITTED.load(Ordering::Relaxed)
+            && start.elapsed() < DRAIN_WAIT
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     rx
+}
+
+/// Messages handed to the stderr writer, written by it, dropped by it.
+static SUBMITTED: AtomicUsize = AtomicUsize::new(0);
+static WRITTEN: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: Mutex<Option<ErrorCounter>> = Mutex::new(None);
+/// How long the dashboard waits for stderr to catch up before it starts.
+const DRAIN_WAIT: Duration = Duration::from_millis(300);
+
+/// stderr, counting the messages written (the fmt layer writes each
+/// message with one `write` call).
+struct Counted(std::io::Stderr);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        WRITTEN.fetch_add(1, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// `tlsmon: message` for information, `tlsmon: warning: message` and so
@@ -103,8 +152,10 @@ where
     ) -> fmt::Result {
         write!(w, "tlsmon: ")?;
         let level = *event.metadata().level();
-        if level != Level::INFO {
-            write!(w, "{}: ", level.as_str().to_lowercase())?;
+        match level {
+            Level::INFO => {}
+            Level::WARN => write!(w, "warning: ")?,
+            l => write!(w, "{}: ", l.as_str().to_lowercase())?,
         }
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)

@@ -26,7 +26,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc::{self, Receiver, SyncSender, TrySendError},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -210,16 +210,32 @@ impl Sink {
 
     /// Queues lines, or drops and counts them if the queue is full.
     pub fn lines(&mut self, lines: Vec<String>) {
+        self.lines_within(lines, Duration::ZERO);
+    }
+
+    /// Queues lines, waiting at most `within` for room (the last lines,
+    /// which should not be lost to a queue full of older snapshots when
+    /// the reader is merely slow). Drops and counts them after that.
+    pub fn lines_within(&mut self, lines: Vec<String>, within: Duration) {
         if lines.is_empty() {
             return;
         }
         self.retry_switch();
         let n = lines.len() as u64;
         self.sent += n;
-        match self.tx.as_ref().map(|tx| tx.try_send(Msg::Lines(lines))) {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
-                self.dropped += n;
+        let deadline = Instant::now() + within;
+        let mut msg = Msg::Lines(lines);
+        loop {
+            match self.tx.as_ref().map(|tx| tx.try_send(msg)) {
+                Some(Ok(())) => return,
+                Some(Err(TrySendError::Full(m))) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+                    self.dropped += n;
+                    return;
+                }
             }
         }
     }
@@ -372,7 +388,7 @@ mod tests {
             }
         }
         let mut sink = Sink::new(Box::new(Stuck), None);
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         for i in 0..1000 {
             sink.lines(vec![format!("line {i}"), "x".repeat(10_000)]);
         }
@@ -380,7 +396,7 @@ mod tests {
         // The writer holds one batch, the queue QUEUE_BATCHES more.
         let kept = 2 * (QUEUE_BATCHES as u64 + 1);
         assert!(sink.dropped() >= 2000 - kept, "{}", sink.dropped());
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         // At most the line the writer took before it stuck was written.
         assert!(sink.close(Duration::from_millis(200)) >= 1999);
         assert!(start.elapsed() < Duration::from_secs(1));

@@ -710,8 +710,9 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(block), popup);
 }
 
-/// The bottom line: a fresh notice (a diagnostic: the terminal under the
-/// dashboard gets no log text), the filter being typed, or key hints.
+/// The bottom line: the filter being typed, or key hints followed by a
+/// fresh notice (a diagnostic: the terminal under the dashboard gets no log
+/// text).
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 {
         return;
@@ -741,13 +742,16 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
         ];
         spans.extend(hints(keys::Mode::Prompt));
         Line::from(spans)
-    } else if let Some(text) = app.notice() {
-        Line::from(vec![
-            Span::styled(" ▲ ", Style::new().fg(Color::Yellow).bold()),
-            Span::styled(text.to_owned(), Style::new().fg(Color::Yellow)),
-        ])
     } else {
-        Line::from(hints(keys::Mode::Table))
+        let mut spans = hints(keys::Mode::Table);
+        if let Some(text) = app.notice() {
+            spans.push(Span::styled(" ▲ ", Style::new().fg(Color::Yellow).bold()));
+            spans.push(Span::styled(
+                text.to_owned(),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        Line::from(spans)
     };
     frame.render_widget(Paragraph::new(line), area);
 }

@@ -6,11 +6,11 @@
 mod common;
 
 use std::{
-    thread,
+    fs, thread,
     time::{Duration, Instant},
 };
 
-use common::{Lab, Side, TLS_PORT, TLSMON, must_output, reconnect, start_s_server};
+use common::{Lab, Side, TLS_PORT, TLSMON, must_output, read, reconnect, start_s_server};
 
 fn tmux(args: &[&str]) -> String {
     must_output(xtask::programs::command("tmux").args(args))
@@ -119,6 +119,121 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
         after.lines().any(|l| l.starts_with("{\"type\":\"server\"")),
         "no final server line:\n{after}"
     );
+}
+
+/// What a client picks as its server name is drawn on root's terminal:
+/// a real `openssl s_client` sends a window-title, clear-screen and
+/// clipboard-write (OSC 52) sequence as its SNI while the dashboard runs in
+/// tmux. Every byte the dashboard writes to its terminal is captured
+/// (`tmux pipe-pane`): no OSC sequence, no BEL and no clear-screen may be
+/// among them, and the escaped name must be visible. The text log must
+/// not carry them either.
+#[test]
+fn a_hostile_server_name_reaches_the_terminal_only_escaped() {
+    const HOSTILE: &str = "\x1b]0;X\x07\x1b[2J\x1b]52;c;aGk=\x07";
+    let mut lab = Lab::new("esc", 8);
+    let (cert, key) = lab.make_cert();
+    let _server = start_s_server(&mut lab, "s_server", &cert, &key);
+    let log = lab.dir.join("tlsmon.log");
+    let pane = lab.dir.join("pane.bytes");
+
+    let session = Session(format!("tlsmon-esc-{}", std::process::id()));
+    let inner = format!(
+        "{} netns exec {} {TLSMON} --iface {} --log {} --log-format text --interval 1; \
+         echo TLSMON-EXIT=$?; sleep 60",
+        xtask::programs::require("ip").display(),
+        lab.ns(Side::Client),
+        lab.iface(Side::Client),
+        log.display(),
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session.0,
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &inner,
+    ]);
+    wait_screen(
+        &session.0,
+        Duration::from_secs(90),
+        "the dashboard header",
+        |s| s.contains("tlsmon") && s.contains(lab.iface(Side::Client)) && s.contains("up "),
+    );
+    // From here on, every byte the program writes to the pane.
+    tmux(&[
+        "pipe-pane",
+        "-O",
+        "-t",
+        &session.0,
+        &format!("exec /bin/cat >> {}", pane.display()),
+    ]);
+
+    let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
+    let out = lab.run(
+        Side::Client,
+        "s_client",
+        &[
+            "openssl",
+            "s_client",
+            "-tls1_2",
+            "-servername",
+            HOSTILE,
+            "-connect",
+            &connect,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.stdout.contains("Protocol") || out.stdout.contains("Cipher"),
+        "s_client did not complete a handshake:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    // The server name as text, in the detail pane.
+    let escaped = "\\u{001b}]0;X\\u{0007}\\u{001b}[2J";
+    wait_screen(
+        &session.0,
+        Duration::from_secs(15),
+        "the escaped server name",
+        |s| s.contains(escaped),
+    );
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+    wait_screen(&session.0, Duration::from_secs(15), "tlsmon's exit", |s| {
+        s.contains("TLSMON-EXIT=0")
+    });
+    tmux(&["pipe-pane", "-t", &session.0]);
+
+    let bytes = fs::read(&pane).expect("the pane's bytes");
+    assert!(
+        find(&bytes, b"\x1b[2J").is_none(),
+        "the screen was cleared after the handshake"
+    );
+    for (what, seq) in [("an OSC sequence", &b"\x1b]"[..]), ("a BEL", b"\x07")] {
+        assert!(
+            find(&bytes, seq).is_none(),
+            "the dashboard wrote {what} to its terminal at byte {:?}",
+            find(&bytes, seq)
+        );
+    }
+    // What the screen showed came from these bytes: the name as text.
+    assert!(
+        find(&bytes, br"\u{001b}]0;X\u{0007}").is_some(),
+        "the escaped name never reached the terminal"
+    );
+    let text = read(&log);
+    assert!(text.contains(" full="), "no text log lines:\n{text}");
+    assert!(
+        !text.contains(['\x1b', '\x07']),
+        "control characters in the text log"
+    );
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Full and resumed from a table row split on whitespace, starting at the
