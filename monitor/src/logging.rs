@@ -193,3 +193,68 @@ impl tracing::field::Visit for Message {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<StdMutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn messages_read_as_tlsmon_always_wrote_them() {
+        let buf = Buf::default();
+        let sub = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(Plain)
+                .with_writer(buf.clone()),
+        );
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!("attached to eth0");
+            tracing::warn!("interface eth1 is gone");
+            tracing::error!("no BTF");
+            tracing::debug!(n = 3, "detail");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "tlsmon: attached to eth0\ntlsmon: warning: interface eth1 is gone\n\
+             tlsmon: error: no BTF\ntlsmon: debug: detail n=3\n"
+        );
+    }
+
+    #[test]
+    fn with_the_dashboard_on_messages_go_to_its_status_line() {
+        let sub = tracing_subscriber::registry().with(NoticeLayer);
+        let rx = dashboard(true);
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!("reopening log file x: Permission denied");
+        });
+        dashboard(false);
+        assert_eq!(
+            rx.try_recv().as_deref(),
+            Ok("reopening log file x: Permission denied")
+        );
+    }
+}
