@@ -243,3 +243,56 @@ fn row_counts(cols: &[&str]) -> Option<(u64, u64)> {
     let resumed = cols.get(4)?.parse().ok()?;
     Some((full, resumed))
 }
+
+/// `tlsmon replay` answers a person on a terminal with the dashboard's
+/// table, printed once; `--json` (or a pipe) gets the JSON lines.
+#[test]
+fn replay_on_a_terminal_prints_the_table() {
+    let capture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls12_rejected.pcap"
+    );
+    for (tag, flag) in [("table", ""), ("json", " --json")] {
+        let session = Session(format!("tlsmon-replay-{tag}-{}", std::process::id()));
+        let inner = format!("{TLSMON} replay {capture}{flag}; echo REPLAY-EXIT=$?; sleep 60");
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "160",
+            "-y",
+            "20",
+            &inner,
+        ]);
+        let shown = wait_screen(&session.0, Duration::from_secs(30), "replay's exit", |s| {
+            s.contains("REPLAY-EXIT=")
+        });
+        assert!(shown.contains("REPLAY-EXIT=0"), "{shown}");
+        if flag.is_empty() {
+            // `tshark -r` lists 32 frames, and 2 ServerHellos (both full
+            // handshakes: the capture's one offer is rejected).
+            assert!(
+                shown.contains("tls12_rejected.pcap: 32 packets, 1 TLS servers"),
+                "{shown}"
+            );
+            let header = shown
+                .lines()
+                .find(|l| l.starts_with("server "))
+                .unwrap_or_else(|| panic!("no table header:\n{shown}"));
+            for col in ["role", "full", "resumed", "reuse", "offered", "rejected"] {
+                assert!(header.contains(col), "{header}");
+            }
+            let row = shown
+                .lines()
+                .find(|l| l.starts_with("127.0.0.1:20005"))
+                .unwrap_or_else(|| panic!("no server row:\n{shown}"));
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(&cols[1..4], ["front", "2", "0"], "{row}");
+            assert!(!shown.contains("{\"type\""), "{shown}");
+        } else {
+            assert!(shown.contains("{\"type\":\"server\""), "{shown}");
+        }
+    }
+}
