@@ -50,6 +50,24 @@ fn packets(lab: &mut Lab) -> u64 {
         .sum()
 }
 
+/// The metrics page on `port`, fetched inside the client namespace within
+/// 3 s and parsed by the reference parser.
+fn scrape(lab: &mut Lab, port: u16) -> Vec<String> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scraped = lab.run(
+        Side::Client,
+        "scrape",
+        &["curl", "--silent", "--show-error", "--max-time", "3", &url],
+        Duration::from_secs(20),
+    );
+    assert!(
+        scraped.status.success(),
+        "metrics did not answer: {}",
+        scraped.stderr
+    );
+    xtask::programs::prometheus_samples(&scraped.stdout).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 fn status_field(pid: u32, field: &str) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("tlsmon's /proc status");
     let hex = status
@@ -103,27 +121,7 @@ fn metrics_logs_signals_and_capabilities() {
     // The metrics page refreshes every second.
     thread::sleep(Duration::from_millis(2500));
 
-    // Fetched inside the namespace, parsed by the reference parser.
-    let scraped = lab.run(
-        Side::Client,
-        "scrape",
-        &[
-            "curl",
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:9464/metrics",
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(
-        scraped.status.success(),
-        "scrape failed: {}",
-        scraped.stderr
-    );
-    let samples =
-        xtask::programs::prometheus_samples(&scraped.stdout).unwrap_or_else(|e| panic!("{e:#}"));
+    let samples = scrape(&mut lab, 9464);
     let server = format!("role=backend,server={connect}");
     for want in [
         format!("tlsmon_handshakes_total kind=full,{server} {new}"),
@@ -357,26 +355,8 @@ fn a_stuck_reader_stops_nothing() {
     assert!(made > 100, "s_time made only {made} connections");
     let made = made + first;
     thread::sleep(Duration::from_millis(2500));
-    let scraped = lab.run(
-        Side::Client,
-        "scrape",
-        &[
-            "curl",
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "3",
-            "http://127.0.0.1:9465/metrics",
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(
-        scraped.status.success(),
-        "metrics stopped answering: {}",
-        scraped.stderr
-    );
-    let samples =
-        xtask::programs::prometheus_samples(&scraped.stdout).unwrap_or_else(|e| panic!("{e:#}"));
+    // An answer within 3 s, or the scrape fails.
+    let samples = scrape(&mut lab, 9465);
     let server = format!("role=backend,server={connect}");
     for want in [
         format!("tlsmon_handshakes_total kind=full,{server} {made}"),

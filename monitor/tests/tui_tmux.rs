@@ -19,6 +19,16 @@ fn tmux(args: &[&str]) -> String {
 /// Kills the tmux session however the test ends.
 struct Session(String);
 
+impl Session {
+    /// A detached tmux session of `width`×`height` running `cmd`.
+    fn start(tag: &str, width: u16, height: u16, cmd: &str) -> Self {
+        let s = Self(format!("tlsmon-{tag}-{}", std::process::id()));
+        let (w, h) = (width.to_string(), height.to_string());
+        tmux(&["new-session", "-d", "-s", &s.0, "-x", &w, "-y", &h, cmd]);
+        s
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let _ = xtask::programs::command("tmux")
@@ -52,24 +62,13 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
     let (cert, key) = lab.make_cert();
     let _server = start_s_server(&mut lab, "s_server", &cert, &key);
 
-    let session = Session(format!("tlsmon-tui-{}", std::process::id()));
     let inner = format!(
         "{} netns exec {} {TLSMON} --iface {}; echo TLSMON-EXIT=$?; sleep 60",
         xtask::programs::require("ip").display(),
         lab.ns(Side::Client),
         lab.iface(Side::Client)
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session.0,
-        "-x",
-        "120",
-        "-y",
-        "36",
-        &inner,
-    ]);
+    let session = Session::start("tui", 120, 36, &inner);
     // The header names the interface once the program is attached.
     wait_screen(
         &session.0,
@@ -137,7 +136,6 @@ fn a_hostile_server_name_reaches_the_terminal_only_escaped() {
     let log = lab.dir.join("tlsmon.log");
     let pane = lab.dir.join("pane.bytes");
 
-    let session = Session(format!("tlsmon-esc-{}", std::process::id()));
     let inner = format!(
         "{} netns exec {} {TLSMON} --iface {} --log {} --log-format text --interval 1; \
          echo TLSMON-EXIT=$?; sleep 60",
@@ -146,17 +144,7 @@ fn a_hostile_server_name_reaches_the_terminal_only_escaped() {
         lab.iface(Side::Client),
         log.display(),
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session.0,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &inner,
-    ]);
+    let session = Session::start("esc", 200, 50, &inner);
     wait_screen(
         &session.0,
         Duration::from_secs(90),
@@ -253,19 +241,8 @@ fn replay_on_a_terminal_prints_the_table() {
         "/tests/fixtures/tls12_rejected.pcap"
     );
     for (tag, flag) in [("table", ""), ("json", " --json")] {
-        let session = Session(format!("tlsmon-replay-{tag}-{}", std::process::id()));
         let inner = format!("{TLSMON} replay {capture}{flag}; echo REPLAY-EXIT=$?; sleep 60");
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            &session.0,
-            "-x",
-            "160",
-            "-y",
-            "20",
-            &inner,
-        ]);
+        let session = Session::start(&format!("replay-{tag}"), 160, 20, &inner);
         let shown = wait_screen(&session.0, Duration::from_secs(30), "replay's exit", |s| {
             s.contains("REPLAY-EXIT=")
         });
