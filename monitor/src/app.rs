@@ -82,7 +82,9 @@ pub enum Control {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     /// (full, resumed), oldest first; the last one is the current second.
-    buckets: VecDeque<(u64, u64)>,
+    /// 32 bits: a second's handshakes to one server fit, and the history of
+    /// every server the tracker keeps costs half of 64 bits' 4.8 kB each.
+    buckets: VecDeque<(u32, u32)>,
     last_sec: Option<u64>,
 }
 
@@ -108,21 +110,22 @@ impl History {
             self.buckets.pop_front();
         }
         if let Some(b) = self.buckets.back_mut() {
-            b.0 += full;
-            b.1 += resumed;
+            let add = |to: u32, n: u64| to.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            b.0 = add(b.0, full);
+            b.1 = add(b.1, resumed);
         }
     }
 
     /// Full handshakes per second, oldest first.
     #[must_use]
     pub fn full(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| b.0).collect()
+        self.buckets.iter().map(|b| u64::from(b.0)).collect()
     }
 
     /// Resumed handshakes per second, oldest first.
     #[must_use]
     pub fn resumed(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| b.1).collect()
+        self.buckets.iter().map(|b| u64::from(b.1)).collect()
     }
 
     #[must_use]

@@ -60,6 +60,9 @@ pub enum Signal {
 pub type TermEvent = io::Result<crossterm::event::Event>;
 /// The key stream of a loop without a terminal.
 pub type NoKeys = futures_util::stream::Pending<TermEvent>;
+/// The backend type of a loop without a terminal (`Outputs::terminal` is
+/// `None`; the type is only named).
+pub type NoTerminal = ratatui::backend::TestBackend;
 
 /// What the loop writes to.
 pub struct Outputs<B: Backend> {

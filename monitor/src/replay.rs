@@ -22,7 +22,7 @@ use crate::{
     app::{App, AppEvent, Stamp},
     capture::{Capture, CaptureError, Packet},
     kernel,
-    live::{Inputs, NoKeys, Outputs, Timing, event_loop},
+    live::{Inputs, NoKeys, NoTerminal, Outputs, Timing, event_loop},
     names::Names,
     report::{server_line, summary_line},
     source::EventSource,
@@ -79,7 +79,7 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
                 let _ = stop.try_send(crate::live::Signal::Stop);
             }
         });
-        let mut out = Outputs::<ratatui::backend::TestBackend> {
+        let mut out = Outputs::<NoTerminal> {
             terminal: None,
             lines: None,
             format: crate::live::LogFormat::Json,

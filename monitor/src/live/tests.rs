@@ -143,12 +143,8 @@ async fn the_whole_loop_from_events_to_frames_lines_and_metrics() {
         rx.recv().await.map(|k| (k, rx))
     }));
     tokio::spawn(async move {
-        for (at_ms, c) in [(4_500, 's'), (7_500, 'q')] {
-            tokio::time::sleep_until(
-                tokio::time::Instant::now() + Duration::from_millis(at_ms)
-                    - Duration::from_millis(if c == 'q' { 4_500 } else { 0 }),
-            )
-            .await;
+        for (after_ms, c) in [(4_500, 's'), (3_000, 'q')] {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
             let k = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
             let _ = key_tx.send(Ok(Event::Key(k))).await;
         }
