@@ -144,6 +144,10 @@ impl<'a, I: Iterator<Item = Result<Packet<'a>, CaptureError>>> EventSource
     }
 
     fn drain(&mut self, until_ns: u64, mut f: impl FnMut(AppEvent)) -> anyhow::Result<()> {
+        // Past the end (or the cut) there is nothing more to read or say.
+        if self.ended {
+            return Ok(());
+        }
         for _ in 0..BATCH {
             let p = match self.packets.next() {
                 Some(Ok(p)) => p,
