@@ -21,6 +21,13 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Most verbose diagnostics written (error, warn, info, debug, trace);
+    /// to journald under systemd, else to stderr.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
+    pub log_level: tracing::level_filters::LevelFilter,
+    /// More diagnostics: -v for debug, -vv for trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +109,9 @@ pub struct ReplayArgs {
     /// when the capture does not record packet direction (repeatable).
     #[arg(long = "local", value_name = "ADDR")]
     pub local: Vec<IpAddr>,
+    /// JSON lines even on a terminal (where replay prints a table).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

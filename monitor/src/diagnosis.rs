@@ -4,7 +4,10 @@
 //! with the exact counts, so an operator can check the claim against the
 //! table. docs/dashboard.md lists the rules.
 
-use crate::stats::{Role, ServerStats};
+use crate::{
+    columns::percent,
+    stats::{Role, ServerStats},
+};
 
 /// How urgent a diagnosis is; ordered, most urgent last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,11 +71,12 @@ pub const RULE_SESSION_ID_ONLY: &str = "session-id-only";
 
 /// Whole percent of `n` in `d`, rounded down so that 100 % means all.
 fn pct(n: u64, d: u64) -> u64 {
-    if d == 0 {
-        0
-    } else {
-        u64::try_from(u128::from(n) * 100 / u128::from(d)).unwrap_or(u64::MAX)
-    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a percentage between 0 and 100, floored"
+    )]
+    percent(n, d).map_or(0, |p| p.floor() as u64)
 }
 
 /// `n * 100 >= d * threshold`, without rounding.
@@ -257,7 +261,7 @@ fn session_id_only(s: &ServerStats, out: &mut Vec<Diagnosis>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::sim;
+    use crate::sim;
 
     fn backend() -> ServerStats {
         sim::blank_stats(Role::Backend)

@@ -1,42 +1,44 @@
-//! The live daemon: load and attach the kernel program, drain its ring
-//! buffer, feed the tracker, write JSON lines. One task owns all state.
+//! The event loop, and the live daemon built around it.
+//!
+//! [`event_loop`] runs one [`App`] against what it is given: a source of
+//! events, optionally a terminal (any ratatui backend) and its keys, an
+//! output for lines, the metrics page, and a channel of
+//! signals. [`run`] gives it the real ones: the kernel program, the
+//! terminal, stdout or `--log`, the metrics server and SIGINT/SIGTERM/
+//! SIGHUP; `replay` gives it a capture; the tests give it a script and
+//! ratatui's `TestBackend`. One task owns all state, and nothing in the
+//! loop waits for a reader: lines go through [`Sink`]'s bounded queue, the
+//! metrics page is rendered once a second into a buffer the endpoint's
+//! connections share, the screen is redrawn at most once per event batch.
 
-use std::{
-    fs::File,
-    io::{BufWriter, IsTerminal as _, Write},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{io, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use monitor_common::event::decode;
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use futures_util::{Stream, StreamExt as _};
+use ratatui::{Terminal, backend::Backend};
+use tokio::sync::mpsc;
 
 use crate::{
     app::{App, AppEvent, Control},
     kernel,
+    metrics::{self, Page},
     names::Names,
-    report::{now_unix, server_line, summary_line},
-    stats::KernelStats,
-    tracker::{Limits, Tracker},
+    output::{LogFile, Sink},
+    report::{now_unix, server_lines, summary_line},
+    source::{EventSource, KernelSource},
+    tracker::Limits,
 };
-
-/// How snapshot lines are written (`--log-format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+pub use crate::{
+    report::LogFormat,
+    source::{DRAIN_EVERY, monotonic_ns},
+};
 
 pub struct Options {
     pub ifaces: Vec<String>,
     pub headless: bool,
     pub log: Option<PathBuf>,
     pub log_format: LogFormat,
-    pub metrics: Option<crate::metrics::Config>,
+    pub metrics: Option<metrics::Config>,
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub ring_buffer_bytes: u32,
@@ -46,103 +48,218 @@ pub struct Options {
     pub names: Names,
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
-#[must_use]
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+/// What the outside world asks of the loop (the daemon's signals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT, SIGTERM: write the last lines and stop.
+    Stop,
+    /// SIGHUP: reopen the log file.
+    Reopen,
 }
 
-pub fn run(opts: &Options) -> anyhow::Result<()> {
-    kernel::preflight()?;
-    let ifaces = if opts.ifaces.is_empty() {
-        kernel::default_interfaces()?
-    } else {
-        opts.ifaces.clone()
-    };
-    if ifaces.is_empty() {
-        anyhow::bail!("no network interface is up; name one with --iface");
-    }
-    let mut ebpf = kernel::load(opts.ring_buffer_bytes)?;
-    // Held until the process exits; the statistics stop with it.
-    let _cost_stats = opts
-        .kernel_cost
-        .then(kernel::enable_cost_stats)
-        .transpose()?;
-    let watch = kernel::Watch::attach(&mut ebpf, &ifaces)?;
-    let ifaces = watch.names();
-    let tui = !opts.headless && std::io::stdout().is_terminal();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(async {
-        let metrics = opts
-            .metrics
-            .map(crate::metrics::Endpoint::bind)
-            .transpose()?;
-        // Everything privileged is done: the links, maps and ring buffer are
-        // file descriptors this process already holds.
-        if kernel::uses_tcx() {
-            crate::privileges::drop_all_but_keep()?;
-        }
-        if !tui {
-            eprintln!("tlsmon: attached to {}", ifaces.join(", "));
-        }
-        let app = App::new(ifaces, opts.names.clone(), opts.limits, monotonic_ns());
-        event_loop(&mut ebpf, watch, opts, app, metrics, tui).await
-    })
+/// Terminal events, as crossterm's `EventStream` yields them.
+pub type TermEvent = io::Result<crossterm::event::Event>;
+/// The key stream of a loop without a terminal.
+pub type NoKeys = futures_util::stream::Pending<TermEvent>;
+/// The backend type of a loop without a terminal (`Outputs::terminal` is
+/// `None`; the type is only named).
+pub type NoTerminal = ratatui::backend::TestBackend;
+
+/// What the loop writes to.
+pub struct Outputs<B: Backend> {
+    /// The dashboard, redrawn every second and after every key.
+    pub terminal: Option<Terminal<B>>,
+    /// Snapshot lines every `interval` (stdout or `--log`).
+    pub lines: Option<Sink>,
+    pub format: LogFormat,
+    /// The metrics page, re-rendered every second.
+    pub metrics: Option<Page>,
 }
 
-/// Where snapshot lines go; reopened on SIGHUP so logrotate can move it.
-struct Sink {
-    path: Option<PathBuf>,
-    format: LogFormat,
-    out: Box<dyn Write>,
+/// What the loop reads besides the source.
+pub struct Inputs<K> {
+    pub keys: Option<K>,
+    pub signals: mpsc::Receiver<Signal>,
+    /// Diagnostics for the dashboard's status line (see `logging`).
+    pub notices: Option<std::sync::mpsc::Receiver<String>>,
 }
 
-impl Sink {
-    fn open(path: Option<&PathBuf>, format: LogFormat) -> anyhow::Result<Self> {
-        let out: Box<dyn Write> = match path {
-            Some(p) => Box::new(BufWriter::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("opening log file {}", p.display()))?,
-            )),
-            None => Box::new(BufWriter::new(std::io::stdout())),
-        };
-        Ok(Self {
-            path: path.cloned(),
-            format,
-            out,
-        })
-    }
+pub struct Timing {
+    /// Snapshot lines this often; `None`: only at the end.
+    pub interval: Option<Duration>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+}
 
-    fn reopen(&mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
-        *self = Self::open(self.path.as_ref(), self.format)?;
-        Ok(())
-    }
+const SECOND_NS: u64 = 1_000_000_000;
 
-    fn servers(&mut self, tracker: &Tracker) -> anyhow::Result<()> {
-        let ts = now_unix();
-        for s in tracker.servers() {
-            match self.format {
-                LogFormat::Json => writeln!(self.out, "{}", server_line(s, ts))?,
-                LogFormat::Text => writeln!(self.out, "{}", crate::report::text_line(s, ts))?,
+/// Runs `app` on `source` until the source ends, a key or a signal stops
+/// it, or `timing.duration` passes; then takes in whatever the source
+/// still holds and ticks once more at its end. The final lines are the
+/// caller's to write ([`finish`]), after it gave the terminal back.
+pub async fn event_loop<S, B, K>(
+    source: &mut S,
+    app: &mut App,
+    out: &mut Outputs<B>,
+    input: &mut Inputs<K>,
+    timing: &Timing,
+) -> anyhow::Result<()>
+where
+    S: EventSource,
+    B: Backend,
+    K: Stream<Item = TermEvent> + Unpin,
+{
+    let real_time = source.real_time();
+    let mut next_tick = source.now_ns().saturating_add(SECOND_NS);
+    // Ticks of a real-time source: once a second whatever --interval is
+    // (timeouts, rates, the screen and the metrics page).
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.tick().await;
+    let mut snapshot = timing.interval.map(tokio::time::interval);
+    if let Some(s) = snapshot.as_mut() {
+        s.tick().await;
+    }
+    let deadline = tokio::time::sleep(timing.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    draw(out, app)?;
+    loop {
+        let mut redraw = false;
+        tokio::select! {
+            more = source.ready() => {
+                if !more? {
+                    break;
+                }
+                source.drain(next_tick, |ev| {
+                    app.handle(ev);
+                })?;
+                let now = source.now_ns();
+                if !real_time && now >= next_tick {
+                    tick(source, app, out, input, now);
+                    next_tick = now.saturating_add(SECOND_NS);
+                }
             }
+            _ = second.tick(), if real_time => {
+                source.maintain();
+                tick(source, app, out, input, source.now_ns());
+                redraw = true;
+            }
+            key = next_key(input.keys.as_mut()) => match key {
+                Some(Ok(crossterm::event::Event::Key(k))) => {
+                    if app.handle(AppEvent::Key(k)) == Control::Quit {
+                        break;
+                    }
+                    redraw = true;
+                }
+                Some(Ok(_)) => redraw = true,
+                // The terminal went away: nothing left to show.
+                Some(Err(_)) | None => break,
+            },
+            () = next_tick_of(snapshot.as_mut()) => {
+                if let Some(sink) = out.lines.as_mut() {
+                    sink.lines(server_lines(app.tracker(), out.format, now_unix()));
+                }
+            }
+            signal = input.signals.recv() => match signal {
+                Some(Signal::Reopen) => {
+                    if let Some(sink) = out.lines.as_mut() {
+                        match sink.reopen() {
+                            Ok(()) => tracing::info!("reopened the log file"),
+                            // The old file stays in use: nothing is lost.
+                            Err(e) => tracing::warn!("{e:#}; still writing to the old file"),
+                        }
+                    }
+                }
+                Some(Signal::Stop) | None => break,
+            },
+            () = &mut deadline => break,
         }
-        self.out.flush()?;
-        Ok(())
+        if redraw {
+            draw(out, app)?;
+        }
+    }
+    // Whatever arrived before the end still counts.
+    source.drain(u64::MAX, |ev| {
+        app.handle(ev);
+    })?;
+    tick(source, app, out, input, source.end_ns());
+    draw(out, app)
+}
+
+/// One tick: time, the counters of the source and of the outputs, notices;
+/// then the metrics page.
+fn tick<S: EventSource, B: Backend, K>(
+    source: &mut S,
+    app: &mut App,
+    out: &Outputs<B>,
+    input: &Inputs<K>,
+    now_ns: u64,
+) {
+    if let Some(notices) = &input.notices {
+        while let Ok(text) = notices.try_recv() {
+            app.handle(AppEvent::Notice(text));
+        }
+    }
+    if let Some(sink) = &out.lines {
+        app.handle(AppEvent::OutputDropped(sink.dropped()));
+    }
+    let kernel = source.counters();
+    app.handle(AppEvent::Tick { now_ns, kernel });
+    if let Some(page) = &out.metrics {
+        page.publish(&metrics::Sources {
+            tracker: app.tracker(),
+            kernel: &app.kernel(),
+            undecodable: app.losses().undecodable,
+        });
     }
 }
+
+fn draw<B: Backend>(out: &mut Outputs<B>, app: &App) -> anyhow::Result<()> {
+    if let Some(t) = out.terminal.as_mut() {
+        t.draw(|f| crate::ui::draw(f, app))
+            .map_err(|e| anyhow::anyhow!("drawing the dashboard: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The next tick of an interval, or never.
+async fn next_tick_of(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next terminal event, or never when there is no terminal.
+async fn next_key<K: Stream<Item = TermEvent> + Unpin>(keys: Option<&mut K>) -> Option<TermEvent> {
+    match keys {
+        Some(k) => k.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The closing lines: every server, then the summary. Waits at most
+/// `within` for them to be written; returns how many were not.
+#[must_use]
+pub fn finish(mut sink: Sink, app: &App, format: LogFormat, within: Duration) -> u64 {
+    let ts = now_unix();
+    let mut lines = server_lines(app.tracker(), format, ts);
+    let losses = app.losses();
+    let extra = serde_json::json!({
+        "undecodable_events": losses.undecodable,
+        // Lines dropped before this one; it is the last.
+        "dropped_output_lines": sink.dropped(),
+    });
+    lines.push(summary_line(app.tracker(), Some(app.kernel()), &extra, ts).to_string());
+    let start = std::time::Instant::now();
+    sink.lines_within(lines, within);
+    sink.close(within.saturating_sub(start.elapsed()))
+}
+
+/// How long the last lines may take to be written before tlsmon exits
+/// anyway: a reader that does not read cannot keep it running.
+pub const FINISH_WITHIN: Duration = Duration::from_millis(500);
 
 /// Restores the terminal however the dashboard ends: normal return, error
 /// or panic (ratatui::init also installs a panic hook that restores first).
@@ -154,175 +271,154 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// How often the ring buffer is drained when the kernel has not woken us
-/// (it does once the ring is a quarter full: 2 MiB of the default 8 MiB,
-/// about 7,000 events). Each wakeup costs the daemon far more than the
-/// events it drains: in the proxy lab at about 1,100 handshakes a second,
-/// draining every 10 ms cost 12.5 µs of daemon CPU per handshake, every
-/// 50 ms 5, every 100 ms 4. Nothing waits on a drain sooner: the dashboard
-/// and the metrics refresh once a second.
-pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// Keeps diagnostics off the terminal while it lives (see `logging`).
+struct Quiet;
 
-async fn event_loop(
-    ebpf: &mut aya::Ebpf,
-    mut watch: kernel::Watch,
-    opts: &Options,
-    mut app: App,
-    metrics: Option<crate::metrics::Endpoint>,
-    tui: bool,
-) -> anyhow::Result<()> {
-    let ring = kernel::ring_buffer(ebpf)?;
-    let stats = kernel::stats_map(ebpf)?;
-    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
-    // for as long as the AsyncFd (which owns the RingBuf) lives.
-    let mut ring = unsafe { AsyncFd::register(ring) }
-        .map_err(|e| anyhow::anyhow!("watching the ring buffer: {}", e.into_parts().1))?;
-    // With the dashboard on the terminal, lines only go to --log.
-    let mut sink = match (&opts.log, tui) {
-        (None, true) => None,
-        (path, _) => Some(Sink::open(path.as_ref(), opts.log_format)?),
-    };
-    let mut undecodable = 0u64;
-    let metrics = match metrics {
-        Some(endpoint) => {
-            let (page, server) = endpoint.serve()?;
-            tokio::spawn(server);
-            Some(page)
-        }
-        None => None,
-    };
-    // The guard restores the terminal when `screen` is dropped.
-    let mut screen = tui.then(|| (ratatui::init(), TerminalGuard));
-    let mut keys = tui.then(crossterm::event::EventStream::new);
-    let mut snapshot = tokio::time::interval(opts.interval);
-    snapshot.tick().await;
-    // Timeouts, rates, the screen and the metrics page refresh every second
-    // whatever --interval is.
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    // The kernel wakes us only when its ring is a quarter full; otherwise
-    // events wait here for at most this long.
-    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
-    tokio::pin!(deadline);
-    loop {
-        let mut redraw = false;
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("waiting for events")?;
-                drain(guard.get_inner_mut(), &mut app, &mut undecodable);
-                guard.clear_ready();
-            }
-            _ = drain_tick.tick() => {
-                drain(ring.get_mut(), &mut app, &mut undecodable);
-            }
-            _ = second.tick() => {
-                for notice in watch.check(ebpf) {
-                    if !tui {
-                        eprintln!("tlsmon: {notice}");
-                    }
-                }
-                let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
-                app.handle(AppEvent::Tick { now_ns: monotonic_ns(), kernel });
-                if let Some(page) = &metrics {
-                    page.publish(&crate::metrics::Sources { tracker: app.tracker(), kernel: &kernel, undecodable });
-                }
-                redraw = true;
-            }
-            key = next_key(keys.as_mut()) => {
-                match key {
-                    Some(Ok(crossterm::event::Event::Key(k))) => {
-                        if matches!(app.handle(AppEvent::Key(k)), Control::Quit) {
-                            break;
-                        }
-                        redraw = true;
-                    }
-                    Some(Ok(_)) => redraw = true,
-                    // The terminal went away: nothing left to show.
-                    Some(Err(_)) | None => break,
-                }
-            }
-            _ = snapshot.tick() => {
-                if let Some(sink) = sink.as_mut() {
-                    sink.servers(app.tracker())?;
-                }
-            }
-            _ = sighup.recv() => {
-                if let Some(sink) = sink.as_mut() {
-                    sink.reopen()?;
-                }
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            () = &mut deadline => break,
-        }
-        if redraw && let Some((t, _)) = screen.as_mut() {
-            t.draw(|f| crate::ui::draw(f, &app))
-                .context("drawing the dashboard")?;
-        }
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        crate::logging::dashboard(false);
     }
-    drop(screen);
-    // Whatever arrived before the signal still counts.
-    drain(ring.get_mut(), &mut app, &mut undecodable);
-    let kernel = read_kernel(ebpf, &stats, opts.kernel_cost);
-    app.handle(AppEvent::Tick {
-        now_ns: monotonic_ns(),
-        kernel,
+}
+
+/// Forwards SIGINT, SIGTERM and SIGHUP to the loop.
+fn signals() -> anyhow::Result<mpsc::Receiver<Signal>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = mpsc::channel(8);
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let s = tokio::select! {
+                _ = int.recv() => Signal::Stop,
+                _ = term.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reopen,
+            };
+            // Never waits: a full queue already holds a Stop or is about to.
+            let _ = tx.try_send(s);
+        }
     });
-    let sink = match sink {
-        Some(s) => s,
-        // After the dashboard closes, the final lines go to stdout.
-        None => Sink::open(None, opts.log_format)?,
-    };
-    finish(sink, &app, kernel, undecodable)
+    Ok(rx)
 }
 
-/// The kernel's counters, and its programs' run time when measured.
-fn read_kernel(
-    ebpf: &aya::Ebpf,
-    stats: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-    cost: bool,
-) -> KernelStats {
-    KernelStats {
-        cost: cost.then(|| kernel::read_cost(ebpf)),
-        ..kernel::read_stats(stats)
-    }
-}
-
-/// The closing lines: every server, then the summary.
-fn finish(mut sink: Sink, app: &App, kernel: KernelStats, undecodable: u64) -> anyhow::Result<()> {
-    sink.servers(app.tracker())?;
-    let extra = serde_json::json!({"undecodable_events": undecodable});
-    writeln!(
-        sink.out,
-        "{}",
-        summary_line(app.tracker(), Some(kernel), &extra, now_unix())
-    )?;
-    sink.out.flush()?;
-    Ok(())
-}
-
-/// The next terminal event, or never when there is no terminal.
-async fn next_key(
-    keys: Option<&mut crossterm::event::EventStream>,
-) -> Option<std::io::Result<crossterm::event::Event>> {
-    use futures_util::StreamExt as _;
-    match keys {
-        Some(k) => k.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, app: &mut App, undecodable: &mut u64) {
-    while let Some(item) = ring.next() {
-        match decode(&item) {
-            Some(d) => {
-                app.handle(AppEvent::Kernel(d));
-            }
-            None => *undecodable += 1,
+/// What can fail for reasons of the host rather than of the kernel — the
+/// log file, the metrics port — fails before anything is attached, and
+/// while tlsmon still has the privileges it will drop.
+fn open_outputs(
+    opts: &Options,
+    tui: bool,
+) -> anyhow::Result<(Option<Sink>, Option<metrics::Endpoint>)> {
+    let lines = match (&opts.log, tui) {
+        (Some(path), _) => {
+            let (log, file) = LogFile::open(path)?;
+            Some(Sink::file(log, file))
         }
-    }
+        (None, false) => Some(Sink::stdout()?),
+        // With the dashboard on the terminal, lines only go to --log.
+        (None, true) => None,
+    };
+    let metrics = opts.metrics.map(metrics::Endpoint::bind).transpose()?;
+    Ok((lines, metrics))
 }
+
+/// The daemon: check what can fail before anything is attached, load and
+/// attach, drop privileges, run the loop, write the last lines.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    kernel::preflight()?;
+    let ifaces = if opts.ifaces.is_empty() {
+        kernel::default_interfaces()?
+    } else {
+        opts.ifaces.clone()
+    };
+    if ifaces.is_empty() {
+        anyhow::bail!("no network interface is up; name one with --iface");
+    }
+    let tui = !opts.headless && io::IsTerminal::is_terminal(&io::stdout());
+    let (lines, metrics) = open_outputs(opts, tui)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = rt.block_on(async {
+        let signals = signals()?;
+        let mut ebpf = kernel::load(opts.ring_buffer_bytes)?;
+        // Held until the process exits; the statistics stop with it.
+        let _cost_stats = opts
+            .kernel_cost
+            .then(kernel::enable_cost_stats)
+            .transpose()?;
+        let watch = kernel::Watch::attach(&mut ebpf, &ifaces)?;
+        let ifaces = watch.names();
+        let mut source = KernelSource::new(ebpf, watch, opts.kernel_cost)?;
+        // Everything privileged is done: the links, maps, ring buffer, log
+        // file and its directory are descriptors this process holds.
+        if kernel::uses_tcx() {
+            crate::privileges::drop_all_but_keep()?;
+        }
+        // With the dashboard, messages go to its status line from here on
+        // (until `quiet` is dropped, whatever happens).
+        let (notices, quiet) = if tui {
+            (Some(crate::logging::dashboard(true)), Some(Quiet))
+        } else {
+            (None, None)
+        };
+        tracing::info!("attached to {}", ifaces.join(", "));
+        let metrics = match metrics {
+            Some(endpoint) => {
+                let (page, server) = endpoint.serve()?;
+                tokio::spawn(server);
+                Some(page)
+            }
+            None => None,
+        };
+        let mut app = App::new(
+            ifaces.clone(),
+            opts.names.clone(),
+            opts.limits,
+            source.now_ns(),
+        );
+        let mut out = Outputs {
+            terminal: None,
+            lines,
+            format: opts.log_format,
+            metrics,
+        };
+        let mut input = Inputs {
+            keys: None,
+            signals,
+            notices,
+        };
+        let guard = if tui {
+            out.terminal = Some(ratatui::init());
+            input.keys = Some(crossterm::event::EventStream::new());
+            Some(TerminalGuard)
+        } else {
+            None
+        };
+        let timing = Timing {
+            interval: Some(opts.interval),
+            duration: opts.duration,
+        };
+        let result = event_loop(&mut source, &mut app, &mut out, &mut input, &timing).await;
+        out.terminal = None;
+        drop(guard);
+        drop(quiet);
+        result?;
+        // After the dashboard closes, the final lines go to stdout.
+        let sink = match out.lines.take() {
+            Some(s) => s,
+            None => Sink::stdout()?,
+        };
+        let unwritten = finish(sink, &app, opts.log_format, FINISH_WITHIN);
+        if unwritten > 0 {
+            tracing::warn!("{unwritten} output lines could not be written (nobody read them)");
+        }
+        anyhow::Ok(())
+    });
+    // A metrics client that stopped reading must not hold the exit either.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+#[cfg(test)]
+mod tests;

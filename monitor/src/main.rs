@@ -22,7 +22,7 @@ fn load_names(
     if let Some(p) = haproxy {
         let n = Names::from_haproxy_config(p)?;
         for s in n.skipped() {
-            eprintln!("tlsmon: {}: {s}", p.display());
+            tracing::warn!("{}: {s}", p.display());
         }
         names.merge(n);
     }
@@ -30,7 +30,7 @@ fn load_names(
         // Each entry names its file (includes) and line.
         let n = Names::from_nginx_config(p)?;
         for s in n.skipped() {
-            eprintln!("tlsmon: {s}");
+            tracing::warn!("{s}");
         }
         names.merge(n);
     }
@@ -96,19 +96,30 @@ fn sentence(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => cli.log_level,
+        1 => cli
+            .log_level
+            .max(tracing::level_filters::LevelFilter::DEBUG),
+        _ => tracing::level_filters::LevelFilter::TRACE,
+    };
+    let _logging = monitor::logging::init(level);
     let result = match cli.command {
-        Some(Command::Replay(r)) => replay::run(&replay::Options {
-            file: r.file,
-            kernel: matches!(r.engine, Engine::Kernel),
-            local: r.local,
-        }),
+        Some(Command::Replay(r)) => replay::run(
+            &replay::Options {
+                file: r.file,
+                kernel: matches!(r.engine, Engine::Kernel),
+                local: r.local,
+            },
+            r.json,
+        ),
         None => live_options(cli.live).and_then(|o| live::run(&o)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One sentence, with its causes, never a backtrace.
-            eprintln!("tlsmon: {}", sentence(&e));
+            tracing::error!("{}", sentence(&e));
             ExitCode::FAILURE
         }
     }

@@ -70,6 +70,13 @@ impl Page {
             openmetrics: Bytes::from(encode(&families, Format::OpenMetrics)),
         });
     }
+
+    /// The latest rendering in the Prometheus text format: what a scrape
+    /// gets now.
+    #[must_use]
+    pub fn text(&self) -> Bytes {
+        self.latest.borrow().text.clone()
+    }
 }
 
 /// An exposition format.

@@ -4,19 +4,28 @@
 //! BPF_PROG_TEST_RUN, which makes the pair a differential test of the
 //! kernel program.
 
-use std::{collections::HashSet, io::Write as _, net::IpAddr, path::PathBuf};
+use std::{
+    collections::HashSet,
+    io::{IsTerminal as _, Write as _},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use monitor_common::{
     classify::Classifier,
-    event::{Decoded, Direction, decode},
+    event::{Decoded, decode},
     net::{ETHERTYPE_IPV4, LinkType, Skip, l3},
 };
 
 use crate::{
+    app::{App, AppEvent, Stamp},
     capture::Capture,
     kernel,
+    live::{Inputs, NoKeys, NoTerminal, Outputs, Timing, event_loop},
+    names::Names,
     report::{server_line, summary_line},
+    source::EventSource,
     stats::KernelStats,
     tracker::{Limits, Tracker},
 };
@@ -35,87 +44,185 @@ pub struct Outcome {
     pub last_ts_ns: u64,
     /// Why reading stopped before the end of the file, if it did.
     pub capture_error: Option<String>,
+    /// Records an engine returned that did not decode.
+    pub undecodable: u64,
 }
 
-/// Runs a capture through an engine; the caller prints or compares.
+/// Runs a capture through an engine and the same [`App`] and event loop
+/// as live mode; the caller prints or compares.
 pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
-    let mut capture = Capture::open(&opts.file)?;
-    let mut engine: Box<dyn Engine> = if opts.kernel {
+    let capture = Capture::open(&opts.file)?;
+    let engine: Box<dyn Engine> = if opts.kernel {
         Box::new(KernelEngine::new()?)
     } else {
         Box::new(HostEngine::default())
     };
-    let mut tracker = Tracker::new(Limits::default());
-    let mut packets = 0u64;
-    let mut last_ts = 0u64;
-    let mut last_tick = 0u64;
-    let mut capture_error = None;
-    while let Some(packet) = capture.next_packet() {
-        let p = match packet {
-            Ok(p) => p,
-            // A capture cut short (tcpdump killed mid-write) still has
-            // everything before the cut: classify that, and say where it
-            // ended. A file that yields nothing at all is an error.
-            Err(e) if packets > 0 => {
-                capture_error = Some(e.to_string());
-                break;
+    let mut source = CaptureSource {
+        capture,
+        engine,
+        file: &opts.file,
+        packets_read: 0,
+        last_ts: 0,
+        ended: false,
+        capture_error: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), 0);
+    rt.block_on(async {
+        let (stop, signals) = tokio::sync::mpsc::channel(1);
+        // Ctrl-C ends a long replay early, with what was read so far.
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop.try_send(crate::live::Signal::Stop);
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", opts.file.display())),
+        });
+        let mut out = Outputs::<NoTerminal> {
+            terminal: None,
+            lines: None,
+            format: crate::live::LogFormat::Json,
+            metrics: None,
         };
-        packets += 1;
-        last_ts = last_ts.max(p.ts_ns);
-        for mut d in engine.run(p.link, p.data, p.ts_ns)? {
-            // Capture time and direction, whichever engine produced it.
-            let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
-            h.ts_ns = p.ts_ns;
-            h.direction = p.direction.0;
-            tracker.on_event(d);
-        }
-        if p.ts_ns.saturating_sub(last_tick) > 1_000_000_000 {
-            tracker.tick(p.ts_ns);
-            last_tick = p.ts_ns;
-        }
-    }
-    // The capture is over: handshakes still waiting have timed out.
-    tracker.tick(last_ts.saturating_add(Limits::default().handshake_timeout_ns + 1));
+        let mut input = Inputs::<NoKeys> {
+            keys: None,
+            signals,
+            notices: None,
+        };
+        let timing = Timing {
+            interval: None,
+            duration: None,
+        };
+        event_loop(&mut source, &mut app, &mut out, &mut input, &timing).await
+    })?;
     let local: HashSet<IpAddr> = if opts.local.is_empty() {
         // An address that is both a TLS client and a TLS server is the proxy.
-        tracker.dual_role_addrs()
+        app.tracker().dual_role_addrs()
     } else {
         opts.local.iter().copied().collect()
     };
     if !local.is_empty() {
-        tracker.assign_roles(|a| Some(local.contains(a)));
+        app.assign_roles(&local);
     }
+    let undecodable = app.losses().undecodable;
     Ok(Outcome {
-        tracker,
-        stats: engine.stats()?,
-        packets,
-        last_ts_ns: last_ts,
-        capture_error,
+        stats: source.counters(),
+        packets: source.packets_read,
+        last_ts_ns: source.last_ts,
+        capture_error: source.capture_error,
+        undecodable,
+        tracker: app.into_tracker(),
     })
 }
 
-pub fn run(opts: &Options) -> anyhow::Result<()> {
+/// A capture, packet by packet through an engine, on the capture's clock.
+struct CaptureSource<'a> {
+    capture: Capture,
+    engine: Box<dyn Engine>,
+    file: &'a Path,
+    packets_read: u64,
+    last_ts: u64,
+    ended: bool,
+    capture_error: Option<String>,
+}
+
+/// Packets read per drain, between looks at signals.
+const BATCH: usize = 4096;
+
+impl EventSource for CaptureSource<'_> {
+    fn real_time(&self) -> bool {
+        false
+    }
+
+    async fn ready(&mut self) -> anyhow::Result<bool> {
+        // Reading is the work; let the loop look at its signals between batches.
+        tokio::task::yield_now().await;
+        Ok(!self.ended)
+    }
+
+    fn drain(&mut self, until_ns: u64, mut f: impl FnMut(AppEvent)) -> anyhow::Result<()> {
+        // Past the end (or the cut) there is nothing more to read or say.
+        if self.ended {
+            return Ok(());
+        }
+        for _ in 0..BATCH {
+            let p = match self.capture.next_packet() {
+                Some(Ok(p)) => p,
+                None => {
+                    self.ended = true;
+                    return Ok(());
+                }
+                // A capture cut short (tcpdump killed mid-write) still has
+                // everything before the cut: classify that, and say where it
+                // ended. A file that yields nothing at all is an error.
+                Some(Err(e)) if self.packets_read > 0 => {
+                    tracing::warn!(
+                        "{}: {e}; counted the {} packets before it",
+                        self.file.display(),
+                        self.packets_read
+                    );
+                    self.capture_error = Some(e.to_string());
+                    self.ended = true;
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    return Err(e).with_context(|| format!("reading {}", self.file.display()));
+                }
+            };
+            self.packets_read += 1;
+            self.last_ts = self.last_ts.max(p.ts_ns);
+            let at = Stamp {
+                ts_ns: p.ts_ns,
+                direction: p.direction,
+            };
+            for d in self.engine.run(p.link, p.data, at)? {
+                f(AppEvent::Captured(d, at));
+            }
+            if p.ts_ns >= until_ns {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.last_ts
+    }
+
+    fn end_ns(&self) -> u64 {
+        // The capture is over: handshakes still waiting have timed out.
+        self.last_ts
+            .saturating_add(Limits::default().handshake_timeout_ns + 1)
+    }
+
+    fn counters(&mut self) -> KernelStats {
+        self.engine.stats().unwrap_or_default()
+    }
+}
+
+pub fn run(opts: &Options, json: bool) -> anyhow::Result<()> {
     let o = replay(opts)?;
     #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
     let ts = o.last_ts_ns as f64 / 1e9;
     let mut out = std::io::stdout().lock();
+    if !json && std::io::stdout().is_terminal() {
+        write!(
+            out,
+            "{}",
+            crate::table::plain(&o.tracker, &opts.file, o.packets)
+        )?;
+        return Ok(());
+    }
     for s in o.tracker.servers() {
         writeln!(out, "{}", server_line(s, ts))?;
-    }
-    if let Some(e) = &o.capture_error {
-        eprintln!(
-            "tlsmon: {}: {e}; counted the {} packets before it",
-            opts.file.display(),
-            o.packets
-        );
     }
     let extra = serde_json::json!({
         "file": opts.file.display().to_string(),
         "engine": if opts.kernel { "kernel" } else { "host" },
         "packets": o.packets,
         "capture_error": o.capture_error,
+        "undecodable_events": o.undecodable,
     });
     writeln!(
         out,
@@ -127,7 +234,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
 trait Engine {
     /// The events for one frame; `ts_ns` is its capture time.
-    fn run(&mut self, link: LinkType, frame: &[u8], ts_ns: u64) -> anyhow::Result<Vec<Decoded>>;
+    /// The events for one frame that the capture says went `at.direction`
+    /// at `at.ts_ns`.
+    fn run(&mut self, link: LinkType, frame: &[u8], at: Stamp) -> anyhow::Result<Vec<Decoded>>;
     fn stats(&mut self) -> anyhow::Result<KernelStats>;
 }
 
@@ -138,12 +247,9 @@ struct HostEngine {
 }
 
 impl Engine for HostEngine {
-    fn run(&mut self, link: LinkType, frame: &[u8], ts_ns: u64) -> anyhow::Result<Vec<Decoded>> {
+    fn run(&mut self, link: LinkType, frame: &[u8], at: Stamp) -> anyhow::Result<Vec<Decoded>> {
         Ok(
-            match self
-                .classifier
-                .packet(frame, link, Direction::UNKNOWN, ts_ns)
-            {
+            match self.classifier.packet(frame, link, at.direction, at.ts_ns) {
                 Ok(events) => {
                     self.stats.tls_packets += events
                         .iter()
@@ -260,8 +366,10 @@ impl KernelEngine {
 }
 
 impl Engine for KernelEngine {
-    /// The kernel program times pending hellos by its own clock, not `_ts_ns`.
-    fn run(&mut self, link: LinkType, frame: &[u8], _ts_ns: u64) -> anyhow::Result<Vec<Decoded>> {
+    /// The kernel program times pending hellos by its own clock and sees
+    /// every frame as ingress; the app takes the capture's time and
+    /// direction from `AppEvent::Captured`.
+    fn run(&mut self, link: LinkType, frame: &[u8], _at: Stamp) -> anyhow::Result<Vec<Decoded>> {
         if link == LinkType::ETHERNET {
             return self.run_frame(frame);
         }

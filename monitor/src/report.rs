@@ -5,10 +5,32 @@
 use serde_json::{Value, json};
 
 use crate::{
+    app::Summary,
+    columns::percent,
     histogram::Histogram,
     stats::{KernelStats, ServerStats, Totals},
     tracker::Tracker,
 };
+
+/// How snapshot lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// One line per server, in `format`.
+#[must_use]
+pub fn server_lines(tracker: &Tracker, format: LogFormat, ts: f64) -> Vec<String> {
+    tracker
+        .servers()
+        .into_iter()
+        .map(|s| match format {
+            LogFormat::Json => server_line(s, ts).to_string(),
+            LogFormat::Text => text_line(s, ts),
+        })
+        .collect()
+}
 
 /// How many SNI/ALPN values a server line lists.
 pub const TOP_VALUES: usize = 5;
@@ -80,8 +102,7 @@ pub fn summary_line(
     extra: &Value,
     ts: f64,
 ) -> Value {
-    let servers = tracker.servers();
-    let sum = |f: fn(&ServerStats) -> u64| servers.iter().map(|s| f(s)).sum::<u64>();
+    let sum = Summary::of(tracker.servers());
     let Totals {
         events,
         evicted_flows,
@@ -96,16 +117,16 @@ pub fn summary_line(
     let mut v = json!({
         "type": "summary",
         "ts": ts,
-        "servers": servers.len(),
-        "handshakes": sum(ServerStats::handshakes),
-        "full": sum(|s| s.full),
-        "resumed": sum(|s| s.resumed),
-        "offered": sum(|s| s.offered),
-        "rejected": sum(|s| s.rejected),
-        "rejected_after_unclean": sum(|s| s.rejected_after_unclean),
-        "hrr": sum(|s| s.hrr),
-        "incomplete": sum(|s| s.incomplete),
-        "failed": sum(|s| s.failed),
+        "servers": sum.servers,
+        "handshakes": sum.handshakes(),
+        "full": sum.full,
+        "resumed": sum.resumed,
+        "offered": sum.offered,
+        "rejected": sum.rejected,
+        "rejected_after_unclean": sum.rejected_after_unclean,
+        "hrr": sum.hrr,
+        "incomplete": sum.incomplete,
+        "failed": sum.failed,
         "events": events,
         "lost_events": k.lost_events,
         "evicted_flows": evicted_flows,
@@ -142,13 +163,7 @@ pub fn now_unix() -> f64 {
 /// The `--log-format text` line: one human-readable line per server.
 #[must_use]
 pub fn text_line(s: &ServerStats, ts: f64) -> String {
-    let hs = s.handshakes();
-    #[expect(clippy::cast_precision_loss, reason = "a percentage")]
-    let reuse = if hs == 0 {
-        0.0
-    } else {
-        s.resumed as f64 * 100.0 / hs as f64
-    };
+    let reuse = percent(s.resumed, s.handshakes()).unwrap_or(0.0);
     format!(
         "{} {} {} full={} resumed={} reuse={reuse:.1}% offered={} rejected={} (after_unclean={} after_clean={}) rst_client={} rst_server={} unclean_closes={} hrr={} failed={} incomplete={}",
         rfc3339(ts),

@@ -17,8 +17,10 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, Row, SortColumn, role_label, share},
+    app::App,
+    columns::{self, Column, Row, count, percent},
     diagnosis::{Severity, diagnose},
+    keys::{self, BINDINGS},
     stats::{ByMethod, Role, ServerStats, TopK},
 };
 
@@ -53,8 +55,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(area);
     draw_header(frame, header, app);
     draw_footer(frame, footer, app);
+    // The rows are built once a frame, and only the visible ones become
+    // table cells (`draw_table`): a frame costs one sort of the servers,
+    // whatever their number.
     let rows = app.rows();
-    let selected = app.selected_index();
+    let selected = app.selected_in(&rows);
     let show_detail = area.height >= MIN_HEIGHT_FOR_DETAIL && body.height >= DETAIL_MIN + 5;
     if show_detail {
         let detail_min = DETAIL_MIN.max(body.height * 2 / 5);
@@ -87,8 +92,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let sum = app.summary();
     let totals = app.totals();
     let kernel = app.kernel();
-    let hs = sum.full + sum.resumed;
-    let pct = |n| share(n, hs).map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"));
+    let hs = sum.handshakes();
+    let pct = |n| percent(n, hs).map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"));
     let wide = area.width >= 120;
 
     let mut l1 = vec![
@@ -112,7 +117,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         l1.extend([
             sep(),
             Span::styled("connections ", LABEL),
-            Span::raw(app.tracker().connections().to_string()),
+            Span::raw(app.connections().to_string()),
             sep(),
             Span::styled("events ", LABEL),
             Span::raw(count(totals.events)),
@@ -128,12 +133,6 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         ]);
     }
 
-    let lost = Span::raw(format!("lost {}", count(kernel.lost_events)));
-    let lost = if kernel.lost_events > 0 {
-        lost.style(Style::new().fg(Color::White).bg(Color::Red).bold())
-    } else {
-        lost
-    };
     let mut l2 = vec![
         Span::styled("full ", LABEL),
         Span::styled(pct(sum.full), Style::new().fg(FULL_COLOR)),
@@ -154,12 +153,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             format!(" ({} unclean)", count(sum.rejected_after_unclean)),
             LABEL,
         ),
-        sep(),
-        lost,
-        sep(),
-        Span::styled("evicted ", LABEL),
-        Span::raw(count(totals.evicted_flows)),
     ];
+    l2.extend(losses(app));
     if wide {
         l2.extend([
             sep(),
@@ -172,6 +167,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled("malformed ", LABEL),
             Span::raw(count(totals.malformed_hellos + kernel.malformed)),
         ]);
+        if app.losses().undecodable > 0 {
+            l2.extend([
+                sep(),
+                Span::styled("undecodable ", LABEL),
+                Span::styled(
+                    count(app.losses().undecodable),
+                    Style::new().fg(Color::Yellow),
+                ),
+            ]);
+        }
         // ClientHellos whose later segments never arrived: a PSK offer in
         // them was not seen. Shown only when it happens.
         if totals.truncated_hellos > 0 {
@@ -189,153 +194,55 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(text), area);
 }
 
+/// The loss line's part: events the kernel lost, flows evicted, output
+/// lines dropped. Losses are alarms: white on red when not zero.
+fn losses(app: &App) -> Vec<Span<'static>> {
+    let alarm = Style::new().fg(Color::White).bg(Color::Red).bold();
+    let kernel = app.kernel();
+    let lost = Span::raw(format!("lost {}", count(kernel.lost_events)));
+    let mut spans = vec![
+        sep(),
+        if kernel.lost_events > 0 {
+            lost.style(alarm)
+        } else {
+            lost
+        },
+        sep(),
+        Span::styled("evicted ", LABEL),
+        Span::raw(count(app.totals().evicted_flows)),
+    ];
+    // Output lines a stuck reader made tlsmon drop (stdout, --log): shown
+    // only when it happens.
+    let dropped = app.losses().output_dropped;
+    if dropped > 0 {
+        spans.extend([
+            sep(),
+            Span::styled(format!("dropped lines {}", count(dropped)), alarm),
+        ]);
+    }
+    spans
+}
+
 // ----------------------------------------------------------------- table
 
-/// A table column: shown when it fits, by priority.
-struct Col {
-    title: &'static str,
-    width: u16,
-    /// Lower is kept longer.
-    priority: u8,
-    sort: Option<SortColumn>,
-    right: bool,
-    /// Text and style of the cell.
-    cell: fn(&Row<'_>) -> (String, Style),
-}
-
-#[expect(clippy::too_many_lines, reason = "a table of column definitions")]
-fn columns(rows: &[Row<'_>]) -> Vec<Col> {
-    let server_w = rows
-        .iter()
-        .map(|r| r.stats.server.to_string().len())
-        .max()
-        .unwrap_or(0)
-        .clamp(14, 41);
-    let name_w = rows
-        .iter()
-        .filter_map(|r| r.name.map(str::len))
-        .max()
-        .unwrap_or(0)
-        .min(28);
-    let w = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
-    let num = |title, width, priority, sort, cell| Col {
-        title,
-        width,
-        priority,
-        sort,
-        right: true,
-        cell,
+/// Text and style of a cell: the text from the column table, the colour
+/// from here.
+fn cell(col: Column, r: &Row<'_>) -> (String, Style) {
+    let text = col.text(r);
+    let style = match col {
+        Column::Name => Style::new().fg(Color::Cyan),
+        Column::Role => Style::new().fg(match r.stats.role {
+            Role::Backend => Color::Cyan,
+            Role::Frontend => Color::Magenta,
+            Role::Unknown => Color::Gray,
+        }),
+        Column::Full => Style::new().fg(FULL_COLOR),
+        Column::Resumed => Style::new().fg(RESUMED_COLOR),
+        Column::Rejected => warn_if(r.stats.rejected > 0, Color::Yellow),
+        Column::RejectedUnclean => warn_if(r.stats.rejected_after_unclean > 0, Color::LightRed),
+        _ => Style::new(),
     };
-    let mut cols = vec![
-        Col {
-            title: "server",
-            width: w(server_w),
-            priority: 0,
-            sort: Some(SortColumn::Server),
-            right: false,
-            cell: |r| (r.stats.server.to_string(), Style::new()),
-        },
-        Col {
-            title: "name",
-            width: w(name_w.max(4)),
-            priority: 9,
-            sort: None,
-            right: false,
-            cell: |r| {
-                (
-                    r.name.unwrap_or("").to_owned(),
-                    Style::new().fg(Color::Cyan),
-                )
-            },
-        },
-        Col {
-            title: "role",
-            width: 5,
-            priority: 1,
-            sort: None,
-            right: false,
-            cell: |r| {
-                let color = match r.stats.role {
-                    Role::Backend => Color::Cyan,
-                    Role::Frontend => Color::Magenta,
-                    Role::Unknown => Color::Gray,
-                };
-                (role_label(r.stats.role).to_owned(), Style::new().fg(color))
-            },
-        },
-        num("hs/s", 6, 2, Some(SortColumn::Rate), |r| {
-            (format!("{:.1}", r.rate), Style::new())
-        }),
-        num("full", 7, 3, Some(SortColumn::Full), |r| {
-            (count(r.stats.full), Style::new().fg(FULL_COLOR))
-        }),
-        num("resumed", 7, 4, Some(SortColumn::Resumed), |r| {
-            (count(r.stats.resumed), Style::new().fg(RESUMED_COLOR))
-        }),
-        num("reuse", 6, 5, Some(SortColumn::Reuse), |r| {
-            (
-                r.reuse_pct()
-                    .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%")),
-                Style::new(),
-            )
-        }),
-        num("offered", 7, 8, Some(SortColumn::Offered), |r| {
-            (count(r.stats.offered), Style::new())
-        }),
-        num("rejected", 8, 6, Some(SortColumn::Rejected), |r| {
-            (
-                count(r.stats.rejected),
-                warn_if(r.stats.rejected > 0, Color::Yellow),
-            )
-        }),
-        num("rej-uncl", 8, 7, Some(SortColumn::RejectedUnclean), |r| {
-            let n = r.stats.rejected_after_unclean;
-            (count(n), warn_if(n > 0, Color::LightRed))
-        }),
-        num("RST c/s", 11, 10, None, |r| {
-            (
-                format!(
-                    "{}/{}",
-                    count(r.stats.rst_by_client),
-                    count(r.stats.rst_by_server)
-                ),
-                Style::new(),
-            )
-        }),
-        Col {
-            title: "versions",
-            width: 16,
-            priority: 11,
-            sort: None,
-            right: false,
-            cell: |r| (versions(r), Style::new()),
-        },
-        num("p50 ms", 7, 12, None, |r| (ms(r.stats, 0.5), Style::new())),
-        num("p99 ms", 7, 13, None, |r| (ms(r.stats, 0.99), Style::new())),
-    ];
-    if name_w == 0 {
-        cols.retain(|c| c.title != "name");
-    }
-    cols
-}
-
-/// The columns that fit in `width`, in display order.
-fn fit(cols: Vec<Col>, width: u16) -> Vec<Col> {
-    let mut by_priority: Vec<usize> = (0..cols.len()).collect();
-    by_priority.sort_by_key(|&i| cols[i].priority);
-    let mut used = 0u16;
-    let mut keep = vec![false; cols.len()];
-    for i in by_priority {
-        let need = cols[i].width + u16::from(used > 0);
-        if used + need <= width {
-            used += need;
-            keep[i] = true;
-        }
-    }
-    cols.into_iter()
-        .zip(keep)
-        .filter_map(|(c, k)| k.then_some(c))
-        .collect()
+    (text, style)
 }
 
 fn aligned(text: String, right: bool) -> Line<'static> {
@@ -367,7 +274,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[Row<'_>], select
         .title(
             Line::from(vec![
                 Span::styled(" sort ", LABEL),
-                Span::raw(format!("{} {arrow} ", sort.label())),
+                Span::raw(format!("{} {arrow} ", sort.title())),
             ])
             .right_aligned(),
         );
@@ -394,23 +301,28 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[Row<'_>], select
         );
         return;
     }
+    // Only the rows that fit become cells, the selected one among them
+    // (at the bottom when scrolled, as ratatui's own scrolling does).
+    let visible = usize::from(inner.height.saturating_sub(1)).max(1);
+    let start = selected.map_or(0, |s| (s + 1).saturating_sub(visible));
+    let shown = &rows[start..rows.len().min(start + visible)];
     // One column for the selection marker.
-    let cols = fit(columns(rows), inner.width.saturating_sub(1));
-    let header = TableRow::new(cols.iter().map(|c| {
-        let mut t = c.title.to_owned();
-        if c.sort == Some(sort) {
+    let cols = columns::fit(&columns::widths(shown), inner.width.saturating_sub(1));
+    let header = TableRow::new(cols.iter().map(|(c, _)| {
+        let mut t = c.title().to_owned();
+        if *c == sort {
             t.push_str(arrow);
         }
-        Cell::from(aligned(t, c.right))
+        Cell::from(aligned(t, c.def().right))
     }))
     .style(Style::new().bold().underlined());
-    let body = rows.iter().map(|r| {
-        TableRow::new(cols.iter().map(|c| {
-            let (text, style) = (c.cell)(r);
-            Cell::from(aligned(text, c.right)).style(style)
+    let body = shown.iter().map(|r| {
+        TableRow::new(cols.iter().map(|(c, _)| {
+            let (text, style) = cell(*c, r);
+            Cell::from(aligned(text, c.def().right)).style(style)
         }))
     });
-    let widths = cols.iter().map(|c| Constraint::Length(c.width));
+    let widths = cols.iter().map(|(_, w)| Constraint::Length(*w));
     let table = Table::new(body, widths)
         .header(header)
         .column_spacing(1)
@@ -421,6 +333,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[Row<'_>], select
         )
         .highlight_symbol(">")
         .highlight_spacing(HighlightSpacing::Always);
+    let selected = selected.map(|s| s - start);
     let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, inner, &mut state);
 }
@@ -430,36 +343,6 @@ fn warn_if(cond: bool, color: Color) -> Style {
         Style::new().fg(color)
     } else {
         Style::new()
-    }
-}
-
-/// "1.2:95% 1.3:5%": share of completed handshakes per version.
-fn versions(r: &Row<'_>) -> String {
-    let v = r.versions();
-    let total: u64 = v.iter().map(|(_, c)| c).sum();
-    v.iter()
-        .map(|(name, c)| {
-            let short = name.strip_prefix("TLSv").unwrap_or(name);
-            format!("{short}:{:.0}%", share(*c, total).unwrap_or(0.0))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn ms(s: &ServerStats, q: f64) -> String {
-    s.handshake_full
-        .quantile_ms(q)
-        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
-/// Counts up to a million exactly, then with a unit.
-fn count(n: u64) -> String {
-    #[expect(clippy::cast_precision_loss, reason = "display with one decimal")]
-    let f = n as f64;
-    match n {
-        0..1_000_000 => n.to_string(),
-        1_000_000..1_000_000_000 => format!("{:.1}M", f / 1e6),
-        _ => format!("{:.1}G", f / 1e9),
     }
 }
 
@@ -700,7 +583,7 @@ fn facts_wide(s: &ServerStats) -> Vec<Line<'static>> {
         ),
         line(
             "full ms",
-            format!("p50 {} · p99 {}", ms(s, 0.5), ms(s, 0.99)),
+            format!("p50 {} · p99 {}", columns::ms(s, 0.5), columns::ms(s, 0.99)),
         ),
         line(
             "resumed ms",
@@ -791,25 +674,26 @@ fn draw_diagnoses(frame: &mut Frame, area: Rect, s: &ServerStats) {
 
 // ----------------------------------------------------------- help, footer
 
-const KEYS: &[(&str, &str)] = &[
-    ("q, Ctrl-C", "quit"),
-    ("p", "pause the display (counting goes on)"),
-    ("r", "reset counters and history"),
-    ("s", "next sort column"),
-    ("S", "reverse the sort order"),
-    ("↑ ↓  j k", "select a server"),
-    ("PgUp PgDn", "move by ten"),
-    ("Home End  g G", "first, last server"),
-    ("/", "filter by address, name or role"),
-    ("  Enter", "apply the filter"),
-    ("  Esc", "clear the filter"),
-    ("?", "this help"),
-    ("Esc", "close the help"),
-];
-
 fn draw_help(frame: &mut Frame, area: Rect) {
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    for mode in [keys::Mode::Table, keys::Mode::Prompt] {
+        if mode == keys::Mode::Prompt {
+            lines.push(Line::styled(" In the filter prompt:", DIM));
+        }
+        for b in BINDINGS.iter().filter(|b| b.mode == mode) {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!(" {:<12}", b.label),
+                    Style::new().fg(Color::Cyan).bold(),
+                ),
+                Span::raw(b.help),
+            ]));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(" Rows: backends first, then frontends.", DIM));
     let width = 58.min(area.width);
-    let height = u16::try_from(KEYS.len() + 4)
+    let height = u16::try_from(lines.len() + 2)
         .unwrap_or(u16::MAX)
         .min(area.height);
     let popup = Rect {
@@ -818,17 +702,6 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         width,
         height,
     };
-    let mut lines: Vec<Line<'static>> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<14}"), Style::new().fg(Color::Cyan).bold()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(" Rows: backends first, then frontends.", DIM));
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(Line::from(" keys ").bold())
@@ -837,36 +710,46 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(block), popup);
 }
 
+/// The bottom line: the filter being typed, or key hints followed by a
+/// fresh notice (a diagnostic: the terminal under the dashboard gets no log
+/// text).
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 {
         return;
     }
     let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::Black).bg(Color::Gray));
-    let line = if let Some(draft) = app.filter_prompt() {
-        Line::from(vec![
-            Span::styled(" filter: ", Style::new().fg(Color::Yellow).bold()),
-            Span::raw(draft.to_owned()),
-            Span::styled(" ", Style::new().add_modifier(Modifier::REVERSED)),
-            Span::raw("  "),
-            key("Enter"),
-            Span::raw(" apply  "),
-            key("Esc"),
-            Span::raw(" clear"),
-        ])
-    } else {
+    let hints = |mode: keys::Mode| {
         let mut spans = Vec::new();
-        for (k, what) in [
-            ("q", "quit"),
-            ("p", if app.paused() { "resume" } else { "pause" }),
-            ("r", "reset"),
-            ("s/S", "sort"),
-            ("↑↓", "select"),
-            ("/", "filter"),
-            ("?", "help"),
-        ] {
+        for b in BINDINGS.iter().filter(|b| b.mode == mode) {
+            let Some((k, what)) = b.hint else { continue };
+            let what = if b.action == keys::Action::Pause && app.paused() {
+                "resume"
+            } else {
+                what
+            };
             spans.push(Span::raw(" "));
             spans.push(key(k));
             spans.push(Span::styled(format!(" {what} "), LABEL));
+        }
+        spans
+    };
+    let line = if let Some(draft) = app.filter_prompt() {
+        let mut spans = vec![
+            Span::styled(" filter: ", Style::new().fg(Color::Yellow).bold()),
+            Span::raw(draft.to_owned()),
+            Span::styled(" ", Style::new().add_modifier(Modifier::REVERSED)),
+            Span::raw(" "),
+        ];
+        spans.extend(hints(keys::Mode::Prompt));
+        Line::from(spans)
+    } else {
+        let mut spans = hints(keys::Mode::Table);
+        if let Some(text) = app.notice() {
+            spans.push(Span::styled(" ▲ ", Style::new().fg(Color::Yellow).bold()));
+            spans.push(Span::styled(
+                text.to_owned(),
+                Style::new().fg(Color::Yellow),
+            ));
         }
         Line::from(spans)
     };
@@ -879,7 +762,7 @@ mod tests {
     use ratatui::{Terminal, backend::TestBackend};
 
     use super::*;
-    use crate::app::{AppEvent, sim};
+    use crate::{app::AppEvent, sim};
 
     fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
