@@ -327,7 +327,7 @@ fn bad_arguments_are_refused_before_attaching() {
         (&["--iface", "tlsmon-nosuch0"], "no such interface"),
         (
             &["--haproxy-config", "/nonexistent"],
-            "tlsmon: reading /nonexistent: No such file or directory (os error 2)\n",
+            "tlsmon: error: reading /nonexistent: No such file or directory (os error 2)\n",
         ),
     ] {
         let mut cmdline = vec![common::TLSMON, "--iface", &iface, "--headless"];
