@@ -4,7 +4,7 @@
 //! connection). They are the oracles tlsmon's counts are checked against,
 //! independent of tlsmon.
 
-use std::{collections::BTreeMap, fs};
+use std::{collections::BTreeMap, fs, net::SocketAddr};
 
 use anyhow::{Context as _, Result};
 
@@ -106,6 +106,54 @@ impl HaproxyCounts {
     }
 }
 
+/// One connection as `HAProxy` logged it (the fields the oracle needs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HaproxyLine {
+    /// `HAProxy`'s server name (`srv=`).
+    pub server: String,
+    /// The client's endpoint on the frontend (`client=`).
+    pub client: Option<SocketAddr>,
+    /// `HAProxy`'s own endpoint of the backend connection (`via=`): the
+    /// client endpoint of that connection in a backend-side capture.
+    pub via: Option<SocketAddr>,
+    /// `ssl_bc_is_resumed` captured while the connection was alive.
+    pub bc_resumed: Option<bool>,
+    /// `ssl_bc_protocol`, e.g. `TLSv1.2`.
+    pub bc_version: Option<String>,
+    /// With the oracle on: the backend connection's client random and TLS
+    /// 1.2 master secret, hex.
+    pub bc_client_random: Option<String>,
+    pub bc_master_key: Option<String>,
+}
+
+/// Every `tlsmon-lab ...` line of `HAProxy`'s log.
+#[must_use]
+pub fn haproxy_lines(log: &str) -> Vec<HaproxyLine> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix("tlsmon-lab "))
+        .map(|rest| {
+            let field = |name: &str| {
+                rest.split_whitespace()
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .filter(|v| !v.is_empty() && *v != "-")
+            };
+            HaproxyLine {
+                server: field("srv").unwrap_or("-").to_owned(),
+                client: field("client").and_then(|v| v.parse().ok()),
+                via: field("via").and_then(|v| v.parse().ok()),
+                bc_resumed: match field("bc_resumed") {
+                    Some("1") => Some(true),
+                    Some("0") => Some(false),
+                    _ => None,
+                },
+                bc_version: field("bc_version").map(str::to_owned),
+                bc_client_random: field("bc_client_random").map(str::to_owned),
+                bc_master_key: field("bc_master_key").map(str::to_owned),
+            }
+        })
+        .collect()
+}
+
 /// Full and resumed handshakes in the Python backend's `conn ...
 /// resumed=N` lines (`lab/backend.py`).
 #[must_use]
@@ -181,6 +229,23 @@ tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> fc_resumed=0 bc_resumed=- term=
                 unknown: 1
             }
         );
+    }
+
+    #[test]
+    fn haproxy_log_lines() {
+        let log = "\
+tlsmon-lab fe=tls_in be=tls_backends srv=nginx client=10.210.1.10:4000 via=10.210.2.1:5000 \
+server=10.210.2.10:8444 fc_resumed=1 bc_resumed=1 bc_version=TLSv1.2 term=-- \
+bc_client_random=ab bc_master_key=cd
+tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> client=10.210.1.10:4001 via=- bc_resumed=-
+";
+        let lines = haproxy_lines(log);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].via, Some("10.210.2.1:5000".parse().unwrap()));
+        assert_eq!(lines[0].bc_resumed, Some(true));
+        assert_eq!(lines[0].bc_master_key.as_deref(), Some("cd"));
+        assert_eq!(lines[1].via, None);
+        assert_eq!(lines[1].bc_resumed, None);
     }
 
     #[test]
