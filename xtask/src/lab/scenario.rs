@@ -81,6 +81,10 @@ impl Cause {
 
 /// The settings a scenario name stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each flag is one independent setting of HAProxy or a backend, named after it"
+)]
 pub struct Scenario {
     /// The name as given, e.g. `broken` or `checks+tls13`.
     pub name: String,
@@ -101,7 +105,7 @@ pub struct Scenario {
     /// The session cache timeout of nginx (`ssl_session_timeout`) and the
     /// Python backend (`SSL_CTX_set_timeout`); `None`: their defaults.
     pub session_timeout: Option<Duration>,
-    /// `false`: nginx with `ssl_session_cache off` and `openssl s_server
+    /// `false`: nginx with `ssl_session_cache none` and `openssl s_server
     /// -no_cache`: servers that keep no sessions.
     pub backend_cache: bool,
     /// nginx issues TLS ≤ 1.2 stateless tickets with keys from a file that
@@ -260,7 +264,7 @@ impl Scenario {
             );
         }
         if !self.backend_cache {
-            text.push_str("; nginx ssl_session_cache off, s_server -no_cache");
+            text.push_str("; nginx ssl_session_cache none, s_server -no_cache");
         }
         if self.ticket_keys {
             text.push_str("; nginx stateless tickets, keys replaced during the load");
@@ -357,7 +361,11 @@ impl Scenario {
                  ssl_session_tickets off;"
             )
         } else {
-            "ssl_session_cache off;\n        ssl_session_tickets off;".to_owned()
+            // `none`, not `off`: nginx still hands out session IDs (and
+            // TLS 1.3 tickets) but stores nothing, so every offer fails.
+            // With `off` OpenSSL sends an empty session ID
+            // (SSL_SESS_CACHE_OFF) and a TLS 1.2 client never offers.
+            "ssl_session_cache none;\n        ssl_session_tickets off;".to_owned()
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::frames::{EXT_PRE_SHARED_KEY, Frame, TLS13, content, handshake};
+use super::frames::{EXT_PRE_SHARED_KEY, Frame, TLS13, content, count, handshake};
 
 /// How a session is named on the wire when offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -160,70 +160,137 @@ fn connection(stream: u64, frames: &[&Frame], server_ports: &[u16]) -> Option<Co
         .iter()
         .find(|f| f.syn && f.src == Some(client))
         .map_or(first.time, |f| f.time);
-
-    let mut conn = Connection {
+    let hello = Handshake::scan(frames, client);
+    let (mut client_side, mut server_side) = sides(frames, client);
+    // TLS 1.3 records before decryption all have outer type 23: count
+    // application data only where it is known to be that.
+    if hello.tls13 && !hello.decrypted {
+        client_side.app_records = 0;
+        server_side.app_records = 0;
+    }
+    let kind = hello.kind();
+    let mut issued = hello.tickets;
+    // A TLS 1.2 session ID names the session from its full handshake on
+    // (RFC 5246 §7.4.1.3); resumptions echo it and issue nothing new.
+    if !hello.tls13
+        && kind == Kind::Full
+        && let Some((id, time)) = hello.server_hello_id
+    {
+        let identity = Identity {
+            method: Method::SessionId,
+            bytes: id,
+        };
+        issued.insert(0, (identity, time));
+    }
+    Some(Connection {
         stream,
         client,
         server,
         start,
-        tls13: false,
-        kind: Kind::Incomplete,
-        decrypted: false,
-        offer: None,
-        issued: Vec::new(),
-        client_side: SideFacts::default(),
-        server_side: SideFacts::default(),
-    };
-    let mut server_hello_id = None;
-    let mut certificate = false;
-    let mut server_hello = false;
-    let mut server_ccs = false;
-    let mut client_offers_tls13 = false;
-    let mut client_hello: Option<&Frame> = None;
-    let mut psk_accepted = false;
+        tls13: hello.tls13,
+        kind,
+        decrypted: hello.decrypted,
+        offer: hello.offer,
+        issued,
+        client_side,
+        server_side,
+    })
+}
 
-    for (index, frame) in frames.iter().enumerate() {
-        let from_client = frame.src == Some(client);
-        let hs = &frame.handshake_types;
-        if from_client && hs.contains(&handshake::CLIENT_HELLO) && client_hello.is_none() {
-            client_hello = Some(frame);
-            client_offers_tls13 = frame.supported_versions.contains(&TLS13);
-        }
-        if !from_client {
-            if hs.contains(&handshake::SERVER_HELLO) && !server_hello {
-                server_hello = true;
+/// What the handshake messages of one connection say.
+#[derive(Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one flag per handshake message seen; kind() combines them"
+)]
+struct Handshake {
+    offer: Option<Identity>,
+    server_hello: bool,
+    /// The `ServerHello`'s session ID and the time of its frame.
+    server_hello_id: Option<(String, f64)>,
+    tls13: bool,
+    psk_accepted: bool,
+    certificate: bool,
+    server_ccs: bool,
+    decrypted: bool,
+    /// Tickets from `NewSessionTicket` messages.
+    tickets: Vec<(Identity, f64)>,
+}
+
+impl Handshake {
+    fn scan(frames: &[&Frame], client: SocketAddr) -> Self {
+        let mut hs = Self::default();
+        let mut client_hello = false;
+        for frame in frames {
+            let types = &frame.handshake_types;
+            if frame.src == Some(client) {
+                if types.contains(&handshake::CLIENT_HELLO) && !client_hello {
+                    client_hello = true;
+                    hs.offer = offer(frame, frame.supported_versions.contains(&TLS13));
+                }
+                continue;
+            }
+            if types.contains(&handshake::SERVER_HELLO) && !hs.server_hello {
+                hs.server_hello = true;
                 // In a ServerHello frame the only supported_versions value
                 // is the ServerHello's own (RFC 8446 §4.2.1).
-                conn.tls13 = frame.supported_versions.contains(&TLS13);
-                psk_accepted = frame.extensions.contains(&EXT_PRE_SHARED_KEY);
-                server_hello_id = frame.session_ids.first().cloned();
+                hs.tls13 = frame.supported_versions.contains(&TLS13);
+                hs.psk_accepted = frame.extensions.contains(&EXT_PRE_SHARED_KEY);
+                hs.server_hello_id = frame.session_ids.first().map(|id| (id.clone(), frame.time));
             }
-            certificate |= hs.contains(&handshake::CERTIFICATE);
-            server_ccs |= frame.content_types.contains(&content::CHANGE_CIPHER_SPEC);
+            hs.certificate |= types.contains(&handshake::CERTIFICATE);
+            hs.server_ccs |= frame.content_types.contains(&content::CHANGE_CIPHER_SPEC);
             // Encrypted in both versions: visible only when decrypted.
-            conn.decrypted |= hs.contains(&handshake::ENCRYPTED_EXTENSIONS)
-                || (!conn.tls13 && server_ccs && hs.contains(&handshake::FINISHED));
-            if hs.contains(&handshake::NEW_SESSION_TICKET) {
-                let method = if conn.tls13 {
+            hs.decrypted |= types.contains(&handshake::ENCRYPTED_EXTENSIONS)
+                || (!hs.tls13 && hs.server_ccs && types.contains(&handshake::FINISHED));
+            if types.contains(&handshake::NEW_SESSION_TICKET) {
+                let method = if hs.tls13 {
                     Method::Psk
                 } else {
                     Method::Ticket
                 };
                 for ticket in &frame.tickets {
-                    conn.issued.push((
-                        Identity {
-                            method,
-                            bytes: ticket.clone(),
-                        },
-                        frame.time,
-                    ));
+                    let identity = Identity {
+                        method,
+                        bytes: ticket.clone(),
+                    };
+                    hs.tickets.push((identity, frame.time));
                 }
             }
         }
-        let side = if from_client {
-            &mut conn.client_side
+        hs
+    }
+
+    fn kind(&self) -> Kind {
+        if !self.server_hello {
+            Kind::Incomplete
+        } else if self.tls13 {
+            if self.psk_accepted {
+                Kind::Resumed
+            } else {
+                Kind::Full
+            }
+        } else if self.certificate {
+            Kind::Full
+        } else if self.server_ccs {
+            // Abbreviated handshake (RFC 5246 §7.3): no Certificate, the
+            // server's ChangeCipherSpec right after its ServerHello.
+            Kind::Resumed
         } else {
-            &mut conn.server_side
+            Kind::Incomplete
+        }
+    }
+}
+
+/// How each side ended the connection: (client, server).
+fn sides(frames: &[&Frame], client: SocketAddr) -> (SideFacts, SideFacts) {
+    let mut client_side = SideFacts::default();
+    let mut server_side = SideFacts::default();
+    for (index, frame) in frames.iter().enumerate() {
+        let side = if frame.src == Some(client) {
+            &mut client_side
+        } else {
+            &mut server_side
         };
         if frame.close_notify() && side.close_notify.is_none() {
             side.close_notify = Some(index);
@@ -233,56 +300,10 @@ fn connection(stream: u64, frames: &[&Frame], server_ports: &[u16]) -> Option<Co
             side.end = Some((index, frame.rst));
             side.end_time = Some(frame.time);
         }
-        let app = frame
-            .content_types
-            .iter()
-            .filter(|&&t| t == content::APPLICATION_DATA)
-            .count();
+        let app = count(&frame.content_types, content::APPLICATION_DATA);
         side.app_records += u32::try_from(app).unwrap_or(u32::MAX);
     }
-    // TLS 1.3 records before decryption all have outer type 23: count
-    // application data only where it is known to be that.
-    if conn.tls13 && !conn.decrypted {
-        conn.client_side.app_records = 0;
-        conn.server_side.app_records = 0;
-    }
-
-    conn.kind = if !server_hello {
-        Kind::Incomplete
-    } else if conn.tls13 {
-        if psk_accepted { Kind::Resumed } else { Kind::Full }
-    } else if certificate {
-        Kind::Full
-    } else if server_ccs {
-        // Abbreviated handshake (RFC 5246 §7.3): no Certificate, the
-        // server's ChangeCipherSpec right after its ServerHello.
-        Kind::Resumed
-    } else {
-        Kind::Incomplete
-    };
-    conn.offer = client_hello.and_then(|hello| offer(hello, client_offers_tls13));
-    // A TLS 1.2 session ID names the session from its full handshake on
-    // (RFC 5246 §7.4.1.3); resumptions echo it and issue nothing new.
-    if !conn.tls13
-        && conn.kind == Kind::Full
-        && let Some(id) = server_hello_id
-    {
-        let time = frames
-            .iter()
-            .find(|f| f.src != Some(client) && f.handshake_types.contains(&handshake::SERVER_HELLO))
-            .map_or(start, |f| f.time);
-        conn.issued.insert(
-            0,
-            (
-                Identity {
-                    method: Method::SessionId,
-                    bytes: id,
-                },
-                time,
-            ),
-        );
-    }
-    Some(conn)
+    (client_side, server_side)
 }
 
 /// The session a `ClientHello` offers: a PSK identity (TLS 1.3), else a
@@ -296,10 +317,10 @@ fn offer(hello: &Frame, offers_tls13: bool) -> Option<Identity> {
             bytes: identity.clone(),
         });
     }
-    if let Some(ticket) = hello.tickets.first() {
+    if let Some(ticket) = hello.offered_ticket() {
         return Some(Identity {
             method: Method::Ticket,
-            bytes: ticket.clone(),
+            bytes: ticket.to_owned(),
         });
     }
     match hello.session_ids.first() {

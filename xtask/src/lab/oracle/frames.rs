@@ -17,7 +17,7 @@ use crate::{programs, util::capture};
 /// The fields asked of tshark, in this order, one column each. A field
 /// with several values in a frame (one per record or handshake message)
 /// comes as a comma-separated list (`-E occurrence=a -E aggregator=,`).
-pub const FIELDS: [&str; 18] = [
+pub const FIELDS: [&str; 20] = [
     "frame.time_epoch",
     "tcp.stream",
     "ip.src",
@@ -38,6 +38,12 @@ pub const FIELDS: [&str; 18] = [
     "tls.handshake.extension.type",
     "tls.handshake.extensions.supported_version",
     "tcp.len",
+    // Aligned with `tls.handshake.extension.type`: every extension has one.
+    "tls.handshake.extension.len",
+    // The raw data of extensions tshark does not dissect further; in a
+    // ClientHello that is the SessionTicket extension's ticket (RFC 5077
+    // §3.2), which tshark 4.0 gives no field of its own.
+    "tls.handshake.extension.data",
 ];
 
 /// TLS content types (RFC 8446 §5.1, RFC 5246 §6.2.1).
@@ -60,6 +66,8 @@ pub mod handshake {
 /// `pre_shared_key` (RFC 8446 §4.2.11): in a `ServerHello`, the server
 /// accepted a PSK (resumption).
 pub const EXT_PRE_SHARED_KEY: u16 = 41;
+/// `SessionTicket` (RFC 5077 §3.2).
+pub const EXT_SESSION_TICKET: u16 = 35;
 pub const TLS13: u16 = 0x0304;
 
 /// One packet as tshark dissected it.
@@ -83,6 +91,8 @@ pub struct Frame {
     pub extensions: Vec<u16>,
     pub supported_versions: Vec<u16>,
     pub tcp_len: u32,
+    pub extension_lengths: Vec<u32>,
+    pub extension_data: Vec<String>,
 }
 
 impl Frame {
@@ -111,7 +121,28 @@ impl Frame {
             extensions: numbers(col(15)),
             supported_versions: numbers(col(16)),
             tcp_len: col(17).parse().unwrap_or(0),
+            extension_lengths: numbers(col(18)),
+            extension_data: hex_list(col(19)),
         })
+    }
+
+    /// The ticket a `ClientHello` in this frame offers in its
+    /// SessionTicket extension (type 35), if not empty: the raw extension
+    /// data whose length is that extension's.
+    #[must_use]
+    pub fn offered_ticket(&self) -> Option<&str> {
+        let index = self
+            .extensions
+            .iter()
+            .position(|&t| t == EXT_SESSION_TICKET)?;
+        let len = usize::try_from(*self.extension_lengths.get(index)?).ok()?;
+        if len == 0 {
+            return None;
+        }
+        self.extension_data
+            .iter()
+            .find(|data| data.len() == 2 * len)
+            .map(String::as_str)
     }
 
     /// Whether the frame carries a `close_notify` alert (level warning,
@@ -125,13 +156,15 @@ impl Frame {
     /// no key).
     #[must_use]
     pub fn unreadable_alerts(&self) -> usize {
-        let alerts = self
-            .content_types
-            .iter()
-            .filter(|&&t| t == content::ALERT)
-            .count();
+        let alerts = count(&self.content_types, content::ALERT);
         alerts.saturating_sub(self.alert_descriptions.len())
     }
+}
+
+/// How often `value` occurs in `values`.
+#[must_use]
+pub fn count(values: &[u8], value: u8) -> usize {
+    values.iter().map(|&v| usize::from(v == value)).sum()
 }
 
 /// Numbers in decimal or `0x` hex, comma-separated; unparsable ones are
@@ -150,11 +183,11 @@ fn numbers<T: TryFrom<u64>>(text: &str) -> Vec<T> {
 }
 
 /// Hex byte strings, comma-separated, without separators inside; empty
-/// ones are skipped.
+/// ones and anything else (tshark's `<MISSING>`) are skipped.
 fn hex_list(text: &str) -> Vec<String> {
     text.split(',')
         .map(|v| v.trim().replace(':', "").to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect()
 }
 
@@ -205,6 +238,16 @@ mod tests {
         assert!(frame.close_notify());
         assert_eq!(frame.unreadable_alerts(), 0);
         assert!(Frame::parse("not a frame").is_none());
+    }
+
+    #[test]
+    fn offered_ticket_is_the_session_ticket_extension_data() {
+        let line = "1.5\t0\t10.0.0.1\t1\t10.0.0.2\t2\t0\t0\t0\t22\t1\t\tab\t\t\t\
+                    11,35,21\t\t100\t4,2,3\t<MISSING>,beef";
+        let frame = Frame::parse(line).unwrap();
+        assert_eq!(frame.offered_ticket(), Some("beef"));
+        let empty = line.replace("4,2,3", "4,0,3");
+        assert_eq!(Frame::parse(&empty).unwrap().offered_ticket(), None);
     }
 
     #[test]

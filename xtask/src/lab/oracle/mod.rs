@@ -20,6 +20,8 @@ pub mod frames;
 pub mod history;
 pub mod keys;
 pub mod run;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
