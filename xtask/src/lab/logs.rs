@@ -154,6 +154,41 @@ pub fn haproxy_lines(log: &str) -> Vec<HaproxyLine> {
         .collect()
 }
 
+/// One connection as the Python backend logged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonLine {
+    /// `HAProxy`'s endpoint (`peer=`).
+    pub peer: Option<SocketAddr>,
+    /// `resumed=`; `None` before the handshake completed.
+    pub resumed: Option<bool>,
+    /// `close=`: `clean`, `eof`, `reset` or `error(...)`.
+    pub close: String,
+}
+
+/// Every `conn ...` line of the Python backend's log.
+#[must_use]
+pub fn python_lines(log: &str) -> Vec<PythonLine> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix("conn "))
+        .map(|rest| {
+            let field = |name: &str| {
+                rest.split_whitespace()
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            };
+            let handshaken = field("version").is_some_and(|v| v != "-");
+            PythonLine {
+                peer: field("peer").and_then(|v| v.parse().ok()),
+                resumed: match field("resumed") {
+                    Some("1") => Some(true),
+                    Some("0") if handshaken => Some(false),
+                    _ => None,
+                },
+                close: field("close").unwrap_or("-").to_owned(),
+            }
+        })
+        .collect()
+}
+
 /// Full and resumed handshakes in the Python backend's `conn ...
 /// resumed=N` lines (`lab/backend.py`).
 #[must_use]
@@ -176,6 +211,13 @@ impl Lab {
         let log =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(HaproxyCounts::parse(&log))
+    }
+
+    /// The Python backend's lines so far; none before it logged anything.
+    #[must_use]
+    pub fn python_lines(&self) -> Vec<PythonLine> {
+        let log = fs::read(self.python_log()).unwrap_or_default();
+        python_lines(&String::from_utf8_lossy(&log))
     }
 
     /// The Python backend's counts so far; zero before it logged anything.
@@ -254,6 +296,11 @@ tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> client=10.210.1.10:4001 via=- b
                    conn peer=10.210.2.1:1 resumed=0 close=reset\n\
                    conn peer=10.210.2.1:2 resumed=1 close=clean\n\
                    conn peer=10.210.2.1:3 close=eof\n";
+        let lines = python_lines(log);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].peer, Some("10.210.2.1:1".parse().unwrap()));
+        assert_eq!(lines[1].resumed, Some(true));
+        assert_eq!((lines[2].resumed, lines[2].close.as_str()), (None, "eof"));
         assert_eq!(
             python_tally(log),
             Tally {
