@@ -34,7 +34,6 @@ and a summary line when it gets SIGTERM or SIGINT.
 
 import argparse
 import ctypes
-import ctypes.util
 import selectors
 import signal
 import socket
@@ -68,7 +67,9 @@ def set_session_timeout(ctx, seconds):
     pointer is checked before use: OpenSSL must report the default timeout
     for it, and the new value afterwards; otherwise this fails loudly.
     """
-    libssl = ctypes.CDLL(ctypes.util.find_library("ssl") or "libssl.so.3")
+    # The libssl this Python's _ssl module is linked with (Debian 12:
+    # OpenSSL 3), by soname: already loaded, so dlopen finds it.
+    libssl = ctypes.CDLL("libssl.so.3")
     libssl.SSL_CTX_get_timeout.restype = ctypes.c_long
     libssl.SSL_CTX_get_timeout.argtypes = [ctypes.c_void_p]
     libssl.SSL_CTX_set_timeout.restype = ctypes.c_long

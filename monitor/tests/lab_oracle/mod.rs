@@ -321,7 +321,7 @@ pub fn report(run: &Run) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<10} {:>5} {:>6} {:>5} {:>5} {:>7} {:>6} {:>8}  {:<40} {:<28} {}",
+        "{:<10} {:>5} {:>6} {:>5} {:>5} {:>7} {:>6} {:>8}  {:<40} {:<28} close server side",
         "server",
         "conns",
         "checks",
@@ -332,7 +332,6 @@ pub fn report(run: &Run) -> String {
         "accepted",
         "rejected by cause",
         "close proxy side",
-        "close server side"
     );
     for ((role, name), s) in &run.summaries {
         let label = if *role == Role::Frontend {
