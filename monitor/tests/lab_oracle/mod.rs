@@ -17,8 +17,6 @@ use std::{
     collections::BTreeMap,
     env,
     fmt::Write as _,
-    fs,
-    path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
@@ -88,37 +86,15 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if thread::panicking() {
-            let kept = keep_logs(&self.lab.state_dir(), &self.scenario);
+            let kept = self
+                .lab
+                .keep_logs(&env::temp_dir().join(format!("{TEST_PREFIX}-{}", self.scenario)));
             eprintln!("oracle test: logs kept in {}", kept.display());
         }
         if let Err(err) = self.lab.down() {
             eprintln!("oracle test: {err:#}");
         }
     }
-}
-
-fn keep_logs(state: &Path, scenario: &str) -> PathBuf {
-    let kept = env::temp_dir().join(format!("{TEST_PREFIX}-{scenario}"));
-    let _ = fs::remove_dir_all(&kept);
-    let _ = fs::create_dir_all(&kept);
-    for dir in [state.to_path_buf(), state.join("oracle")] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // Logs, configs, captures and records; no private key. The
-            // key logs of these throw-away connections go along: the
-            // captures are worthless without them.
-            let wanted = [".log", ".err", ".cfg", ".conf", ".jsonl", ".pcap", ".keys"]
-                .iter()
-                .any(|ext| name.ends_with(ext));
-            if wanted && entry.path().is_file() {
-                let _ = fs::copy(entry.path(), kept.join(&name));
-            }
-        }
-    }
-    kept
 }
 
 /// Brings the test lab up in `name` with the oracle on, runs the plan,

@@ -205,6 +205,34 @@ pub fn python_tally(log: &str) -> Tally {
 }
 
 impl Lab {
+    /// Copies what a failed run needs for a post-mortem into `dir`
+    /// (emptied first): logs, configs, and the oracle's captures, key logs
+    /// and records. Never a private key; the key logs are those of
+    /// throw-away lab connections and are worthless without the captures.
+    /// Returns `dir`.
+    #[must_use = "where the logs are"]
+    pub fn keep_logs(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let _ = fs::remove_dir_all(dir);
+        let _ = fs::create_dir_all(dir);
+        for from in [self.state_dir(), self.oracle_dir()] {
+            let Ok(entries) = fs::read_dir(&from) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let wanted = [
+                    ".log", ".err", ".out", ".cfg", ".conf", ".jsonl", ".pcap", ".keys",
+                ]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+                if wanted && entry.path().is_file() {
+                    let _ = fs::copy(entry.path(), dir.join(&name));
+                }
+            }
+        }
+        dir.to_path_buf()
+    }
+
     /// `HAProxy`'s counts so far.
     pub fn haproxy_counts(&self) -> Result<HaproxyCounts> {
         let path = self.haproxy_log();
