@@ -107,7 +107,7 @@ impl HaproxyCounts {
 }
 
 /// One connection as `HAProxy` logged it (the fields the oracle needs).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HaproxyLine {
     /// `HAProxy`'s server name (`srv=`).
     pub server: String,
@@ -116,6 +116,10 @@ pub struct HaproxyLine {
     /// `HAProxy`'s own endpoint of the backend connection (`via=`): the
     /// client endpoint of that connection in a backend-side capture.
     pub via: Option<SocketAddr>,
+    /// When `HAProxy` accepted the client connection (`accept=`, seconds
+    /// since the epoch, millisecond resolution); the backend connection
+    /// starts after it.
+    pub accepted_at: Option<f64>,
     /// `ssl_bc_is_resumed` captured while the connection was alive.
     pub bc_resumed: Option<bool>,
     /// `ssl_bc_protocol`, e.g. `TLSv1.2`.
@@ -141,6 +145,7 @@ pub fn haproxy_lines(log: &str) -> Vec<HaproxyLine> {
                 server: field("srv").unwrap_or("-").to_owned(),
                 client: field("client").and_then(|v| v.parse().ok()),
                 via: field("via").and_then(|v| v.parse().ok()),
+                accepted_at: field("accept").and_then(|v| v.parse().ok()),
                 bc_resumed: match field("bc_resumed") {
                     Some("1") => Some(true),
                     Some("0") => Some(false),
@@ -304,7 +309,7 @@ tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> fc_resumed=0 bc_resumed=- term=
     #[test]
     fn haproxy_log_lines() {
         let log = "\
-tlsmon-lab fe=tls_in be=tls_backends srv=nginx client=10.210.1.10:4000 via=10.210.2.1:5000 \
+tlsmon-lab accept=1796677079.462 fe=tls_in be=tls_backends srv=nginx client=10.210.1.10:4000 via=10.210.2.1:5000 \
 server=10.210.2.10:8444 fc_resumed=1 bc_resumed=1 bc_version=TLSv1.2 term=-- \
 bc_client_random=ab bc_master_key=cd
 tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> client=10.210.1.10:4001 via=- bc_resumed=-
@@ -313,6 +318,7 @@ tlsmon-lab fe=tls_in be=tls_backends srv=<NOSRV> client=10.210.1.10:4001 via=- b
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].via, Some("10.210.2.1:5000".parse().unwrap()));
         assert_eq!(lines[0].bc_resumed, Some(true));
+        assert_eq!(lines[0].accepted_at, Some(1_796_677_079.462));
         assert_eq!(lines[0].bc_master_key.as_deref(), Some("cd"));
         assert_eq!(lines[1].via, None);
         assert_eq!(lines[1].bc_resumed, None);

@@ -161,6 +161,7 @@ pub struct Capture<'a> {
 pub fn records(capture: &Capture<'_>) -> Vec<Record> {
     let ports: Vec<u16> = capture.servers.iter().map(|(p, _)| *p).collect();
     let all = connections::connections(capture.frames, &ports);
+    let mut lines_used = vec![false; capture.haproxy.len()];
     let mut out = Vec::new();
     for &(port, name) in capture.servers {
         let conns: Vec<Connection> = all
@@ -171,30 +172,70 @@ pub fn records(capture: &Capture<'_>) -> Vec<Record> {
         let known = capture.known.get(name).cloned().unwrap_or_default();
         let lineages = history::lineages(&conns, &known);
         for (conn, lineage) in conns.iter().zip(lineages) {
-            out.push(record(capture, name, &conns, conn, lineage.as_ref()));
+            let logged = match capture.role {
+                Role::Frontend => None,
+                Role::Backend => haproxy_line(capture.haproxy, &mut lines_used, name, conn),
+            };
+            out.push(record(
+                capture.role,
+                name,
+                &conns,
+                conn,
+                lineage.as_ref(),
+                logged,
+            ));
         }
     }
     out.sort_by(|a, b| a.start.total_cmp(&b.start));
     out
 }
 
+/// How much earlier than its backend connection `HAProxy` may have
+/// accepted the client connection and still be its line: a TCP-mode
+/// connection to a server follows the client's within milliseconds.
+const ACCEPT_WINDOW: f64 = 5.0;
+
+/// `HAProxy`'s line for a backend connection: same server, its own
+/// endpoint (`via=`) the connection's client, accepted shortly before the
+/// connection started (ports are reused within a run); each line serves
+/// one connection. `conns` come in start order, so the earliest unused
+/// line that fits is the right one.
+fn haproxy_line(
+    lines: &[HaproxyLine],
+    used: &mut [bool],
+    name: &str,
+    conn: &Connection,
+) -> Option<Logged> {
+    let index = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, line)| {
+            !used[*i]
+                && line.server == name
+                && line.via == Some(conn.client)
+                && line
+                    .accepted_at
+                    .is_none_or(|t| t <= conn.start + 0.001 && conn.start - t < ACCEPT_WINDOW)
+        })
+        .min_by(|(_, a), (_, b)| {
+            let at = |l: &HaproxyLine| l.accepted_at.unwrap_or(0.0);
+            at(a).total_cmp(&at(b))
+        })
+        .map(|(i, _)| i)?;
+    used[index] = true;
+    Some(Logged {
+        resumed: lines[index].bc_resumed,
+    })
+}
+
 fn record(
-    capture: &Capture<'_>,
+    role: Role,
     name: &str,
     conns: &[Connection],
     conn: &Connection,
     lineage: Option<&history::Lineage>,
+    haproxy: Option<Logged>,
 ) -> Record {
-    let haproxy = match capture.role {
-        Role::Frontend => None,
-        Role::Backend => capture
-            .haproxy
-            .iter()
-            .find(|line| line.via == Some(conn.client))
-            .map(|line| Logged {
-                resumed: line.bc_resumed,
-            }),
-    };
     let offered = conn.offer.as_ref().map(|identity| {
         let lineage = lineage.cloned().unwrap_or(history::Lineage {
             issuer: None,
@@ -219,7 +260,7 @@ fn record(
     });
     Record {
         line_type: "connection".to_owned(),
-        role: capture.role,
+        role,
         name: name.to_owned(),
         client: conn.client,
         server: conn.server,

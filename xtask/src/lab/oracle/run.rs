@@ -76,6 +76,10 @@ impl Lab {
                     // (buffered) mode the packets still in the kernel's
                     // ring when tcpdump is stopped are lost.
                     "--immediate-mode".into(),
+                    // 32 MiB of kernel buffer (in KiB): on a busy machine
+                    // the 2 MiB default overflowed within a 60-request run.
+                    "-B".into(),
+                    "32768".into(),
                     // Debian's tcpdump drops to its own user by default,
                     // which cannot write into the 0700 state directory.
                     "-Z".into(),
@@ -92,11 +96,26 @@ impl Lab {
     }
 
     /// Stops both captures, after a moment for the last packets of a run
-    /// (the peers' FINs and RSTs) to be written.
+    /// (the peers' FINs and RSTs) to be written. Fails if the kernel
+    /// dropped packets for either: an oracle with holes is no oracle.
     pub fn stop_captures(&self) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(500));
         for (name, _) in CAPTURES {
             self.stop_daemon(name)?;
+        }
+        for (name, iface) in CAPTURES {
+            let path = self.state_dir().join(format!("{name}.err"));
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            match dropped(&text) {
+                Some(0) => {}
+                Some(n) => anyhow::bail!(
+                    "the capture on {iface} lost {n} packets (tcpdump: dropped by kernel)"
+                ),
+                None => anyhow::bail!(
+                    "tcpdump on {iface} did not report its counts at exit ({})",
+                    path.display()
+                ),
+            }
         }
         Ok(())
     }
@@ -156,6 +175,14 @@ impl Lab {
     }
 }
 
+/// The `N packets dropped by kernel` tcpdump prints when it stops.
+fn dropped(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// What the scenario did to each backend, from its settings and the
 /// events of its run.
 #[must_use]
@@ -206,4 +233,17 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).with_context(|| format!("oracle line {l:?}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcpdump_drop_counts() {
+        let text = "tcpdump: listening on lab-front\n742 packets captured\n\
+                    942 packets received by filter\n200 packets dropped by kernel\n";
+        assert_eq!(dropped(text), Some(200));
+        assert_eq!(dropped("tcpdump: listening on lab-back\n"), None);
+    }
 }
