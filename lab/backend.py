@@ -22,7 +22,10 @@ on an EOF without close_notify, asks the kernel whether the connection was
 reset (TCP_INFO state CLOSE) or half-closed (CLOSE_WAIT).
 
 Session tickets are off (OP_NO_TICKET), so TLS <= 1.2 resumption uses the
-server's session-ID cache.  One line per connection goes to stdout:
+server's session-ID cache.  --keylog writes the TLS secrets of every
+connection (NSS key log format) for the lab's oracle; --session-timeout sets
+the session cache's timeout (see set_session_timeout).  One line per
+connection goes to stdout:
 
     conn peer=10.210.2.1:40122 version=TLSv1.2 resumed=1 requests=1 close=clean
 
@@ -30,6 +33,7 @@ and a summary line when it gets SIGTERM or SIGINT.
 """
 
 import argparse
+import ctypes
 import selectors
 import signal
 import socket
@@ -51,6 +55,33 @@ VERSIONS = {
     "1.2": ssl.TLSVersion.TLSv1_2,
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
+
+
+def set_session_timeout(ctx, seconds):
+    """Sets the session cache timeout of ``ctx``'s SSL_CTX, as nginx's
+    ssl_session_timeout does (SSL_CTX_set_timeout).
+
+    Python's ssl module has no setter for it, so this reaches the SSL_CTX
+    through ctypes: CPython's _ssl context object holds its SSL_CTX pointer
+    right after the object header (PySSLContext in Modules/_ssl.c).  The
+    pointer is checked before use: OpenSSL must report the default timeout
+    for it, and the new value afterwards; otherwise this fails loudly.
+    """
+    # The libssl this Python's _ssl module is linked with (Debian 12:
+    # OpenSSL 3), by soname: already loaded, so dlopen finds it.
+    libssl = ctypes.CDLL("libssl.so.3")
+    libssl.SSL_CTX_get_timeout.restype = ctypes.c_long
+    libssl.SSL_CTX_get_timeout.argtypes = [ctypes.c_void_p]
+    libssl.SSL_CTX_set_timeout.restype = ctypes.c_long
+    libssl.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    header = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+    ssl_ctx = ctypes.c_void_p.from_address(id(ctx) + header).value
+    # OpenSSL 3.0's default for a TLS server method (ssl_get_default_timeout).
+    if not ssl_ctx or libssl.SSL_CTX_get_timeout(ssl_ctx) != 7200:
+        raise SystemExit("cannot find the SSL_CTX of this Python's ssl context")
+    libssl.SSL_CTX_set_timeout(ssl_ctx, seconds)
+    if libssl.SSL_CTX_get_timeout(ssl_ctx) != seconds:
+        raise SystemExit("SSL_CTX_set_timeout did not take")
 
 
 def tcp_state(sock):
@@ -79,6 +110,10 @@ class Server:
         self.ctx.load_cert_chain(args.cert, args.key)
         self.ctx.maximum_version = VERSIONS[args.max_tls]
         self.ctx.options |= ssl.OP_NO_TICKET
+        if args.keylog:
+            self.ctx.keylog_filename = args.keylog
+        if args.session_timeout:
+            set_session_timeout(self.ctx, args.session_timeout)
         self.listener = socket.create_server((args.host, args.port), backlog=128)
         self.listener.setblocking(False)
         self.sel = selectors.DefaultSelector()
@@ -178,9 +213,12 @@ class Server:
         self.sel.unregister(conn.sock)
         resumed = 0
         version = "-"
+        timeout = "-"
         if conn.handshaken:
             resumed = int(conn.sock.session_reused)
             version = conn.sock.version() or "-"
+            session = conn.sock.session
+            timeout = session.timeout if session is not None else "-"
         if clean:
             try:
                 # Sends close_notify; with a non-blocking socket it does not
@@ -196,7 +234,7 @@ class Server:
             self.stats["resumed"] += resumed
         self.log(
             f"conn peer={conn.peer} version={version} resumed={resumed} "
-            f"requests={conn.requests} close={how}"
+            f"requests={conn.requests} close={how} session_timeout={timeout}"
         )
 
 
@@ -207,6 +245,10 @@ def main():
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--max-tls", choices=sorted(VERSIONS), default="1.2")
+    parser.add_argument("--keylog", help="append TLS secrets to this file (NSS key log)")
+    parser.add_argument(
+        "--session-timeout", type=int, default=0, help="session cache timeout in seconds"
+    )
     args = parser.parse_args()
     server = Server(args)
 

@@ -14,7 +14,8 @@ comes first.  Prints one summary line on stdout:
 
     load requests=300 ok=300 errors=0 resumed=200 offered=200 seconds=4.2
 
-and the first error, if any, on stderr.
+and the first error, if any, on stderr.  --keylog writes the TLS secrets of
+every connection (NSS key log format) for the lab's oracle.
 """
 
 import argparse
@@ -57,6 +58,8 @@ class Load:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.ctx.check_hostname = False
         self.ctx.verify_mode = ssl.CERT_NONE
+        if args.keylog:
+            self.ctx.keylog_filename = args.keylog
         self.lock = threading.Lock()
         self.next = 0
         self.deadline = time.monotonic() + args.max_seconds
@@ -151,6 +154,7 @@ def main():
     parser.add_argument("--pause-ms", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--keylog", help="append TLS secrets to this file (NSS key log)")
     args = parser.parse_args()
     if args.concurrency < 1 or args.new_session_every < 1 or args.requests < 0:
         parser.error("--concurrency and --new-session-every must be >= 1, --requests >= 0")

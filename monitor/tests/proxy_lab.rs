@@ -69,33 +69,15 @@ impl Drop for Running {
             let _ = tlsmon.wait();
         }
         if thread::panicking() {
-            let kept = keep_logs(&self.lab.state_dir(), &self.scenario);
+            let kept = self
+                .lab
+                .keep_logs(&env::temp_dir().join(format!("{TEST_PREFIX}-{}", self.scenario)));
             eprintln!("proxy lab: logs and configs kept in {}", kept.display());
         }
         if let Err(err) = self.lab.down() {
             eprintln!("proxy lab: {err:#}");
         }
     }
-}
-
-fn keep_logs(state: &Path, scenario: &str) -> PathBuf {
-    let kept = env::temp_dir().join(format!("{TEST_PREFIX}-{scenario}"));
-    let _ = fs::remove_dir_all(&kept);
-    let _ = fs::create_dir_all(&kept);
-    if let Ok(entries) = fs::read_dir(state) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // Everything but the private keys.
-            let wanted = [".log", ".err", ".out", ".cfg", ".conf"]
-                .iter()
-                .any(|ext| name.ends_with(ext));
-            if wanted && path.is_file() {
-                let _ = fs::copy(&path, kept.join(&name));
-            }
-        }
-    }
-    kept
 }
 
 fn read(path: &Path) -> String {

@@ -6,7 +6,7 @@ use std::{thread, time::Duration};
 use anyhow::{Result, bail};
 use xtask::lab::{
     BACK_IF, BACKEND_NS, BACKENDS, CLIENT_ADDR, CLIENT_NS, FRONT_IF, Lab, LoadOptions, PROXY_NS,
-    Scenario, backend_server, frontend_server,
+    Scenario, backend_server, frontend_server, oracle,
 };
 
 /// `cargo xtask lab up <scenario>`.
@@ -35,6 +35,46 @@ pub fn up(scenario: &str) -> Result<()> {
         lab.haproxy_log().display(),
         lab.state_dir().display()
     );
+    Ok(())
+}
+
+/// `cargo xtask lab run <scenario>`: the scenario's plan with the oracle
+/// on, in lab instance `instance`; torn down at the end unless `keep`.
+pub fn run(scenario: &str, instance: &str, keep: bool) -> Result<()> {
+    let scenario = Scenario::parse(scenario)?;
+    if !instance.starts_with(xtask::lab::PREFIX) {
+        bail!("a lab instance's name starts with {}", xtask::lab::PREFIX);
+    }
+    let lab = Lab::new(instance);
+    let _lock = lab.lock(None)?;
+    lab.up_with_oracle(&scenario)?;
+    let result = run_up(&lab, &scenario);
+    if !keep {
+        lab.down()?;
+    }
+    result
+}
+
+fn run_up(lab: &Lab, scenario: &Scenario) -> Result<()> {
+    println!("lab: up with the oracle — {}", scenario.describe());
+    let driven = lab.drive()?;
+    let (requests, errors) = driven.requests();
+    println!(
+        "lab: plan done: {requests} requests, {errors} errors, {} events",
+        driven.events.len()
+    );
+    let records = lab.oracle()?;
+    println!(
+        "lab: oracle: {} connections in {}",
+        records.len(),
+        lab.oracle_records_file().display()
+    );
+    for ((role, name), summary) in oracle::summarize(&records) {
+        println!(
+            "lab:   {role:?} {name}: {}",
+            serde_json::to_string(&summary).unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

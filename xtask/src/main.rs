@@ -57,9 +57,23 @@ enum Task {
 
 #[derive(Subcommand)]
 enum LabAction {
-    /// Bring the lab up (after tearing down any earlier one): broken, working or http,
+    /// Bring the lab up (after tearing down any earlier one): broken, working, http,
+    /// unclean, clean, checks, expired, server_restart, no_cache, ticket_rejected,
     /// optionally with +tls13.
     Up { scenario: String },
+    /// Bring the lab up with the oracle on (captures, key logs), run the
+    /// scenario's plan, write the oracle's per-connection records, and tear
+    /// the lab down again (its logs and the oracle's files stay).
+    Run {
+        scenario: String,
+        /// Another lab instance than the standard one (a name starting with
+        /// `tlsmon-lab`), so that a run never disturbs a lab in use.
+        #[arg(long, default_value = "tlsmon-lab")]
+        instance: String,
+        /// Leave the lab up after the run.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Stop every lab process by its PID and delete the namespaces.
     Down,
     /// Drive bounded HTTPS load through the proxy from the client namespace.
@@ -82,6 +96,11 @@ fn main() -> ExitCode {
         Task::Dist => dist::dist(),
         Task::Lab { action } => match action {
             LabAction::Up { scenario } => lab_commands::up(&scenario),
+            LabAction::Run {
+                scenario,
+                instance,
+                keep,
+            } => lab_commands::run(&scenario, &instance, keep),
             LabAction::Down => lab_commands::down(),
             LabAction::Load {
                 requests,

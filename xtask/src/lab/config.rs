@@ -54,9 +54,10 @@ impl Lab {
     }
 
     /// The rendered configurations and the two Python scripts, in the state
-    /// directory.
-    pub(super) fn write_files(&self, scenario: &Scenario) -> Result<()> {
-        let vars = self.template_vars(scenario);
+    /// directory; with `oracle`, `HAProxy` also logs each backend
+    /// connection's TLS 1.2 secrets (see [`super::oracle`]).
+    pub(super) fn write_files(&self, scenario: &Scenario, oracle: bool) -> Result<()> {
+        let vars = self.template_vars(scenario, oracle);
         let files = [
             ("haproxy.cfg", render(HAPROXY_CFG, &vars)?),
             ("nginx.conf", render(NGINX_CONF, &vars)?),
@@ -71,9 +72,14 @@ impl Lab {
     }
 
     /// The value of every `@NAME@` marker of the templates.
-    fn template_vars(&self, scenario: &Scenario) -> [(&'static str, String); 13] {
+    fn template_vars(&self, scenario: &Scenario, oracle: bool) -> Vec<(&'static str, String)> {
         let [s_server, nginx, python] = BACKENDS;
-        [
+        let (oracle_log, oracle_rules) = if oracle {
+            haproxy_secrets(scenario)
+        } else {
+            (String::new(), String::new())
+        };
+        vec![
             ("SCENARIO", scenario.describe()),
             ("STATE_DIR", self.state_dir().display().to_string()),
             ("MODE", scenario.mode.keyword().to_owned()),
@@ -86,6 +92,13 @@ impl Lab {
             ("BACKEND_MAX_TLS", scenario.haproxy_max_ver().to_owned()),
             ("BACKEND_OPTIONS", scenario.backend_options()),
             ("CAPTURE_RULE", scenario.capture_rule().to_owned()),
+            ("SERVER_OPTIONS", scenario.server_options().to_owned()),
+            ("ORACLE_LOG", oracle_log),
+            ("ORACLE_RULES", oracle_rules),
+            (
+                "NGINX_SESSION",
+                scenario.nginx_session_settings(&self.ticket_key_file()),
+            ),
             (
                 "NGINX_PROTOCOLS",
                 if scenario.backend_tls13 {
@@ -96,6 +109,45 @@ impl Lab {
             ),
         ]
     }
+
+    /// nginx's session ticket key file (`ticket_rejected`).
+    #[must_use]
+    pub fn ticket_key_file(&self) -> std::path::PathBuf {
+        self.state_dir().join("ticket.key")
+    }
+
+    /// Writes a new random session ticket key for nginx: 80 bytes, the
+    /// size nginx reads as AES-256 keys (`ssl_session_ticket_key`).
+    pub(super) fn write_ticket_key(&self) -> Result<()> {
+        let path = self.ticket_key_file();
+        capture(
+            programs::command("openssl")
+                .args(["rand", "-out"])
+                .arg(&path)
+                .arg("80"),
+        )?;
+        Ok(())
+    }
+}
+
+/// The log-format fields and capture rules that put each backend
+/// connection's TLS 1.2 secret in `HAProxy`'s log line, as the NSS key log's
+/// `CLIENT_RANDOM <client random> <master secret>`. `HAProxy` 2.6 has these
+/// two fetches for the backend side (`ssl_bc_client_random`,
+/// `ssl_bc_session_key`, configuration.txt of 2.6); its TLS 1.3 secret
+/// fetches (`ssl_fc_*_traffic_secret*`) exist for the frontend side only.
+/// Captured while the server connection is alive, like `bc_resumed`.
+fn haproxy_secrets(scenario: &Scenario) -> (String, String) {
+    let rule = scenario.capture_rule();
+    let log = " bc_client_random=%[var(sess.bc_client_random)] \
+               bc_master_key=%[var(sess.bc_master_key)]"
+        .to_owned();
+    let rules = format!(
+        "    # The oracle's key log (TLS 1.2 only; see xtask/src/lab/oracle).\n    \
+         {rule} set-var(sess.bc_client_random) ssl_bc_client_random,hex\n    \
+         {rule} set-var(sess.bc_master_key) ssl_bc_session_key,hex\n"
+    );
+    (log, rules)
 }
 
 /// Replaces every `@NAME@` in `template`; fails on a marker with no value.
@@ -125,9 +177,11 @@ mod tests {
     fn templates_render_completely() {
         for name in Scenario::NAMES {
             let scenario = Scenario::parse(name).unwrap();
-            let vars = Lab::standard().template_vars(&scenario);
-            render(HAPROXY_CFG, &vars).unwrap();
-            render(NGINX_CONF, &vars).unwrap();
+            for oracle in [false, true] {
+                let vars = Lab::standard().template_vars(&scenario, oracle);
+                render(HAPROXY_CFG, &vars).unwrap();
+                render(NGINX_CONF, &vars).unwrap();
+            }
         }
         assert!(render("a @MISSING@ b", &[]).is_err());
     }

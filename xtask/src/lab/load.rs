@@ -113,6 +113,9 @@ impl Lab {
             ])
             .args(["--pause-ms", &options.pause.as_millis().to_string()])
             .args(["--max-seconds", &options.max_time.as_secs_f64().to_string()]);
+        if let Some(keylog) = self.oracle_key_log("client") {
+            cmd.arg("--keylog").arg(keylog);
+        }
         Ok(cmd)
     }
 

@@ -18,13 +18,17 @@
 //! each: where things are ([`topology`]), what a scenario sets
 //! ([`scenario`]), the files the servers read ([`config`]), starting and
 //! stopping processes ([`processes`]), the servers themselves
-//! ([`servers`]), their logs as the oracle ([`logs`]) and the client load
-//! ([`load`]). This module brings a lab up and down, in that order, and
-//! keeps one process at a time on an instance.
+//! ([`servers`]), their logs as the oracle ([`logs`]), the client load
+//! ([`load`]), a scenario's run with its events ([`plan`]), and the
+//! decrypted captures as the oracle of every connection ([`oracle`]). This
+//! module brings a lab up and down, in that order, and keeps one process at
+//! a time on an instance.
 
 pub mod config;
 pub mod load;
 pub mod logs;
+pub mod oracle;
+pub mod plan;
 pub mod processes;
 pub mod scenario;
 pub mod servers;
@@ -42,8 +46,9 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::{
     load::{LoadOptions, LoadSummary},
-    logs::{HaproxyCounts, Tally},
-    scenario::{Mode, Scenario},
+    logs::{HaproxyCounts, HaproxyLine, Tally},
+    plan::{Driven, Event, Step},
+    scenario::{Cause, Mode, Scenario},
     topology::{
         BACK_IF, BACKEND_ADDR, BACKEND_NS, BACKENDS, Backend, CLIENT_ADDR, CLIENT_NS, FRONT_ADDR,
         FRONT_IF, FRONT_PORT, Lab, Ns, PREFIX, PROXY_NS, backend_server, frontend_server,
@@ -57,6 +62,8 @@ use crate::{
 
 /// Programs the lab runs; `cargo xtask setup` installs their packages.
 const PROGRAMS: [&str; 6] = ["haproxy", "nginx", "openssl", "python3", "ip", "ss"];
+/// What the oracle runs besides.
+const ORACLE_PROGRAMS: [&str; 2] = ["tcpdump", "tshark"];
 
 /// Holds a lab instance for one process; see [`Lab::lock`].
 #[derive(Debug)]
@@ -68,16 +75,34 @@ impl Lab {
     /// Brings the lab up in `scenario`, after tearing down whatever an
     /// earlier run left behind.
     pub fn up(&self, scenario: &Scenario) -> Result<()> {
+        self.up_with(scenario, false)
+    }
+
+    /// Brings the lab up in `scenario` with the oracle on: the peers that
+    /// can write key logs do, `HAProxy` logs its backend TLS 1.2 secrets,
+    /// and tcpdump captures both proxy interfaces from before the first
+    /// handshake. [`Lab::oracle`] turns it all into records after a run.
+    pub fn up_with_oracle(&self, scenario: &Scenario) -> Result<()> {
+        self.up_with(scenario, true)
+    }
+
+    fn up_with(&self, scenario: &Scenario, oracle: bool) -> Result<()> {
         require_root()?;
         require_programs()?;
+        if oracle {
+            programs::require_all("the proxy lab's oracle", &ORACLE_PROGRAMS)?;
+        }
         self.down()
             .context("cleaning up an earlier lab before `up`")?;
         let dir = self.state_dir();
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        for sub in ["pids", "nginx-tmp"] {
-            let path = dir.join(sub);
+        let mut subs = vec![dir.join("pids"), dir.join("nginx-tmp")];
+        if oracle {
+            subs.push(self.oracle_dir());
+        }
+        for path in subs {
             fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         }
         // Private keys live here.
@@ -87,7 +112,14 @@ impl Lab {
         let started = self
             .create_network()
             .and_then(|()| self.make_certificates())
-            .and_then(|()| self.write_files(scenario))
+            .and_then(|()| self.write_files(scenario, oracle))
+            .and_then(|()| {
+                if oracle {
+                    self.start_captures()
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| self.start_servers(scenario))
             .and_then(|()| self.record_scenario(scenario));
         if let Err(err) = started {
@@ -125,7 +157,7 @@ impl Lab {
         }
         // Logs stay for inspection; the private keys and the scenario note go.
         let _ = fs::remove_file(self.scenario_file());
-        for name in ["frontend.key", "frontend.pem", "backend.key"] {
+        for name in ["frontend.key", "frontend.pem", "backend.key", "ticket.key"] {
             let _ = fs::remove_file(self.state_dir().join(name));
         }
         if problems.is_empty() {

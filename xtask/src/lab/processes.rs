@@ -29,6 +29,14 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 const KILL_GRACE: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(50);
 
+/// Whether a started daemon's `<name>.log` and `<name>.err` start empty or
+/// keep what an earlier run of it wrote (a backend restarted mid-load).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Output {
+    Truncate,
+    Append,
+}
+
 /// A process to stop: a name for messages, its PID and its start time.
 struct Recorded {
     name: String,
@@ -41,15 +49,29 @@ impl Lab {
     /// caller's terminal (own process group), with stdout in
     /// `<state>/<name>.log` and stderr in `<state>/<name>.err`, and records
     /// its PID.
-    pub(super) fn spawn_daemon(&self, ns: Ns, name: &str, command: &[OsString]) -> Result<u32> {
+    pub(super) fn spawn_daemon(
+        &self,
+        ns: Ns,
+        name: &str,
+        command: &[OsString],
+        output: Output,
+    ) -> Result<u32> {
         let dir = self.state_dir();
         let (program, args) = command.split_first().context("empty command")?;
+        let open = |path: &Path| match output {
+            Output::Truncate => create_file(path),
+            Output::Append => fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display())),
+        };
         let mut cmd = self.exec(ns, program);
         cmd.args(args)
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .stdout(create_file(&dir.join(format!("{name}.log")))?)
-            .stderr(create_file(&dir.join(format!("{name}.err")))?)
+            .stdout(open(&dir.join(format!("{name}.log")))?)
+            .stderr(open(&dir.join(format!("{name}.err")))?)
             .process_group(0);
         let text = describe(&cmd);
         let child = cmd
@@ -93,6 +115,61 @@ impl Lab {
             }
             thread::sleep(POLL);
         }
+    }
+
+    /// Waits until `<name>.err` contains `needle` (e.g. tcpdump's
+    /// `listening on`); fails early, with the file, if the process exits.
+    pub(super) fn wait_for_stderr(&self, name: &str, pid: u32, needle: &str) -> Result<()> {
+        let deadline = Instant::now() + LISTEN_TIMEOUT;
+        let err_file = self.state_dir().join(format!("{name}.err"));
+        loop {
+            if fs::read_to_string(&err_file).is_ok_and(|text| text.contains(needle)) {
+                return Ok(());
+            }
+            if !alive(pid, None) || Instant::now() >= deadline {
+                bail!(
+                    "{name} did not say {needle:?} (exited or took over {LISTEN_TIMEOUT:?}); its stderr:\n{}",
+                    tail(&err_file, 20)
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// One recorded daemon, if it runs: its PID.
+    fn recorded(&self, name: &str) -> Option<Recorded> {
+        let path = self.pid_dir().join(format!("{name}.pid"));
+        let (pid, start) = parse_pid_file(&fs::read_to_string(path).ok()?)?;
+        alive(pid, Some(start)).then(|| Recorded {
+            name: name.to_owned(),
+            pid,
+            start,
+        })
+    }
+
+    /// Stops one daemon the lab started (SIGTERM, SIGKILL after a grace
+    /// period) and forgets its PID; nothing if it does not run.
+    pub(super) fn stop_daemon(&self, name: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        if let Some(process) = self.recorded(name) {
+            stop(&[process], &mut problems);
+        }
+        let _ = fs::remove_file(self.pid_dir().join(format!("{name}.pid")));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", problems.join("; "))
+        }
+    }
+
+    /// Sends `signal` to a running daemon of the lab (e.g. SIGHUP: nginx
+    /// reloads its configuration).
+    pub(super) fn signal_daemon(&self, name: &str, signal_number: libc::c_int) -> Result<()> {
+        let process = self
+            .recorded(name)
+            .with_context(|| format!("{name} does not run"))?;
+        signal(process.pid, signal_number);
+        Ok(())
     }
 
     /// Stops the processes the lab started, by their recorded PIDs, then
