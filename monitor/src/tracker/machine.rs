@@ -1,0 +1,600 @@
+//! One connection's handshake as a state machine.
+//!
+//! A connection is created by its ClientHello ([`Conn::open`]); after that
+//! every packet of it and every tick of the clock is one [`Observation`],
+//! and [`step`] is the only thing that changes the connection. It returns
+//! what happened ([`Step`]): at most one [`Outcome`] per connection and
+//! handshake, plus the facts the tracker records (a HelloRetryRequest, the
+//! sessions issued, the close, a reset). `step` reads nothing but the
+//! connection, the observation and what the tracker already knows about
+//! the server ([`Known`]), and writes nothing but the connection: the
+//! tracker records the result in one place. The rules, with their RFC
+//! sections, are listed in docs/classification.md.
+
+use monitor_common::{
+    event::{
+        ALPN_MAX, Direction, EventHeader, Hello, ITEM_OPAQUE, SNI_MAX, TICKET_ID_LEN, TlsSummary,
+        hello_flags,
+    },
+    net::{TCP_FIN, TCP_RST},
+    tls::{ContentType, HandshakeType, ProtocolVersion},
+};
+
+use super::{
+    sessions::{Close, SessionKey},
+    table::ConnKey,
+};
+use crate::stats::{Endpoint, Method, Role};
+
+/// Which end of the connection sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Peer {
+    Client,
+    Server,
+}
+
+/// A name (SNI, ALPN) as the kernel copied it, kept inline in the
+/// connection and turned into text only when the handshake is counted.
+/// Two `String`s cost two allocations per ClientHello and, with their
+/// headers and the allocator's minimum chunk, more memory than these bytes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Name<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Name<N> {
+    fn new(bytes: &[u8; N], len: u8) -> Self {
+        Self { bytes: *bytes, len }
+    }
+
+    /// The name as text that is safe to show anywhere (`escape`).
+    pub(super) fn text(&self) -> Option<String> {
+        let n = usize::from(self.len).min(N);
+        (n > 0).then(|| crate::escape::escape(&self.bytes[..n]))
+    }
+}
+
+/// What the client's ClientHello offered.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Offer {
+    /// [`hello_flags`] of the ClientHello (PSK, EARLY_DATA, TICKET_OFFERED…);
+    /// a second ClientHello after a HelloRetryRequest adds its PSK flag.
+    flags: u16,
+    /// The client's session ID, offered or not.
+    sid: Option<SessionKey>,
+    /// Whether `sid` is a resumption offer (see [`Conn::open`]).
+    by_sid: bool,
+    ticket: Option<[u8; TICKET_ID_LEN]>,
+    pub(super) sni: Name<SNI_MAX>,
+    pub(super) alpn: Name<ALPN_MAX>,
+}
+
+impl Offer {
+    pub(super) fn early_data(&self) -> bool {
+        self.flags & hello_flags::EARLY_DATA != 0
+    }
+
+    fn psk(&self) -> bool {
+        self.flags & hello_flags::PSK != 0
+    }
+
+    /// The sessions offered by ID or ticket (TLS ≤ 1.2), for blame.
+    pub(super) fn sessions(&self) -> [Option<SessionKey>; 2] {
+        [
+            self.sid.filter(|_| self.by_sid),
+            self.ticket.map(SessionKey::Ticket),
+        ]
+    }
+}
+
+/// What the ServerHello settled.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Negotiated {
+    pub(super) version: u16,
+    pub(super) cipher: u16,
+    /// When the ServerHello came.
+    pub(super) at_ns: u64,
+    /// The ServerHello carried session_ticket (RFC 5077 §3.2).
+    ticket_ext: bool,
+    /// tlsmon had seen this server issue tickets before the ServerHello.
+    issues_tickets: bool,
+}
+
+impl Negotiated {
+    fn tls13(&self) -> bool {
+        self.version == ProtocolVersion::TLS1_3.0
+    }
+}
+
+/// Where a connection's handshake stands.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Phase {
+    /// ClientHello seen, waiting for the ServerHello (or for the second
+    /// one after a HelloRetryRequest).
+    Hello,
+    /// TLS ≤ 1.2 ServerHello without a session-ID echo: the server's next
+    /// message tells full from abbreviated (RFC 5246 §7.3).
+    Shape(Negotiated),
+    /// Full or resumed (by which method) is known; TLS ≤ 1.2 waits for
+    /// both ChangeCipherSpecs.
+    Decided(Negotiated, Option<Method>),
+    /// Counted, failed or incomplete; what the ServerHello settled, if one
+    /// came.
+    Over(Option<Negotiated>),
+}
+
+impl Phase {
+    fn negotiated(&self) -> Option<&Negotiated> {
+        match self {
+            Self::Hello | Self::Over(None) => None,
+            Self::Shape(n) | Self::Decided(n, _) | Self::Over(Some(n)) => Some(n),
+        }
+    }
+
+    fn in_handshake(&self) -> bool {
+        !matches!(self, Self::Over(..))
+    }
+}
+
+/// The last kind of record a side was seen sending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Last {
+    #[default]
+    Nothing,
+    Handshake,
+    ChangeCipherSpec,
+    /// A plaintext alert with its description, or an encrypted one.
+    Alert(Option<u8>),
+    ApplicationData,
+}
+
+/// What one side of the connection has sent, as far as it matters for the
+/// handshake and the close.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Side {
+    /// ChangeCipherSpec sent: in TLS ≤ 1.2 its Finished follows, encrypted
+    /// (RFC 5246 §7.1), and its handshake records can no longer be read.
+    ccs: bool,
+    /// An alert record sent (close_notify is one, RFC 5246 §7.2.1).
+    alerted: bool,
+    last: Last,
+    /// FIN sent, and what this side had sent last before it.
+    fin: Option<Last>,
+    /// RST sent, and what this side had sent last before it.
+    rst: Option<Last>,
+}
+
+/// One TCP connection carrying a TLS handshake.
+#[derive(Clone, Debug)]
+pub(super) struct Conn {
+    pub(super) id: u64,
+    pub(super) client: Endpoint,
+    pub(super) server: Endpoint,
+    pub(super) role: Role,
+    /// When the (first) ClientHello was seen.
+    pub(super) hello_ns: u64,
+    pub(super) offer: Offer,
+    pub(super) phase: Phase,
+    sides: [Side; 2],
+    /// When the connection's first FIN or RST came.
+    pub(super) closed_ns: Option<u64>,
+}
+
+/// A packet of the connection, as far as the state machine reads it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Segment<'a> {
+    pub(super) from: Peer,
+    pub(super) at_ns: u64,
+    pub(super) tcp_flags: u8,
+    /// Its TLS records, for a TLS event; `None` for a bare FIN/RST.
+    pub(super) tls: Option<&'a TlsSummary>,
+}
+
+/// What the state machine is told.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Observation<'a> {
+    Segment(Segment<'a>),
+    /// The clock reached `now_ns`; a handshake still waiting for its
+    /// ServerHello after `timeout_ns` is incomplete.
+    Tick {
+        now_ns: u64,
+        timeout_ns: u64,
+    },
+}
+
+/// What the tracker knows about the server that the state machine needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Known {
+    /// The server was seen issuing tickets.
+    pub(super) issues_tickets: bool,
+}
+
+/// How a handshake ended, to be counted for its server.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Outcome {
+    /// Completed as far as packets show: full (`None`) or resumed.
+    Completed(Negotiated, Option<Method>),
+    /// A fatal alert, or a RST, before completion.
+    Failed,
+    /// Abandoned (FIN) or not answered in time.
+    Incomplete,
+}
+
+/// What one observation changed, for the tracker to record.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Step {
+    pub(super) outcome: Option<Outcome>,
+    /// A HelloRetryRequest was sent (RFC 8446 §4.1.4).
+    pub(super) retry: bool,
+    /// Sessions the server issued: a TLS ≤ 1.2 session ID (full handshake)
+    /// and a ticket (NewSessionTicket).
+    pub(super) issued: [Option<SessionKey>; 2],
+    /// The connection's first FIN or RST, for a TLS ≤ 1.2 handshake (TLS
+    /// 1.3 closes cannot be told apart: close_notify is encrypted).
+    pub(super) closed: Option<Close>,
+    /// This side sent its first RST.
+    pub(super) rst: Option<Peer>,
+}
+
+impl Step {
+    /// Nothing to record.
+    pub(super) fn is_empty(&self) -> bool {
+        self.outcome.is_none()
+            && !self.retry
+            && self.issued == [None, None]
+            && self.closed.is_none()
+            && self.rst.is_none()
+    }
+}
+
+impl Conn {
+    /// The connection a ClientHello opens. `sid_issued` says whether the
+    /// server was seen issuing the hello's session ID.
+    pub(super) fn open(
+        id: u64,
+        (client, server): (Endpoint, Endpoint),
+        h: &EventHeader,
+        hello: &Hello,
+        sid_issued: bool,
+    ) -> Self {
+        let role = match Direction(h.direction) {
+            Direction::EGRESS => Role::Backend,
+            Direction::INGRESS => Role::Frontend,
+            _ => Role::Unknown,
+        };
+        let sid = SessionKey::id_of(hello);
+        // RFC 8446 §D.4: a TLS 1.3 client fills legacy_session_id with a
+        // random value for middlebox compatibility; that is not an offer.
+        // When such a client faces a TLS 1.2 server the ID is only an offer
+        // if this server issued it (checked again at the ServerHello).
+        let by_sid = sid.is_some() && (hello.flags & hello_flags::OFFERS_TLS13 == 0 || sid_issued);
+        Self {
+            id,
+            client,
+            server,
+            role,
+            hello_ns: h.ts_ns,
+            offer: Offer {
+                flags: hello.flags,
+                sid,
+                by_sid,
+                ticket: (hello.flags & hello_flags::TICKET_OFFERED != 0).then_some(hello.ticket_id),
+                sni: Name::new(&hello.sni, hello.sni_len),
+                alpn: Name::new(&hello.alpn, hello.alpn_len),
+            },
+            phase: Phase::Hello,
+            sides: [Side::default(); 2],
+            closed_ns: None,
+        }
+    }
+
+    pub(super) fn key(&self) -> ConnKey {
+        ConnKey::new(self.client, self.server)
+    }
+
+    /// `self.key() == *key` without ordering the endpoints again: this
+    /// runs on every probe of the index.
+    pub(super) fn has_key(&self, key: &ConnKey) -> bool {
+        let (a, b) = key.pair();
+        (self.client == a && self.server == b) || (self.client == b && self.server == a)
+    }
+
+    pub(super) fn peer(&self, src: Endpoint) -> Peer {
+        if src == self.server {
+            Peer::Server
+        } else {
+            Peer::Client
+        }
+    }
+
+    fn side(&mut self, p: Peer) -> &mut Side {
+        &mut self.sides[p as usize]
+    }
+
+    /// The negotiated version, once a ServerHello came.
+    pub(super) fn version(&self) -> Option<u16> {
+        self.phase.negotiated().map(|n| n.version)
+    }
+
+    /// Which methods the ClientHello offered, for the negotiated version:
+    /// [session ID, ticket, PSK].
+    pub(super) fn offers(&self, n: &Negotiated, resumed: Option<Method>) -> [bool; 3] {
+        let o = &self.offer;
+        let mut offered = if n.tls13() {
+            [false, false, o.psk()]
+        } else {
+            [o.by_sid, o.ticket.is_some(), false]
+        };
+        // A resumption was necessarily offered, even when the part of the
+        // ClientHello carrying the offer was in a segment tlsmon could not
+        // read (pre_shared_key is the last extension, RFC 8446 §4.2.11).
+        match resumed {
+            Some(Method::SessionId) => offered[0] = true,
+            Some(Method::Ticket) => offered[1] = true,
+            Some(Method::Psk) => offered[2] = true,
+            None => {}
+        }
+        offered
+    }
+
+    /// Whether a [`Observation::Tick`] can change this connection.
+    pub(super) fn waits_for_clock(&self) -> bool {
+        matches!(self.phase, Phase::Hello)
+    }
+
+    /// Whether a ClientHello for this connection's key starts a new
+    /// connection: the port was reused after this one closed.
+    pub(super) fn reused_by_hello(&self) -> bool {
+        self.closed_ns.is_some()
+    }
+}
+
+/// The transition function: applies one observation to the connection and
+/// says what happened.
+pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
+    let mut out = Step::default();
+    match *obs {
+        Observation::Segment(seg) => {
+            if let Some(tls) = seg.tls {
+                match seg.from {
+                    Peer::Client => client_records(c, tls, &mut out),
+                    Peer::Server => server_records(c, &seg, tls, known, &mut out),
+                }
+                complete(c, &mut out);
+            }
+            tcp_flags(c, &seg, &mut out);
+        }
+        Observation::Tick { now_ns, timeout_ns } => {
+            if matches!(c.phase, Phase::Hello) && now_ns.saturating_sub(c.hello_ns) > timeout_ns {
+                end(c, Outcome::Incomplete, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Ends the handshake without completion (`how` is `Failed` or
+/// `Incomplete`; completion goes through [`complete`]), once.
+fn end(c: &mut Conn, how: Outcome, out: &mut Step) {
+    if !c.phase.in_handshake() {
+        return;
+    }
+    c.phase = Phase::Over(c.phase.negotiated().copied());
+    out.outcome = Some(how);
+}
+
+fn items(tls: &TlsSummary) -> impl Iterator<Item = (ContentType, u8)> + '_ {
+    let n = usize::from(tls.n_items).min(tls.items.len());
+    tls.items[..n]
+        .iter()
+        .map(|&it| (ContentType((it >> 8) as u8), (it & 0xff) as u8))
+}
+
+fn client_records(c: &mut Conn, tls: &TlsSummary, out: &mut Step) {
+    // A second ClientHello after a HelloRetryRequest (RFC 8446 §4.1.2)
+    // continues the same handshake; its PSK offer counts.
+    if tls.hello.flags & hello_flags::CLIENT_HELLO != 0 && matches!(c.phase, Phase::Hello) {
+        c.offer.flags |= tls.hello.flags & hello_flags::PSK;
+    }
+    for (ct, detail) in items(tls) {
+        record_kind(c.side(Peer::Client), ct, detail);
+        if ct == ContentType::CHANGE_CIPHER_SPEC {
+            c.side(Peer::Client).ccs = true;
+        } else if ct == ContentType::ALERT {
+            alert(c, Peer::Client, detail, out);
+        }
+    }
+}
+
+fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Known, out: &mut Step) {
+    let hello = &tls.hello;
+    let mut after_hello = false;
+    let mut ticket_issued = false;
+    for (ct, detail) in items(tls) {
+        record_kind(c.side(Peer::Server), ct, detail);
+        if ct == ContentType::CHANGE_CIPHER_SPEC {
+            decide_shape(c, true);
+            c.side(Peer::Server).ccs = true;
+        } else if ct == ContentType::ALERT {
+            alert(c, Peer::Server, detail, out);
+        } else if ct == ContentType::HANDSHAKE && detail != ITEM_OPAQUE && server_plaintext(c) {
+            match HandshakeType(detail) {
+                HandshakeType::SERVER_HELLO
+                    if matches!(c.phase, Phase::Hello)
+                        && hello.flags & hello_flags::SERVER_HELLO != 0 =>
+                {
+                    if hello.flags & hello_flags::HRR != 0 {
+                        // Classified from the second ServerHello
+                        // (RFC 8446 §4.1.4).
+                        out.retry = true;
+                    } else {
+                        server_hello(c, seg.at_ns, hello, known);
+                        after_hello = true;
+                    }
+                }
+                HandshakeType::NEW_SESSION_TICKET => {
+                    decide_shape(c, true);
+                    ticket_issued |= hello.flags & hello_flags::NEW_TICKET != 0;
+                }
+                HandshakeType::CERTIFICATE
+                | HandshakeType::SERVER_KEY_EXCHANGE
+                | HandshakeType::CERTIFICATE_REQUEST
+                | HandshakeType::SERVER_HELLO_DONE
+                | HandshakeType::CERTIFICATE_STATUS => decide_shape(c, false),
+                _ => {}
+            }
+        }
+    }
+    // The event carries one ticket id: several NewSessionTicket items in it
+    // issue the same key.
+    out.issued[1] = ticket_issued.then_some(SessionKey::Ticket(hello.ticket_id));
+    // A full TLS ≤ 1.2 handshake establishes the session ID the server
+    // chose (RFC 5246 §7.4.1.3).
+    let full_so_far = match c.phase {
+        Phase::Shape(n) | Phase::Decided(n, None) => n.version <= ProtocolVersion::TLS1_2.0,
+        _ => false,
+    };
+    if after_hello && full_so_far {
+        out.issued[0] = SessionKey::id_of(hello);
+    }
+}
+
+/// Whether the server's handshake records can still be read. After a
+/// TLS ≤ 1.2 ChangeCipherSpec they are encrypted (RFC 5246 §7.1). A TLS 1.3
+/// server's compatibility CCS after a HelloRetryRequest (RFC 8446 §D.4) is
+/// followed by a plaintext second ServerHello, hence the phase check.
+fn server_plaintext(c: &Conn) -> bool {
+    matches!(c.phase, Phase::Hello) || !c.sides[Peer::Server as usize].ccs
+}
+
+/// Notes the kind of record a side sent.
+fn record_kind(side: &mut Side, ct: ContentType, detail: u8) {
+    side.last = match ct {
+        ContentType::HANDSHAKE => Last::Handshake,
+        ContentType::CHANGE_CIPHER_SPEC => Last::ChangeCipherSpec,
+        ContentType::ALERT => Last::Alert((detail != ITEM_OPAQUE).then_some(detail)),
+        _ => Last::ApplicationData,
+    };
+}
+
+fn alert(c: &mut Conn, from: Peer, detail: u8, out: &mut Step) {
+    c.side(from).alerted = true;
+    // A plaintext alert before the handshake finished means it failed
+    // (RFC 5246 §7.2.2); encrypted ones come after it (close_notify).
+    if detail != ITEM_OPAQUE {
+        end(c, Outcome::Failed, out);
+    }
+}
+
+/// The ServerHello: version, cipher, and for TLS 1.3 or a session-ID echo
+/// already the outcome.
+fn server_hello(c: &mut Conn, at_ns: u64, hello: &Hello, known: Known) {
+    // RFC 8446 §4.2.1: the version is in supported_versions when present.
+    let version = if hello.selected_version != 0 {
+        hello.selected_version
+    } else {
+        hello.legacy_version
+    };
+    let n = Negotiated {
+        version,
+        cipher: hello.cipher_suite,
+        at_ns,
+        ticket_ext: hello.flags & hello_flags::TICKET_EXT != 0,
+        issues_tickets: known.issues_tickets,
+    };
+    if n.tls13() {
+        // RFC 8446 §4.2.11: the server accepts a PSK by echoing
+        // pre_shared_key in its ServerHello.
+        let psk = hello.flags & hello_flags::PSK != 0;
+        c.phase = Phase::Decided(n, psk.then_some(Method::Psk));
+        return;
+    }
+    // TLS ≤ 1.2: an echoed session ID without a ticket alongside was a
+    // session-ID offer even from a TLS 1.3-capable client (RFC 5246
+    // §7.4.1.3: the server found it in its cache).
+    let echoed = c.offer.sid.is_some() && c.offer.sid == SessionKey::id_of(hello);
+    if echoed {
+        c.offer.by_sid |= c.offer.ticket.is_none();
+        c.phase = Phase::Decided(n, Some(resumption_method(&c.offer, &n)));
+    } else {
+        c.phase = Phase::Shape(n);
+    }
+}
+
+/// RFC 5077 §3.4: a server accepting a ticket echoes the client's session
+/// ID, so an echo alone does not tell the method. A ticket offered to a
+/// server that uses tickets is taken as the method.
+fn resumption_method(o: &Offer, n: &Negotiated) -> Method {
+    let ticket_server = n.ticket_ext || n.issues_tickets;
+    if o.ticket.is_some() && (ticket_server || o.sid.is_none() || !o.by_sid) {
+        Method::Ticket
+    } else {
+        Method::SessionId
+    }
+}
+
+/// RFC 5246 §7.3: in an abbreviated handshake the server's ServerHello is
+/// followed by ChangeCipherSpec (RFC 5077 §3.1: or by NewSessionTicket);
+/// in a full one by Certificate, ServerKeyExchange or ServerHelloDone.
+fn decide_shape(c: &mut Conn, abbreviated: bool) {
+    if let Phase::Shape(n) = c.phase {
+        let method = abbreviated.then(|| resumption_method(&c.offer, &n));
+        c.phase = Phase::Decided(n, method);
+    }
+}
+
+/// Counts the handshake once its outcome is certain and it completed.
+/// TLS 1.3: nothing after the ServerHello is visible, so it counts there.
+/// TLS ≤ 1.2: both ChangeCipherSpecs mean both Finished follow.
+fn complete(c: &mut Conn, out: &mut Step) {
+    let Phase::Decided(n, method) = c.phase else {
+        return;
+    };
+    let [client, server] = c.sides;
+    if n.tls13() || client.ccs && server.ccs {
+        c.phase = Phase::Over(Some(n));
+        out.outcome = Some(Outcome::Completed(n, method));
+    }
+}
+
+fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
+    let flags = seg.tcp_flags;
+    if flags & (TCP_RST | TCP_FIN) == 0 {
+        return;
+    }
+    let side = c.side(seg.from);
+    let last = side.last;
+    if flags & TCP_RST != 0 && side.rst.is_none() {
+        side.rst = Some(last);
+        out.rst = Some(seg.from);
+    }
+    if flags & TCP_FIN != 0 && side.fin.is_none() {
+        side.fin = Some(last);
+    }
+    if c.closed_ns.is_some() {
+        return;
+    }
+    // TLS ≤ 1.2 sends close_notify as an alert record (RFC 5246 §7.2.1);
+    // without one before the first FIN/RST the close is unclean and
+    // OpenSSL-based servers drop the session.
+    let style = if c.sides.iter().any(|s| s.alerted) {
+        Close::Clean
+    } else {
+        Close::Unclean
+    };
+    c.closed_ns = Some(seg.at_ns);
+    // RST during the handshake: failed; FIN: gave up, incomplete.
+    if flags & TCP_RST != 0 {
+        end(c, Outcome::Failed, out);
+    } else {
+        end(c, Outcome::Incomplete, out);
+    }
+    // TLS 1.3 close_notify is encrypted application data (RFC 8446
+    // §6.1): cleanliness cannot be seen, so it is not counted.
+    if c.version()
+        .is_some_and(|v| v != 0 && v <= ProtocolVersion::TLS1_2.0)
+    {
+        out.closed = Some(style);
+    }
+}
