@@ -11,6 +11,8 @@
 //! tracker records the result in one place. The rules, with their RFC
 //! sections, are listed in docs/classification.md.
 
+use std::borrow::Cow;
+
 use monitor_common::{
     event::{
         ALPN_MAX, Direction, EventHeader, Hello, ITEM_OPAQUE, SNI_MAX, TICKET_ID_LEN, TlsSummary,
@@ -44,14 +46,30 @@ pub(super) struct Name<const N: usize> {
 }
 
 impl<const N: usize> Name<N> {
-    fn new(bytes: &[u8; N], len: u8) -> Self {
+    pub(super) fn new(bytes: &[u8; N], len: u8) -> Self {
         Self { bytes: *bytes, len }
     }
 
     /// The name as text that is safe to show anywhere (`escape`).
-    pub(super) fn text(&self) -> Option<String> {
+    ///
+    /// Nearly every name is printable ASCII without a backslash, which
+    /// `escape` leaves as it is: that case is borrowed, because escaping
+    /// allocated for every character and was, with the allocator, the
+    /// largest cost of counting a handshake.
+    pub(super) fn text(&self) -> Option<Cow<'_, str>> {
         let n = usize::from(self.len).min(N);
-        (n > 0).then(|| crate::escape::escape(&self.bytes[..n]))
+        let bytes = &self.bytes[..n];
+        if n == 0 {
+            None
+        } else if bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+            && let Ok(plain) = std::str::from_utf8(bytes)
+        {
+            Some(Cow::Borrowed(plain))
+        } else {
+            Some(Cow::Owned(crate::escape::escape(bytes)))
+        }
     }
 }
 

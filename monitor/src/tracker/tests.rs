@@ -340,3 +340,33 @@ fn closed_connections_are_forgotten_after_linger() {
     t.tick(u64::MAX / 2);
     assert_eq!(t.connections(), 0);
 }
+
+#[test]
+fn names_read_as_escape_shows_them() {
+    use monitor_common::event::SNI_MAX;
+    let names: [&[u8]; 8] = [
+        b"api.backend.example",
+        b" ~",
+        b"a\\b",
+        b"\x1b]0;title\x07",
+        b"caf\xc3\xa9",
+        b"\xff\xfe",
+        b"\x7f",
+        b"\xe2\x80\xaeevil",
+    ];
+    for name in names {
+        let mut bytes = [0u8; SNI_MAX];
+        bytes[..name.len()].copy_from_slice(name);
+        let n = machine::Name::new(&bytes, u8::try_from(name.len()).unwrap());
+        assert_eq!(
+            n.text().map(std::borrow::Cow::into_owned),
+            Some(crate::escape::escape(name)),
+            "{name:x?}"
+        );
+    }
+    assert!(
+        machine::Name::<SNI_MAX>::new(&[0; SNI_MAX], 0)
+            .text()
+            .is_none()
+    );
+}
