@@ -58,6 +58,9 @@ struct LiveArgs {
     /// Most connections tracked at once; the oldest is evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     max_connections: usize,
+    /// Most servers with counters of their own; the idlest make room (and are counted).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_servers)]
+    max_servers: usize,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
                 kernel_cost: a.kernel_cost,
                 limits: Limits {
                     max_connections: a.max_connections,
+                    max_servers: a.max_servers,
                     ..Limits::default()
                 },
             })

@@ -91,6 +91,11 @@ pub fn summary_line(
         reassembled_hellos,
         orphan_chunks,
         untracked_events,
+        unanswered_hellos,
+        wrong_direction,
+        unacknowledged,
+        evicted_servers,
+        direction_unchecked,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
     let mut v = json!({
@@ -116,8 +121,20 @@ pub fn summary_line(
         "split_hellos": k.split_hellos,
         "orphan_chunks": orphan_chunks,
         "untracked_events": untracked_events,
+        "unanswered_hellos": unanswered_hellos,
+        "evicted_servers": evicted_servers,
+        // Captures without packet direction: roles and answers were
+        // checked by sequence numbers only.
+        "direction_checked": direction_unchecked == 0,
+        "direction_unchecked": direction_unchecked,
         "connections": tracker.connections(),
-        "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},
+        "skipped": {
+            "malformed": k.malformed,
+            "fragment": k.fragments,
+            "too_deep": k.too_deep,
+            "wrong_direction": wrong_direction,
+            "unacknowledged": unacknowledged,
+        },
     });
     if let (Some(c), Value::Object(m)) = (k.cost, &mut v) {
         m.insert("kernel_run_s".to_owned(), json!(c.run_seconds()));

@@ -227,6 +227,21 @@ pub struct Totals {
     pub orphan_chunks: u64,
     /// RST/FIN or records on connections whose ClientHello was not seen.
     pub untracked_events: u64,
+    /// ClientHellos whose server never answered (see `tracker::exchange`):
+    /// when their handshake ended, by timeout, reset or FIN, they were
+    /// counted here and not for a server.
+    pub unanswered_hellos: u64,
+    /// Packets skipped because they travelled the way the other side's
+    /// packets travel: they cannot belong to a real exchange.
+    pub wrong_direction: u64,
+    /// Server packets before the server's answer that did not acknowledge
+    /// the ClientHello: skipped, they cannot belong to a real exchange.
+    pub unacknowledged: u64,
+    /// Servers dropped, the idlest first, because `max_servers` were kept.
+    pub evicted_servers: u64,
+    /// ClientHellos whose packets carried no direction (captures): for
+    /// their connections only sequence numbers were checked.
+    pub direction_unchecked: u64,
 }
 
 /// Counters the kernel keeps, summed over CPUs.

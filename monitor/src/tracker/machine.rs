@@ -11,200 +11,24 @@
 //! tracker records the result in one place. The rules, with their RFC
 //! sections, are listed in docs/classification.md.
 
-use std::borrow::Cow;
-
 use monitor_common::{
-    event::{
-        ALPN_MAX, Direction, EventHeader, Hello, ITEM_OPAQUE, SNI_MAX, TICKET_ID_LEN, TlsSummary,
-        hello_flags,
-    },
+    event::{EventHeader, Hello, ITEM_OPAQUE, TlsSummary, hello_flags},
     net::{TCP_FIN, TCP_RST},
     tls::{ContentType, HandshakeType, ProtocolVersion},
 };
 
 use super::{
+    conn::{Conn, Last, Negotiated, Offer, Peer, Phase, Side},
+    exchange::{Admit, Skip},
     sessions::{Close, SessionKey},
-    table::ConnKey,
 };
-use crate::stats::{Endpoint, Method, Role};
-
-/// Which end of the connection sent a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Peer {
-    Client,
-    Server,
-}
-
-/// A name (SNI, ALPN) as the kernel copied it, kept inline in the
-/// connection and turned into text only when the handshake is counted.
-/// Two `String`s cost two allocations per ClientHello and, with their
-/// headers and the allocator's minimum chunk, more memory than these bytes.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Name<const N: usize> {
-    bytes: [u8; N],
-    len: u8,
-}
-
-impl<const N: usize> Name<N> {
-    pub(super) fn new(bytes: &[u8; N], len: u8) -> Self {
-        Self { bytes: *bytes, len }
-    }
-
-    /// The name as text that is safe to show anywhere (`escape`).
-    ///
-    /// Nearly every name is printable ASCII without a backslash, which
-    /// `escape` leaves as it is: that case is borrowed, because escaping
-    /// allocated for every character and was, with the allocator, the
-    /// largest cost of counting a handshake.
-    pub(super) fn text(&self) -> Option<Cow<'_, str>> {
-        let n = usize::from(self.len).min(N);
-        let bytes = &self.bytes[..n];
-        if n == 0 {
-            None
-        } else if bytes
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
-            && let Ok(plain) = std::str::from_utf8(bytes)
-        {
-            Some(Cow::Borrowed(plain))
-        } else {
-            Some(Cow::Owned(crate::escape::escape(bytes)))
-        }
-    }
-}
-
-/// What the client's ClientHello offered.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Offer {
-    /// [`hello_flags`] of the ClientHello (PSK, EARLY_DATA, TICKET_OFFERED…);
-    /// a second ClientHello after a HelloRetryRequest adds its PSK flag.
-    flags: u16,
-    /// The client's session ID, offered or not.
-    sid: Option<SessionKey>,
-    /// Whether `sid` is a resumption offer (see [`Conn::open`]).
-    by_sid: bool,
-    ticket: Option<[u8; TICKET_ID_LEN]>,
-    pub(super) sni: Name<SNI_MAX>,
-    pub(super) alpn: Name<ALPN_MAX>,
-}
-
-impl Offer {
-    pub(super) fn early_data(&self) -> bool {
-        self.flags & hello_flags::EARLY_DATA != 0
-    }
-
-    fn psk(&self) -> bool {
-        self.flags & hello_flags::PSK != 0
-    }
-
-    /// The sessions offered by ID or ticket (TLS ≤ 1.2), for blame.
-    pub(super) fn sessions(&self) -> [Option<SessionKey>; 2] {
-        [
-            self.sid.filter(|_| self.by_sid),
-            self.ticket.map(SessionKey::Ticket),
-        ]
-    }
-}
-
-/// What the ServerHello settled.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Negotiated {
-    pub(super) version: u16,
-    pub(super) cipher: u16,
-    /// When the ServerHello came.
-    pub(super) at_ns: u64,
-    /// The ServerHello carried session_ticket (RFC 5077 §3.2).
-    ticket_ext: bool,
-    /// tlsmon had seen this server issue tickets before the ServerHello.
-    issues_tickets: bool,
-}
-
-impl Negotiated {
-    fn tls13(&self) -> bool {
-        self.version == ProtocolVersion::TLS1_3.0
-    }
-}
-
-/// Where a connection's handshake stands.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Phase {
-    /// ClientHello seen, waiting for the ServerHello (or for the second
-    /// one after a HelloRetryRequest).
-    Hello,
-    /// TLS ≤ 1.2 ServerHello without a session-ID echo: the server's next
-    /// message tells full from abbreviated (RFC 5246 §7.3).
-    Shape(Negotiated),
-    /// Full or resumed (by which method) is known; TLS ≤ 1.2 waits for
-    /// both ChangeCipherSpecs.
-    Decided(Negotiated, Option<Method>),
-    /// Counted, failed or incomplete; what the ServerHello settled, if one
-    /// came.
-    Over(Option<Negotiated>),
-}
-
-impl Phase {
-    fn negotiated(&self) -> Option<&Negotiated> {
-        match self {
-            Self::Hello | Self::Over(None) => None,
-            Self::Shape(n) | Self::Decided(n, _) | Self::Over(Some(n)) => Some(n),
-        }
-    }
-
-    fn in_handshake(&self) -> bool {
-        !matches!(self, Self::Over(..))
-    }
-}
-
-/// The last kind of record a side was seen sending.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) enum Last {
-    #[default]
-    Nothing,
-    Handshake,
-    ChangeCipherSpec,
-    /// A plaintext alert with its description, or an encrypted one.
-    Alert(Option<u8>),
-    ApplicationData,
-}
-
-/// What one side of the connection has sent, as far as it matters for the
-/// handshake and the close.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Side {
-    /// ChangeCipherSpec sent: in TLS ≤ 1.2 its Finished follows, encrypted
-    /// (RFC 5246 §7.1), and its handshake records can no longer be read.
-    ccs: bool,
-    /// An alert record sent (close_notify is one, RFC 5246 §7.2.1).
-    alerted: bool,
-    last: Last,
-    /// FIN sent, and what this side had sent last before it.
-    fin: Option<Last>,
-    /// RST sent, and what this side had sent last before it.
-    rst: Option<Last>,
-}
-
-/// One TCP connection carrying a TLS handshake.
-#[derive(Clone, Debug)]
-pub(super) struct Conn {
-    pub(super) id: u64,
-    pub(super) client: Endpoint,
-    pub(super) server: Endpoint,
-    pub(super) role: Role,
-    /// When the (first) ClientHello was seen.
-    pub(super) hello_ns: u64,
-    pub(super) offer: Offer,
-    pub(super) phase: Phase,
-    sides: [Side; 2],
-    /// When the connection's first FIN or RST came.
-    pub(super) closed_ns: Option<u64>,
-}
+use crate::stats::Method;
 
 /// A packet of the connection, as far as the state machine reads it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Segment<'a> {
     pub(super) from: Peer,
-    pub(super) at_ns: u64,
-    pub(super) tcp_flags: u8,
+    pub(super) header: &'a EventHeader,
     /// Its TLS records, for a TLS event; `None` for a bare FIN/RST.
     pub(super) tls: Option<&'a TlsSummary>,
 }
@@ -253,6 +77,10 @@ pub(super) struct Step {
     pub(super) closed: Option<Close>,
     /// This side sent its first RST.
     pub(super) rst: Option<Peer>,
+    /// The server answered the ClientHello for the first time.
+    pub(super) answered: bool,
+    /// The packet cannot belong to the exchange and was not looked at.
+    pub(super) skipped: Option<Skip>,
 }
 
 impl Step {
@@ -263,108 +91,8 @@ impl Step {
             && self.issued == [None, None]
             && self.closed.is_none()
             && self.rst.is_none()
-    }
-}
-
-impl Conn {
-    /// The connection a ClientHello opens. `sid_issued` says whether the
-    /// server was seen issuing the hello's session ID.
-    pub(super) fn open(
-        id: u64,
-        (client, server): (Endpoint, Endpoint),
-        h: &EventHeader,
-        hello: &Hello,
-        sid_issued: bool,
-    ) -> Self {
-        let role = match Direction(h.direction) {
-            Direction::EGRESS => Role::Backend,
-            Direction::INGRESS => Role::Frontend,
-            _ => Role::Unknown,
-        };
-        let sid = SessionKey::id_of(hello);
-        // RFC 8446 §D.4: a TLS 1.3 client fills legacy_session_id with a
-        // random value for middlebox compatibility; that is not an offer.
-        // When such a client faces a TLS 1.2 server the ID is only an offer
-        // if this server issued it (checked again at the ServerHello).
-        let by_sid = sid.is_some() && (hello.flags & hello_flags::OFFERS_TLS13 == 0 || sid_issued);
-        Self {
-            id,
-            client,
-            server,
-            role,
-            hello_ns: h.ts_ns,
-            offer: Offer {
-                flags: hello.flags,
-                sid,
-                by_sid,
-                ticket: (hello.flags & hello_flags::TICKET_OFFERED != 0).then_some(hello.ticket_id),
-                sni: Name::new(&hello.sni, hello.sni_len),
-                alpn: Name::new(&hello.alpn, hello.alpn_len),
-            },
-            phase: Phase::Hello,
-            sides: [Side::default(); 2],
-            closed_ns: None,
-        }
-    }
-
-    pub(super) fn key(&self) -> ConnKey {
-        ConnKey::new(self.client, self.server)
-    }
-
-    /// `self.key() == *key` without ordering the endpoints again: this
-    /// runs on every probe of the index.
-    pub(super) fn has_key(&self, key: &ConnKey) -> bool {
-        let (a, b) = key.pair();
-        (self.client == a && self.server == b) || (self.client == b && self.server == a)
-    }
-
-    pub(super) fn peer(&self, src: Endpoint) -> Peer {
-        if src == self.server {
-            Peer::Server
-        } else {
-            Peer::Client
-        }
-    }
-
-    fn side(&mut self, p: Peer) -> &mut Side {
-        &mut self.sides[p as usize]
-    }
-
-    /// The negotiated version, once a ServerHello came.
-    pub(super) fn version(&self) -> Option<u16> {
-        self.phase.negotiated().map(|n| n.version)
-    }
-
-    /// Which methods the ClientHello offered, for the negotiated version:
-    /// [session ID, ticket, PSK].
-    pub(super) fn offers(&self, n: &Negotiated, resumed: Option<Method>) -> [bool; 3] {
-        let o = &self.offer;
-        let mut offered = if n.tls13() {
-            [false, false, o.psk()]
-        } else {
-            [o.by_sid, o.ticket.is_some(), false]
-        };
-        // A resumption was necessarily offered, even when the part of the
-        // ClientHello carrying the offer was in a segment tlsmon could not
-        // read (pre_shared_key is the last extension, RFC 8446 §4.2.11).
-        match resumed {
-            Some(Method::SessionId) => offered[0] = true,
-            Some(Method::Ticket) => offered[1] = true,
-            Some(Method::Psk) => offered[2] = true,
-            None => {}
-        }
-        offered
-    }
-
-    /// Whether a [`Observation::Tick`] can change this connection.
-    pub(super) fn waits_for_clock(&self) -> bool {
-        matches!(self.phase, Phase::Hello)
-    }
-
-    /// Whether a ClientHello for this connection's key starts a new
-    /// connection: the port was reused after this one closed.
-    pub(super) fn reused_by_hello(&self) -> bool {
-        self.closed_ns.is_some()
+            && !self.answered
+            && self.skipped.is_none()
     }
 }
 
@@ -374,6 +102,21 @@ pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
     let mut out = Step::default();
     match *obs {
         Observation::Segment(seg) => {
+            let records = seg.tls.is_some_and(|t| t.n_items > 0);
+            match c
+                .exchange
+                .admit(seg.from == Peer::Client, c.answered, seg.header, records)
+            {
+                Admit::Copy => return out,
+                Admit::Skip(why) => {
+                    out.skipped = Some(why);
+                    return out;
+                }
+                Admit::Process { answer } => {
+                    c.answered |= answer;
+                    out.answered = answer;
+                }
+            }
             if let Some(tls) = seg.tls {
                 match seg.from {
                     Peer::Client => client_records(c, tls, &mut out),
@@ -384,7 +127,7 @@ pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
             tcp_flags(c, &seg, &mut out);
         }
         Observation::Tick { now_ns, timeout_ns } => {
-            if matches!(c.phase, Phase::Hello) && now_ns.saturating_sub(c.hello_ns) > timeout_ns {
+            if c.waits_for_clock() && now_ns.saturating_sub(c.hello_ns) > timeout_ns {
                 end(c, Outcome::Incomplete, &mut out);
             }
         }
@@ -411,8 +154,11 @@ fn items(tls: &TlsSummary) -> impl Iterator<Item = (ContentType, u8)> + '_ {
 
 fn client_records(c: &mut Conn, tls: &TlsSummary, out: &mut Step) {
     // A second ClientHello after a HelloRetryRequest (RFC 8446 §4.1.2)
-    // continues the same handshake; its PSK offer counts.
-    if tls.hello.flags & hello_flags::CLIENT_HELLO != 0 && matches!(c.phase, Phase::Hello) {
+    // continues the same handshake; its PSK offer counts. Any other
+    // ClientHello on the connection is a retransmission or not plausible.
+    if tls.hello.flags & hello_flags::CLIENT_HELLO != 0
+        && matches!(c.phase, Phase::Hello { retried: true })
+    {
         c.offer.flags |= tls.hello.flags & hello_flags::PSK;
     }
     for (ct, detail) in items(tls) {
@@ -439,15 +185,16 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
         } else if ct == ContentType::HANDSHAKE && detail != ITEM_OPAQUE && server_plaintext(c) {
             match HandshakeType(detail) {
                 HandshakeType::SERVER_HELLO
-                    if matches!(c.phase, Phase::Hello)
+                    if matches!(c.phase, Phase::Hello { .. })
                         && hello.flags & hello_flags::SERVER_HELLO != 0 =>
                 {
                     if hello.flags & hello_flags::HRR != 0 {
                         // Classified from the second ServerHello
                         // (RFC 8446 §4.1.4).
                         out.retry = true;
+                        c.phase = Phase::Hello { retried: true };
                     } else {
-                        server_hello(c, seg.at_ns, hello, known);
+                        server_hello(c, seg.header.ts_ns, hello, known);
                         after_hello = true;
                     }
                 }
@@ -483,7 +230,7 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
 /// server's compatibility CCS after a HelloRetryRequest (RFC 8446 §D.4) is
 /// followed by a plaintext second ServerHello, hence the phase check.
 fn server_plaintext(c: &Conn) -> bool {
-    matches!(c.phase, Phase::Hello) || !c.sides[Peer::Server as usize].ccs
+    matches!(c.phase, Phase::Hello { .. }) || !c.sides[Peer::Server as usize].ccs
 }
 
 /// Notes the kind of record a side sent.
@@ -577,7 +324,7 @@ fn complete(c: &mut Conn, out: &mut Step) {
 }
 
 fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
-    let flags = seg.tcp_flags;
+    let flags = seg.header.tcp_flags;
     if flags & (TCP_RST | TCP_FIN) == 0 {
         return;
     }
@@ -601,7 +348,7 @@ fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
     } else {
         Close::Unclean
     };
-    c.closed_ns = Some(seg.at_ns);
+    c.closed_ns = Some(seg.header.ts_ns);
     // RST during the handshake: failed; FIN: gave up, incomplete.
     if flags & TCP_RST != 0 {
         end(c, Outcome::Failed, out);

@@ -5,17 +5,24 @@
 //! rules it applies are listed, with their RFC sections, in
 //! docs/classification.md.
 //!
-//! * [`machine`]: one connection's handshake as a state machine, the only
-//!   place where a connection changes and an outcome is decided;
+//! * [`conn`]: one connection's state, its phases as one enum;
+//! * [`machine`]: the transitions of that state, the only place where a
+//!   connection changes and an outcome is decided;
+//! * [`exchange`]: which packets can belong to a connection (direction,
+//!   acknowledgment), checked before the state machine sees them;
 //! * [`table`]: the connection table (slab, index, eviction order);
 //! * [`bounded`]: the ring map behind every store keyed by peers' choices;
 //! * [`sessions`]: the sessions servers issued and how their connections
 //!   ended;
+//! * [`servers`]: the per-server counters, bounded;
 //! * this module: the [`Tracker`], which finds the connection of an event,
 //!   steps it, and records what the step says in one place, [`Tracker::record`].
 
 mod bounded;
+mod conn;
+mod exchange;
 mod machine;
+mod servers;
 mod sessions;
 mod table;
 #[cfg(test)]
@@ -23,19 +30,22 @@ mod tests;
 
 use std::{collections::HashSet, net::IpAddr};
 
-use monitor_common::event::{Decoded, EventHeader, TlsSummary, hello_flags};
+use monitor_common::event::{Decoded, Direction, EventHeader, TlsSummary, hello_flags};
 
 use self::{
-    machine::{Conn, Known, Observation, Outcome, Peer, Segment, Step},
+    conn::{Conn, Peer},
+    exchange::Skip,
+    machine::{Known, Observation, Outcome, Segment, Step},
+    servers::Servers,
     sessions::{Close, Origin, SessionKey, Sessions},
     table::{ConnKey, Conns, Slot},
 };
 use crate::{
     reassembly::Hellos,
-    stats::{Endpoint, Map, Method, Role, ServerStats, Totals},
+    stats::{Endpoint, Method, Role, ServerStats, Totals},
 };
 
-/// Sets keyed by what peers send; see [`Map`] for the hasher.
+/// Sets keyed by what peers send; see [`crate::stats::Map`] for the hasher.
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Limits of the tracker's tables.
@@ -43,6 +53,8 @@ type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 pub struct Limits {
     pub max_connections: usize,
     pub max_sessions: usize,
+    /// Servers with counters of their own; past it the idlest are dropped.
+    pub max_servers: usize,
     /// A handshake without a ServerHello after this long is `incomplete`.
     pub handshake_timeout_ns: u64,
     /// How long a closed connection is kept to attribute the peer's RST/FIN.
@@ -54,6 +66,11 @@ impl Default for Limits {
         Self {
             max_connections: 1 << 20,
             max_sessions: 1 << 20,
+            // A proxy has tens to hundreds of backends and a few
+            // frontends; 4,096 leaves room for large pools while bounding
+            // the counters (about 4.5 KB a server, most of it the two
+            // latency histograms) and the metrics page.
+            max_servers: 4096,
             handshake_timeout_ns: 10_000_000_000,
             linger_ns: 5_000_000_000,
         }
@@ -67,7 +84,7 @@ pub struct Tracker {
     conns: Conns,
     next_id: u64,
     sessions: Sessions,
-    servers: Map<Endpoint, ServerStats>,
+    servers: Servers,
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
     client_addrs: Set<IpAddr>,
@@ -87,7 +104,7 @@ impl Tracker {
             conns: Conns::new(),
             next_id: 0,
             sessions: Sessions::new(limits.max_sessions),
-            servers: Map::default(),
+            servers: Servers::new(limits.max_servers),
             client_addrs: Set::default(),
             hellos: Hellos::default(),
             totals: Totals::default(),
@@ -97,7 +114,7 @@ impl Tracker {
     /// Servers seen so far, in a stable order (by role, then address).
     #[must_use]
     pub fn servers(&self) -> Vec<&ServerStats> {
-        let mut v: Vec<_> = self.servers.values().collect();
+        let mut v: Vec<_> = self.servers.stats().collect();
         v.sort_by_key(|s| (s.role, s.server));
         v
     }
@@ -118,11 +135,7 @@ impl Tracker {
     /// (offline captures): `is_local(addr)` says whether an address belongs
     /// to the monitored host, or `None` if unknown.
     pub fn assign_roles(&mut self, is_local: impl Fn(&IpAddr) -> Option<bool>) {
-        for s in self
-            .servers
-            .values_mut()
-            .filter(|s| s.role == Role::Unknown)
-        {
+        for s in self.servers.stats_mut().filter(|s| s.role == Role::Unknown) {
             match is_local(&s.server.addr) {
                 Some(true) => s.role = Role::Frontend,
                 Some(false) => s.role = Role::Backend,
@@ -136,8 +149,8 @@ impl Tracker {
     #[must_use]
     pub fn dual_role_addrs(&self) -> HashSet<IpAddr> {
         self.servers
-            .keys()
-            .map(|e| e.addr)
+            .stats()
+            .map(|s| s.server.addr)
             .filter(|a| self.client_addrs.contains(a))
             .collect()
     }
@@ -176,15 +189,20 @@ impl Tracker {
             self.totals.malformed_hellos += 1;
             self.conns.find(hash, &key)
         } else if flags & hello_flags::CLIENT_HELLO != 0 {
-            if flags & hello_flags::TRUNCATED != 0 {
-                self.totals.truncated_hellos += 1;
-            }
-            if flags & hello_flags::REASSEMBLED != 0 {
-                self.totals.reassembled_hellos += 1;
-            }
             Some(self.client_hello(key, hash, (src, dst), h, tls))
         } else {
-            self.conns.find(hash, &key)
+            let found = self.conns.find(hash, &key);
+            if found.is_none() && cut_before_first_message(tls) {
+                // The segment ended inside the first handshake message's
+                // header, so the kernel could not tell a ClientHello, nor
+                // send the rest of it: it is one all the same (the first
+                // record of a connection is the client's hello), truncated.
+                let mut hello = *tls;
+                hello.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED;
+                Some(self.client_hello(key, hash, (src, dst), h, &hello))
+            } else {
+                found
+            }
         };
         let Some(slot) = slot else {
             self.totals.untracked_events += 1;
@@ -217,12 +235,11 @@ impl Tracker {
         };
         let seg = Segment {
             from,
-            at_ns: h.ts_ns,
-            tcp_flags: h.tcp_flags,
+            header: h,
             tls,
         };
         let step = machine::step(self.conns.get_mut(slot), &Observation::Segment(seg), known);
-        self.record(slot, step);
+        self.record(slot, step, h.ts_ns);
     }
 
     /// Time passes: handshakes without a ServerHello time out, closed
@@ -245,9 +262,9 @@ impl Tracker {
             // Most connections have nothing waiting on the clock.
             if conn.waits_for_clock() {
                 let step = machine::step(conn, &tick, Known::default());
-                self.record(slot, step);
+                self.record(slot, step, now_ns);
             }
-            if gone {
+            if gone && self.conns.at_mut(slot).is_some() {
                 self.conns.remove(slot);
             }
         }
@@ -264,6 +281,13 @@ impl Tracker {
         h: &EventHeader,
         tls: &TlsSummary,
     ) -> Slot {
+        let flags = tls.hello.flags;
+        if flags & hello_flags::TRUNCATED != 0 {
+            self.totals.truncated_hellos += 1;
+        }
+        if flags & hello_flags::REASSEMBLED != 0 {
+            self.totals.reassembled_hellos += 1;
+        }
         let existing = self.conns.find(hash, &key);
         // A second ClientHello after a HelloRetryRequest continues its
         // connection; one on an open connection is not plausible (or is
@@ -281,33 +305,37 @@ impl Tracker {
             tls13 && SessionKey::id_of(hello).is_some_and(|k| self.sessions.is_issued(dst, k));
         let id = self.next_id;
         self.next_id += 1;
-        let conn = Conn::open(id, (src, dst), h, hello, sid_issued);
-        let role = conn.role;
-        self.servers
-            .entry(dst)
-            .or_insert_with(|| ServerStats::new(dst, role));
-        if self.client_addrs.len() < MAX_CLIENT_ADDRS {
-            self.client_addrs.insert(src.addr);
+        let conn = Conn::open(id, (src, dst), h, tls, sid_issued);
+        if Direction(h.direction) == Direction::UNKNOWN {
+            self.totals.direction_unchecked += 1;
         }
         if let Some(slot) = existing {
             self.conns.replace(slot, conn);
             slot
         } else {
             if self.conns.len() >= self.limits.max_connections
-                && self.conns.remove_oldest().is_some()
+                && let Some(old) = self.conns.remove_oldest()
+                && !old.lingering()
             {
+                // Closed connections only waited for the peer's FIN or RST.
                 self.totals.evicted_flows += 1;
             }
             self.conns.insert(hash, conn)
         }
     }
 
-    /// Records what one step of the connection in `slot` says: the one
-    /// place where outcomes become counts.
-    fn record(&mut self, slot: Slot, step: Step) {
+    /// Records what one step of the connection in `slot` says, at
+    /// `now_ns`: the one place where outcomes become counts. A connection
+    /// whose handshake ended without an answer leaves the table here.
+    fn record(&mut self, slot: Slot, step: Step, now_ns: u64) {
         // Most packets change nothing that is counted.
         if step.is_empty() {
             return;
+        }
+        match step.skipped {
+            Some(Skip::WrongDirection) => self.totals.wrong_direction += 1,
+            Some(Skip::Unacknowledged) => self.totals.unacknowledged += 1,
+            None => {}
         }
         let conn = self.conns.get(slot);
         for key in step.issued.into_iter().flatten() {
@@ -324,7 +352,26 @@ impl Tracker {
         if let Some(close) = step.closed {
             self.sessions.closed(conn.id, close);
         }
-        let Some(s) = self.servers.get_mut(&conn.server) else {
+        if step.answered && self.client_addrs.len() < MAX_CLIENT_ADDRS {
+            self.client_addrs.insert(conn.client.addr);
+        }
+        // A server has counters once it answered. A connection it never
+        // answered counts for it only if this host sent the hello (a
+        // backend connection): anyone can send this host a ClientHello.
+        let server = if conn.answered {
+            let (s, evicted) = self.servers.entry(conn.server, conn.role, now_ns);
+            self.totals.evicted_servers += evicted;
+            Some(s)
+        } else if conn.role == Role::Backend {
+            self.servers.get_mut(&conn.server, now_ns)
+        } else {
+            None
+        };
+        let Some(s) = server else {
+            if matches!(step.outcome, Some(Outcome::Failed | Outcome::Incomplete)) {
+                self.totals.unanswered_hellos += 1;
+            }
+            self.leave_if_unanswered(slot);
             return;
         };
         s.hrr += u64::from(step.retry);
@@ -344,14 +391,30 @@ impl Tracker {
             Some(Outcome::Incomplete) => s.incomplete += 1,
             None => {}
         }
+        self.leave_if_unanswered(slot);
     }
+
+    /// A handshake that ended without an answer has nothing more to count:
+    /// its connection leaves the table at once, so that hellos to ports
+    /// nobody answers on do not pile up.
+    fn leave_if_unanswered(&mut self, slot: Slot) {
+        if self.conns.get(slot).ended_unanswered() {
+            self.conns.remove(slot);
+        }
+    }
+}
+
+/// The segment started a handshake record but ended inside its first
+/// message header, so no message was listed (any other record lists one).
+fn cut_before_first_message(tls: &TlsSummary) -> bool {
+    tls.n_items == 0 && tls.items_cut == 0
 }
 
 /// A completed handshake's counts.
 fn count_handshake(
     s: &mut ServerStats,
     conn: &Conn,
-    n: &machine::Negotiated,
+    n: &conn::Negotiated,
     resumed: Option<Method>,
     origin: Origin,
 ) {

@@ -5,7 +5,7 @@ use std::{collections::VecDeque, hash::BuildHasher as _};
 
 use hashbrown::HashTable;
 
-use super::machine::Conn;
+use super::conn::Conn;
 use crate::stats::Endpoint;
 
 /// A connection's identity: its two endpoints in a fixed order, so both

@@ -1,120 +1,6 @@
-//! The tracker driven event by event, as the kernel reports them.
-
-use monitor_common::{
-    event::{Direction, EventHeader, TlsSummary, hello_flags as hf},
-    net::{TCP_ACK, TCP_FIN, TCP_RST},
-};
+//! The classification rules of docs/classification.md, one test each.
 
 use super::*;
-use crate::stats::ByMethod;
-
-const CLIENT: (u8, u16) = (1, 40000);
-const SERVER: (u8, u16) = (2, 443);
-const CCS: u16 = 0x1401;
-const CERT: u16 = 0x160b;
-const SHD: u16 = 0x160e;
-const NST: u16 = 0x1604;
-const FIN_MSG: u16 = 0x16ff;
-const ENC_ALERT: u16 = 0x15ff;
-
-fn hdr(src: (u8, u16), dst: (u8, u16), dir: Direction, ms: u64, flags: u8) -> EventHeader {
-    let mut h = EventHeader {
-        family: 4,
-        direction: dir.0,
-        tcp_flags: flags,
-        src_port: src.1,
-        dst_port: dst.1,
-        ts_ns: ms * 1_000_000,
-        ..EventHeader::default()
-    };
-    h.src_addr[..4].copy_from_slice(&[10, 0, 0, src.0]);
-    h.dst_addr[..4].copy_from_slice(&[10, 0, 0, dst.0]);
-    h
-}
-
-fn items(list: &[u16]) -> TlsSummary {
-    let mut t = TlsSummary::default();
-    for &i in list {
-        t.push((i >> 8) as u8, (i & 0xff) as u8);
-    }
-    t
-}
-
-fn ch(sid: &[u8], flags: u16, ticket: u8) -> TlsSummary {
-    let mut t = items(&[0x1601]);
-    t.hello.flags = hf::CLIENT_HELLO | flags;
-    t.hello.legacy_version = 0x0303;
-    t.hello.session_id[..sid.len()].copy_from_slice(sid);
-    t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
-    t.hello.ticket_id = [ticket; 16];
-    t
-}
-
-fn sh(sid: &[u8], version: u16, flags: u16, rest: &[u16]) -> TlsSummary {
-    let mut list = vec![0x1602];
-    list.extend_from_slice(rest);
-    let mut t = items(&list);
-    t.hello.flags = hf::SERVER_HELLO | flags;
-    t.hello.legacy_version = 0x0303;
-    t.hello.selected_version = if version == 0x0304 { version } else { 0 };
-    t.hello.cipher_suite = 0xc02f;
-    t.hello.session_id[..sid.len()].copy_from_slice(sid);
-    t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
-    t
-}
-
-/// A connection from port `cport`: ClientHello, the server's flight,
-/// the client's CCS, the server's CCS (TLS ≤ 1.2 flights).
-struct Conn12<'a> {
-    t: &'a mut Tracker,
-    cport: u16,
-    ms: u64,
-}
-
-impl Conn12<'_> {
-    fn c(&self) -> (u8, u16) {
-        (CLIENT.0, self.cport)
-    }
-    fn client(&mut self, s: &TlsSummary) {
-        self.ms += 1;
-        let h = hdr(self.c(), SERVER, Direction::EGRESS, self.ms, TCP_ACK);
-        self.t.on_tls(&h, s);
-    }
-    fn server(&mut self, s: &TlsSummary) {
-        self.ms += 1;
-        let h = hdr(SERVER, self.c(), Direction::INGRESS, self.ms, TCP_ACK);
-        self.t.on_tls(&h, s);
-    }
-    fn close(&mut self, from_client: bool, flags: u8) {
-        self.ms += 1;
-        let h = if from_client {
-            hdr(self.c(), SERVER, Direction::EGRESS, self.ms, flags)
-        } else {
-            hdr(SERVER, self.c(), Direction::INGRESS, self.ms, flags)
-        };
-        self.t.on_teardown(&h);
-    }
-}
-
-fn conn(t: &mut Tracker, cport: u16) -> Conn12<'_> {
-    Conn12 {
-        t,
-        cport,
-        ms: u64::from(cport) * 10,
-    }
-}
-
-fn full12(t: &mut Tracker, cport: u16, offer_sid: &[u8], issued: &[u8]) {
-    let mut c = conn(t, cport);
-    c.client(&ch(offer_sid, 0, 0));
-    c.server(&sh(issued, 0x0303, 0, &[CERT, SHD]));
-    c.client(&items(&[0x1610, CCS, FIN_MSG]));
-    c.server(&items(&[CCS, FIN_MSG]));
-}
-
-fn stats(t: &Tracker) -> ServerStats {
-    t.servers()[0].clone()
-}
 
 #[test]
 fn tls12_full_then_session_id_resumption() {
@@ -276,6 +162,10 @@ fn hello_retry_request_is_counted_and_classified_from_second_server_hello() {
 #[test]
 fn incomplete_and_failed_handshakes() {
     let mut t = Tracker::new(Limits::default());
+    // A plaintext handshake_failure alert (40) from the server.
+    let mut c = conn(&mut t, 3000);
+    c.client(&ch(&[], 0, 0));
+    c.server(&items(&[0x1528]));
     // No ServerHello before the timeout.
     conn(&mut t, 1000).client(&ch(&[], 0, 0));
     t.tick(1000 * 10 * 1_000_000 + Limits::default().handshake_timeout_ns + 10_000_000);
@@ -283,10 +173,6 @@ fn incomplete_and_failed_handshakes() {
     let mut c = conn(&mut t, 2000);
     c.client(&ch(&[], 0, 0));
     c.close(true, TCP_FIN);
-    // A plaintext handshake_failure alert (40) from the server.
-    let mut c = conn(&mut t, 3000);
-    c.client(&ch(&[], 0, 0));
-    c.server(&items(&[0x1528]));
     // RST in the middle of a TLS 1.2 handshake.
     let mut c = conn(&mut t, 4000);
     c.client(&ch(&[], 0, 0));
@@ -300,8 +186,10 @@ fn incomplete_and_failed_handshakes() {
 #[test]
 fn frontend_role_and_untracked_events() {
     let mut t = Tracker::new(Limits::default());
-    let h = hdr(CLIENT, SERVER, Direction::INGRESS, 1, TCP_ACK);
-    t.on_tls(&h, &ch(&[], 0, 0));
+    let mut c = conn(&mut t, 1000);
+    c.client_dir = Direction::INGRESS;
+    c.client(&ch(&[], 0, 0));
+    c.server(&sh(&[], 0x0304, 0, &[]));
     assert_eq!(t.servers()[0].role, Role::Frontend);
     let stray = hdr((9, 1), (9, 2), Direction::INGRESS, 2, TCP_RST);
     t.on_teardown(&stray);
@@ -357,7 +245,7 @@ fn names_read_as_escape_shows_them() {
     for name in names {
         let mut bytes = [0u8; SNI_MAX];
         bytes[..name.len()].copy_from_slice(name);
-        let n = machine::Name::new(&bytes, u8::try_from(name.len()).unwrap());
+        let n = conn::Name::new(&bytes, u8::try_from(name.len()).unwrap());
         assert_eq!(
             n.text().map(std::borrow::Cow::into_owned),
             Some(crate::escape::escape(name)),
@@ -365,7 +253,7 @@ fn names_read_as_escape_shows_them() {
         );
     }
     assert!(
-        machine::Name::<SNI_MAX>::new(&[0; SNI_MAX], 0)
+        conn::Name::<SNI_MAX>::new(&[0; SNI_MAX], 0)
             .text()
             .is_none()
     );
