@@ -59,6 +59,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         "early_data_offered": s.early_data_offered,
         "incomplete": s.incomplete,
         "failed": s.failed,
+        "late": s.late,
         "clean_closes": s.clean_closes,
         "unclean_closes": s.unclean_closes,
         "rst_by_client": s.rst_by_client,
@@ -96,6 +97,7 @@ pub fn summary_line(
         unacknowledged,
         evicted_servers,
         direction_unchecked,
+        evicted_timed_out,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
     let mut v = json!({
@@ -111,6 +113,7 @@ pub fn summary_line(
         "hrr": sum(|s| s.hrr),
         "incomplete": sum(|s| s.incomplete),
         "failed": sum(|s| s.failed),
+        "late": sum(|s| s.late),
         "events": events,
         "lost_events": k.lost_events,
         "evicted_flows": evicted_flows,
@@ -123,6 +126,7 @@ pub fn summary_line(
         "untracked_events": untracked_events,
         "unanswered_hellos": unanswered_hellos,
         "evicted_servers": evicted_servers,
+        "evicted_timed_out": evicted_timed_out,
         // Captures without packet direction: roles and answers were
         // checked by sequence numbers only.
         "direction_checked": direction_unchecked == 0,

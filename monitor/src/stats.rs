@@ -124,8 +124,16 @@ pub struct ServerStats {
     pub rejected_origin_unknown: u64,
     pub hrr: u64,
     pub early_data_offered: u64,
+    /// Handshakes that did not complete within the handshake timeout, or
+    /// were abandoned (a FIN from a side that still had to answer). Never
+    /// taken back: a late answer counts in `late`.
     pub incomplete: u64,
     pub failed: u64,
+    /// Handshakes whose ServerHello came after the handshake timeout had
+    /// counted them `incomplete` (or, for a server that had not answered
+    /// yet, `unanswered_hellos`): counted as full or resumed as well, with
+    /// their real latency.
+    pub late: u64,
     pub clean_closes: u64,
     pub unclean_closes: u64,
     pub rst_by_client: u64,
@@ -156,6 +164,7 @@ impl ServerStats {
             early_data_offered: 0,
             incomplete: 0,
             failed: 0,
+            late: 0,
             clean_closes: 0,
             unclean_closes: 0,
             rst_by_client: 0,
@@ -242,6 +251,10 @@ pub struct Totals {
     /// ClientHellos whose packets carried no direction (captures): for
     /// their connections only sequence numbers were checked.
     pub direction_unchecked: u64,
+    /// Timed-out handshakes dropped, the oldest first, from those kept for
+    /// a late ServerHello (`max_timed_out`): an answer to them after that
+    /// is untracked.
+    pub evicted_timed_out: u64,
 }
 
 /// Counters the kernel keeps, summed over CPUs.

@@ -49,12 +49,17 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         Some(&self.entries[i].1)
     }
 
-    /// Inserts; returns true if an old entry was evicted to make room.
-    pub(super) fn insert(&mut self, k: K, v: V) -> bool {
+    pub(super) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let i = self.find(self.hasher.hash_one(k), k)?;
+        Some(&mut self.entries[i].1)
+    }
+
+    /// Inserts; returns the value of the old entry evicted to make room.
+    pub(super) fn insert(&mut self, k: K, v: V) -> Option<V> {
         let hash = self.hasher.hash_one(&k);
         if let Some(i) = self.find(hash, &k) {
             self.entries[i].1 = v;
-            return false;
+            return None;
         }
         let Self {
             cap,
@@ -69,16 +74,16 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         }
         let (i, evicted) = if entries.len() < *cap {
             entries.push((k, v));
-            (entries.len() - 1, false)
+            (entries.len() - 1, None)
         } else {
             let i = *oldest;
             let old = hasher.hash_one(&entries[i].0);
             if let Ok(e) = index.find_entry(old, |&j| j as usize == i) {
                 e.remove();
             }
-            entries[i] = (k, v);
+            let (_, evicted) = std::mem::replace(&mut entries[i], (k, v));
             *oldest = (i + 1) % *cap;
-            (i, true)
+            (i, Some(evicted))
         };
         let pos = u32::try_from(i).expect("cap fits u32");
         index.insert_unique(hash, pos, |&j| hasher.hash_one(&entries[j as usize].0));

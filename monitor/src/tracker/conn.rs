@@ -102,6 +102,10 @@ pub(super) struct Negotiated {
     pub(super) ticket_ext: bool,
     /// tlsmon had seen this server issue tickets before the ServerHello.
     pub(super) issues_tickets: bool,
+    /// The ServerHello came after the handshake timeout, which had counted
+    /// the handshake incomplete: its completion is counted as late, its
+    /// end not again.
+    pub(super) late: bool,
 }
 
 impl Negotiated {
@@ -115,8 +119,11 @@ impl Negotiated {
 pub(super) enum Phase {
     /// ClientHello seen, waiting for the ServerHello. `retried`: a
     /// HelloRetryRequest came; the second ClientHello and ServerHello are
-    /// due (RFC 8446 §4.1.4).
-    Hello { retried: bool },
+    /// due (RFC 8446 §4.1.4). `timed_out`: the handshake timeout passed
+    /// and counted it incomplete, but a late ServerHello is still
+    /// classified (issue 17: the timeout decides when to stop waiting, not
+    /// what came).
+    Hello { retried: bool, timed_out: bool },
     /// TLS ≤ 1.2 ServerHello without a session-ID echo: the server's next
     /// message tells full from abbreviated (RFC 5246 §7.3).
     Shape(Negotiated),
@@ -138,6 +145,15 @@ impl Phase {
 
     pub(super) fn in_handshake(&self) -> bool {
         !matches!(self, Self::Over(..))
+    }
+
+    /// The handshake timeout already counted this handshake incomplete.
+    pub(super) fn counted_incomplete(&self) -> bool {
+        match self {
+            Self::Hello { timed_out, .. } => *timed_out,
+            Self::Shape(n) | Self::Decided(n, _) => n.late,
+            Self::Over(_) => false,
+        }
     }
 }
 
@@ -226,7 +242,10 @@ impl Conn {
             },
             exchange: Exchange::new(h, tls),
             answered: false,
-            phase: Phase::Hello { retried: false },
+            phase: Phase::Hello {
+                retried: false,
+                timed_out: false,
+            },
             sides: [Side::default(); 2],
             closed_ns: None,
         }
@@ -281,9 +300,50 @@ impl Conn {
         offered
     }
 
-    /// Whether a [`Observation::Tick`] can change this connection.
+    /// Whether a clock tick can change this connection: it waits for a
+    /// ServerHello, or for the rest of a handshake after a FIN.
     pub(super) fn waits_for_clock(&self) -> bool {
-        matches!(self.phase, Phase::Hello { .. })
+        match self.phase {
+            Phase::Hello { timed_out, .. } => !timed_out,
+            Phase::Shape(_) | Phase::Decided(..) => self.closed_ns.is_some(),
+            Phase::Over(_) => false,
+        }
+    }
+
+    /// Timed out waiting for a ServerHello: kept aside, where a late one
+    /// can still find it.
+    pub(super) fn timed_out(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Hello {
+                timed_out: true,
+                ..
+            }
+        )
+    }
+
+    /// Whether side `p` still has to send something for the handshake to
+    /// complete as far as packets show: the server its ServerHello (and for
+    /// TLS ≤ 1.2 the rest of its flight and its ChangeCipherSpec), the
+    /// client a second ClientHello after a HelloRetryRequest, or its
+    /// ChangeCipherSpec (TLS ≤ 1.2). Before the ServerHello the version is
+    /// unknown, so only what is certain counts.
+    pub(super) fn owes(&self, p: Peer) -> bool {
+        let ccs_due = !self.sides[p as usize].ccs;
+        match (self.phase, p) {
+            (Phase::Hello { .. } | Phase::Shape(_), Peer::Server) => true,
+            (Phase::Hello { retried, .. }, Peer::Client) => retried,
+            (Phase::Shape(n) | Phase::Decided(n, _), _) => !n.tls13() && ccs_due,
+            (Phase::Over(_), _) => false,
+        }
+    }
+
+    /// A side that still owes a message has closed its direction with a
+    /// FIN (RFC 9293 §3.6): the handshake cannot complete any more.
+    pub(super) fn stalled(&self) -> bool {
+        [Peer::Client, Peer::Server]
+            .into_iter()
+            .any(|p| self.sides[p as usize].fin.is_some() && self.owes(p))
     }
 
     /// The handshake is over and the server never answered: nothing more
@@ -298,8 +358,9 @@ impl Conn {
     }
 
     /// Whether a ClientHello for this connection's key starts a new
-    /// connection: the port was reused after this one closed.
+    /// connection: the port was reused after this one closed. (A side that
+    /// only sent FIN may still be waiting for the other's answer.)
     pub(super) fn reused_by_hello(&self) -> bool {
-        self.closed_ns.is_some()
+        self.lingering()
     }
 }

@@ -125,31 +125,65 @@ pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
                 complete(c, &mut out);
             }
             tcp_flags(c, &seg, &mut out);
-        }
-        Observation::Tick { now_ns, timeout_ns } => {
-            if c.waits_for_clock() && now_ns.saturating_sub(c.hello_ns) > timeout_ns {
+            // A FIN closes one direction only (RFC 9293 §3.6): the
+            // handshake goes on while the side that closed owes nothing.
+            if c.stalled() {
                 end(c, Outcome::Incomplete, &mut out);
             }
         }
+        Observation::Tick { now_ns, timeout_ns } => tick(c, now_ns, timeout_ns, &mut out),
     }
     out
 }
 
+/// The clock: a handshake without a ServerHello `timeout_ns` after its
+/// ClientHello is counted incomplete, and its connection keeps waiting for
+/// a late one; a handshake that has not completed `timeout_ns` after its
+/// connection began closing is incomplete.
+fn tick(c: &mut Conn, now_ns: u64, timeout_ns: u64, out: &mut Step) {
+    match c.phase {
+        Phase::Hello {
+            retried,
+            timed_out: false,
+        } if now_ns.saturating_sub(c.hello_ns) > timeout_ns => {
+            c.phase = Phase::Hello {
+                retried,
+                timed_out: true,
+            };
+            out.outcome = Some(Outcome::Incomplete);
+        }
+        Phase::Shape(_) | Phase::Decided(..)
+            if c.closed_ns
+                .is_some_and(|at| now_ns.saturating_sub(at) > timeout_ns) =>
+        {
+            end(c, Outcome::Incomplete, out);
+        }
+        _ => {}
+    }
+}
+
 /// Ends the handshake without completion (`how` is `Failed` or
-/// `Incomplete`; completion goes through [`complete`]), once.
+/// `Incomplete`; completion goes through [`complete`]). Counted once: not
+/// when the timeout counted it incomplete already.
 fn end(c: &mut Conn, how: Outcome, out: &mut Step) {
     if !c.phase.in_handshake() {
         return;
     }
+    let counted = c.phase.counted_incomplete();
     c.phase = Phase::Over(c.phase.negotiated().copied());
-    out.outcome = Some(how);
+    if !counted {
+        out.outcome = Some(how);
+    }
 }
 
-fn items(tls: &TlsSummary) -> impl Iterator<Item = (ContentType, u8)> + '_ {
+/// The records of a summary: content type, detail, and whether it is a
+/// plaintext alert of level warning.
+fn items(tls: &TlsSummary) -> impl Iterator<Item = (ContentType, u8, bool)> + '_ {
     let n = usize::from(tls.n_items).min(tls.items.len());
-    tls.items[..n]
-        .iter()
-        .map(|&it| (ContentType((it >> 8) as u8), (it & 0xff) as u8))
+    (0..).zip(&tls.items[..n]).map(|(i, &it)| {
+        let warning = i < 8 && tls.warning_alerts & (1 << i) != 0;
+        (ContentType((it >> 8) as u8), (it & 0xff) as u8, warning)
+    })
 }
 
 fn client_records(c: &mut Conn, tls: &TlsSummary, out: &mut Step) {
@@ -157,16 +191,16 @@ fn client_records(c: &mut Conn, tls: &TlsSummary, out: &mut Step) {
     // continues the same handshake; its PSK offer counts. Any other
     // ClientHello on the connection is a retransmission or not plausible.
     if tls.hello.flags & hello_flags::CLIENT_HELLO != 0
-        && matches!(c.phase, Phase::Hello { retried: true })
+        && matches!(c.phase, Phase::Hello { retried: true, .. })
     {
         c.offer.flags |= tls.hello.flags & hello_flags::PSK;
     }
-    for (ct, detail) in items(tls) {
+    for (ct, detail, warning) in items(tls) {
         record_kind(c.side(Peer::Client), ct, detail);
         if ct == ContentType::CHANGE_CIPHER_SPEC {
             c.side(Peer::Client).ccs = true;
         } else if ct == ContentType::ALERT {
-            alert(c, Peer::Client, detail, out);
+            alert(c, Peer::Client, detail, warning, out);
         }
     }
 }
@@ -175,13 +209,13 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
     let hello = &tls.hello;
     let mut after_hello = false;
     let mut ticket_issued = false;
-    for (ct, detail) in items(tls) {
+    for (ct, detail, warning) in items(tls) {
         record_kind(c.side(Peer::Server), ct, detail);
         if ct == ContentType::CHANGE_CIPHER_SPEC {
             decide_shape(c, true);
             c.side(Peer::Server).ccs = true;
         } else if ct == ContentType::ALERT {
-            alert(c, Peer::Server, detail, out);
+            alert(c, Peer::Server, detail, warning, out);
         } else if ct == ContentType::HANDSHAKE && detail != ITEM_OPAQUE && server_plaintext(c) {
             match HandshakeType(detail) {
                 HandshakeType::SERVER_HELLO
@@ -192,7 +226,10 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
                         // Classified from the second ServerHello
                         // (RFC 8446 §4.1.4).
                         out.retry = true;
-                        c.phase = Phase::Hello { retried: true };
+                        c.phase = Phase::Hello {
+                            retried: true,
+                            timed_out: c.phase.counted_incomplete(),
+                        };
                     } else {
                         server_hello(c, seg.header.ts_ns, hello, known);
                         after_hello = true;
@@ -243,11 +280,28 @@ fn record_kind(side: &mut Side, ct: ContentType, detail: u8) {
     };
 }
 
-fn alert(c: &mut Conn, from: Peer, detail: u8, out: &mut Step) {
+/// close_notify and user_canceled (RFC 8446 §6.1, RFC 5246 §7.2.1).
+const CLOSE_NOTIFY: u8 = 0;
+const USER_CANCELED: u8 = 90;
+
+/// An alert from `from`; `warning` when it is a plaintext alert of level
+/// warning.
+fn alert(c: &mut Conn, from: Peer, detail: u8, warning: bool, out: &mut Step) {
     c.side(from).alerted = true;
-    // A plaintext alert before the handshake finished means it failed
-    // (RFC 5246 §7.2.2); encrypted ones come after it (close_notify).
-    if detail != ITEM_OPAQUE {
+    // Encrypted alerts come after the handshake (close_notify).
+    if detail == ITEM_OPAQUE {
+        return;
+    }
+    // A fatal alert before the handshake finished means it failed (RFC
+    // 5246 §7.2.2). A warning does not end the connection (RFC 5246 §7.2:
+    // RFC 6066 §3's unrecognized_name is one a server may send before its
+    // ServerHello), except the closures close_notify and user_canceled. In
+    // TLS 1.3 every other alert is fatal whatever its level (RFC 8446 §6).
+    let closure = detail == CLOSE_NOTIFY || detail == USER_CANCELED;
+    // A HelloRetryRequest exists only in TLS 1.3 (RFC 8446 §4.1.4).
+    let tls13 = matches!(c.phase, Phase::Hello { retried: true, .. })
+        || c.phase.negotiated().is_some_and(Negotiated::tls13);
+    if !warning || closure || tls13 {
         end(c, Outcome::Failed, out);
     }
 }
@@ -267,6 +321,7 @@ fn server_hello(c: &mut Conn, at_ns: u64, hello: &Hello, known: Known) {
         at_ns,
         ticket_ext: hello.flags & hello_flags::TICKET_EXT != 0,
         issues_tickets: known.issues_tickets,
+        late: c.phase.counted_incomplete(),
     };
     if n.tls13() {
         // RFC 8446 §4.2.11: the server accepts a PSK by echoing
@@ -337,29 +392,27 @@ fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
     if flags & TCP_FIN != 0 && side.fin.is_none() {
         side.fin = Some(last);
     }
+    // A reset aborts the whole connection (RFC 9293 §3.10.7): a handshake
+    // still under way failed. A FIN is settled by `Conn::stalled`.
+    if flags & TCP_RST != 0 {
+        end(c, Outcome::Failed, out);
+    }
     if c.closed_ns.is_some() {
         return;
     }
+    c.closed_ns = Some(seg.header.ts_ns);
     // TLS ≤ 1.2 sends close_notify as an alert record (RFC 5246 §7.2.1);
     // without one before the first FIN/RST the close is unclean and
-    // OpenSSL-based servers drop the session.
-    let style = if c.sides.iter().any(|s| s.alerted) {
-        Close::Clean
-    } else {
-        Close::Unclean
-    };
-    c.closed_ns = Some(seg.header.ts_ns);
-    // RST during the handshake: failed; FIN: gave up, incomplete.
-    if flags & TCP_RST != 0 {
-        end(c, Outcome::Failed, out);
-    } else {
-        end(c, Outcome::Incomplete, out);
-    }
-    // TLS 1.3 close_notify is encrypted application data (RFC 8446
-    // §6.1): cleanliness cannot be seen, so it is not counted.
+    // OpenSSL-based servers drop the session. TLS 1.3 close_notify is
+    // encrypted application data (RFC 8446 §6.1): cleanliness cannot be
+    // seen, so it is not counted.
     if c.version()
         .is_some_and(|v| v != 0 && v <= ProtocolVersion::TLS1_2.0)
     {
-        out.closed = Some(style);
+        out.closed = Some(if c.sides.iter().any(|s| s.alerted) {
+            Close::Clean
+        } else {
+            Close::Unclean
+        });
     }
 }

@@ -15,6 +15,7 @@
 //! * [`sessions`]: the sessions servers issued and how their connections
 //!   ended;
 //! * [`servers`]: the per-server counters, bounded;
+//! * [`waiting`]: handshakes that timed out, where a late answer finds them;
 //! * this module: the [`Tracker`], which finds the connection of an event,
 //!   steps it, and records what the step says in one place, [`Tracker::record`].
 
@@ -27,6 +28,7 @@ mod sessions;
 mod table;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
 use std::{collections::HashSet, net::IpAddr};
 
@@ -39,6 +41,7 @@ use self::{
     servers::Servers,
     sessions::{Close, Origin, SessionKey, Sessions},
     table::{ConnKey, Conns, Slot},
+    waiting::Waiting,
 };
 use crate::{
     reassembly::Hellos,
@@ -55,7 +58,11 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Servers with counters of their own; past it the idlest are dropped.
     pub max_servers: usize,
-    /// A handshake without a ServerHello after this long is `incomplete`.
+    /// Handshakes kept aside after timing out, for a late ServerHello;
+    /// past it the oldest are dropped.
+    pub max_timed_out: usize,
+    /// A handshake without a ServerHello after this long is `incomplete`
+    /// (and a late ServerHello is still classified, and counted `late`).
     pub handshake_timeout_ns: u64,
     /// How long a closed connection is kept to attribute the peer's RST/FIN.
     pub linger_ns: u64,
@@ -71,6 +78,10 @@ impl Default for Limits {
             // the counters (about 4.5 KB a server, most of it the two
             // latency histograms) and the metrics page.
             max_servers: 4096,
+            // A backend that stalls under load times out a burst of
+            // handshakes; 8,192 keep a few seconds of a busy proxy's
+            // backend handshakes (about 2.5 MB at most).
+            max_timed_out: 8192,
             handshake_timeout_ns: 10_000_000_000,
             linger_ns: 5_000_000_000,
         }
@@ -82,6 +93,7 @@ impl Default for Limits {
 pub struct Tracker {
     limits: Limits,
     conns: Conns,
+    waiting: Waiting,
     next_id: u64,
     sessions: Sessions,
     servers: Servers,
@@ -102,6 +114,7 @@ impl Tracker {
         Self {
             limits,
             conns: Conns::new(),
+            waiting: Waiting::new(limits.max_timed_out),
             next_id: 0,
             sessions: Sessions::new(limits.max_sessions),
             servers: Servers::new(limits.max_servers),
@@ -187,11 +200,11 @@ impl Tracker {
         let flags = tls.hello.flags;
         let slot = if flags & hello_flags::MALFORMED != 0 {
             self.totals.malformed_hellos += 1;
-            self.conns.find(hash, &key)
+            self.find(hash, &key)
         } else if flags & hello_flags::CLIENT_HELLO != 0 {
             Some(self.client_hello(key, hash, (src, dst), h, tls))
         } else {
-            let found = self.conns.find(hash, &key);
+            let found = self.find(hash, &key);
             if found.is_none() && cut_before_first_message(tls) {
                 // The segment ended inside the first handshake message's
                 // header, so the kernel could not tell a ClientHello, nor
@@ -216,11 +229,34 @@ impl Tracker {
         self.totals.events += 1;
         let (src, dst) = endpoints(h);
         let key = ConnKey::new(src, dst);
-        if let Some(slot) = self.conns.find(self.conns.hash(&key), &key) {
+        if let Some(slot) = self.find(self.conns.hash(&key), &key) {
             self.segment(slot, src, h, None);
         } else {
             self.totals.untracked_events += 1;
         }
+    }
+
+    /// The connection with this key: in the table, or one that timed out
+    /// waiting for its ServerHello, which comes back into the table.
+    fn find(&mut self, hash: u64, key: &ConnKey) -> Option<Slot> {
+        if let Some(slot) = self.conns.find(hash, key) {
+            return Some(slot);
+        }
+        let conn = self.waiting.take(key)?;
+        Some(self.insert(hash, conn))
+    }
+
+    /// Adds a connection whose key is not in the table, evicting the oldest
+    /// when it is full.
+    fn insert(&mut self, hash: u64, conn: Conn) -> Slot {
+        if self.conns.len() >= self.limits.max_connections
+            && let Some(old) = self.conns.remove_oldest()
+            && !old.lingering()
+        {
+            // Closed connections only waited for the peer's FIN or RST.
+            self.totals.evicted_flows += 1;
+        }
+        self.conns.insert(hash, conn)
     }
 
     /// Steps the connection in `slot` with a packet from `src`.
@@ -242,8 +278,8 @@ impl Tracker {
         self.record(slot, step, h.ts_ns);
     }
 
-    /// Time passes: handshakes without a ServerHello time out, closed
-    /// connections are forgotten after their linger time.
+    /// Time passes: handshakes without a ServerHello time out and are put
+    /// aside, closed connections are forgotten after their linger time.
     pub fn tick(&mut self, now_ns: u64) {
         for ready in self.hellos.expire(now_ns) {
             self.on_ready(&ready);
@@ -256,15 +292,25 @@ impl Tracker {
             let Some(conn) = self.conns.at_mut(slot) else {
                 continue;
             };
-            let gone = conn
-                .closed_ns
-                .is_some_and(|at| now_ns.saturating_sub(at) > self.limits.linger_ns);
             // Most connections have nothing waiting on the clock.
             if conn.waits_for_clock() {
                 let step = machine::step(conn, &tick, Known::default());
                 self.record(slot, step, now_ns);
             }
-            if gone && self.conns.at_mut(slot).is_some() {
+            // Recording may have let it go.
+            let Some(conn) = self.conns.at_mut(slot) else {
+                continue;
+            };
+            let gone = conn.lingering()
+                && conn
+                    .closed_ns
+                    .is_some_and(|at| now_ns.saturating_sub(at) > self.limits.linger_ns);
+            if conn.timed_out() {
+                let conn = self.conns.remove(slot);
+                if self.waiting.put(conn) {
+                    self.totals.evicted_timed_out += 1;
+                }
+            } else if gone {
                 self.conns.remove(slot);
             }
         }
@@ -288,7 +334,7 @@ impl Tracker {
         if flags & hello_flags::REASSEMBLED != 0 {
             self.totals.reassembled_hellos += 1;
         }
-        let existing = self.conns.find(hash, &key);
+        let existing = self.find(hash, &key);
         // A second ClientHello after a HelloRetryRequest continues its
         // connection; one on an open connection is not plausible (or is
         // encrypted renegotiation misread) and is left to the connection's
@@ -313,14 +359,7 @@ impl Tracker {
             self.conns.replace(slot, conn);
             slot
         } else {
-            if self.conns.len() >= self.limits.max_connections
-                && let Some(old) = self.conns.remove_oldest()
-                && !old.lingering()
-            {
-                // Closed connections only waited for the peer's FIN or RST.
-                self.totals.evicted_flows += 1;
-            }
-            self.conns.insert(hash, conn)
+            self.insert(hash, conn)
         }
     }
 
@@ -418,7 +457,9 @@ fn count_handshake(
     resumed: Option<Method>,
     origin: Origin,
 ) {
+    // The latency as it was, also when the answer came after the timeout.
     let elapsed = n.at_ns.saturating_sub(conn.hello_ns);
+    s.late += u64::from(n.late);
     if let Some(m) = resumed {
         s.resumed += 1;
         s.resumed_by.add(m);

@@ -80,7 +80,9 @@ impl Sessions {
         if matches!(key, SessionKey::Ticket(_)) {
             self.ticket_servers.insert(server);
         }
-        self.issued.insert((server, key), Session { origin: conn })
+        self.issued
+            .insert((server, key), Session { origin: conn })
+            .is_some()
     }
 
     pub(super) fn is_issued(&self, server: Endpoint, key: SessionKey) -> bool {

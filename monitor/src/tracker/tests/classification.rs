@@ -169,10 +169,11 @@ fn incomplete_and_failed_handshakes() {
     // No ServerHello before the timeout.
     conn(&mut t, 1000).client(&ch(&[], 0, 0));
     t.tick(1000 * 10 * 1_000_000 + Limits::default().handshake_timeout_ns + 10_000_000);
-    // FIN before the ServerHello.
+    // The server's FIN before its ServerHello. (The client's alone would
+    // only close its direction: the server may still answer.)
     let mut c = conn(&mut t, 2000);
     c.client(&ch(&[], 0, 0));
-    c.close(true, TCP_FIN);
+    c.close(false, TCP_FIN | TCP_ACK);
     // RST in the middle of a TLS 1.2 handshake.
     let mut c = conn(&mut t, 4000);
     c.client(&ch(&[], 0, 0));

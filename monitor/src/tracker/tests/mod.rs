@@ -4,6 +4,7 @@
 
 mod classification;
 mod hostile;
+mod wild;
 
 use monitor_common::{
     event::{Direction, EventHeader, TlsSummary, hello_flags as hf},
