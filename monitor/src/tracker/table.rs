@@ -64,6 +64,12 @@ impl Conns {
         self.index.len()
     }
 
+    /// Slots the slab holds memory for.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
     pub(super) fn hash(&self, key: &ConnKey) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -155,15 +161,42 @@ impl Conns {
     }
 
     /// Drops the order entries of connections that have left, once they
-    /// are a good part of the queue.
+    /// are a good part of the queue, and gives back the memory of a burst
+    /// that has passed (a hello flood's connections time out together):
+    /// empty slots at the end of the slab go, and every buffer far larger
+    /// than what it holds shrinks.
     pub(super) fn compact(&mut self) {
-        if self.order.len() > self.len() * 2 + 1024 {
+        let live = self.len();
+        if self.order.len() > live * 2 + 1024 {
             let Self { slots, order, .. } = self;
             order.retain(|&(slot, id)| {
                 slots
                     .get(slot as usize)
                     .and_then(Option::as_ref)
                     .is_some_and(|c| c.id == id)
+            });
+        }
+        let len = self.slots.len();
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        if self.slots.len() < len {
+            let end = self.slots.len();
+            self.free.retain(|&s| (s as usize) < end);
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 1024 {
+            self.slots.shrink_to_fit();
+            self.free.shrink_to_fit();
+            self.order.shrink_to_fit();
+            let Self {
+                slots,
+                index,
+                hasher,
+                ..
+            } = self;
+            index.shrink_to(live, |&s| {
+                let c = slots[s as usize].as_ref().expect("indexed slots are full");
+                hasher.hash_one(c.key())
             });
         }
     }

@@ -100,6 +100,13 @@ fn hellos_to_closed_ports_leave_nothing_behind() {
         (t.connections(), t.totals.unanswered_hellos),
         (0, 2 * u64::from(N))
     );
+    // What stays is bounded: the connection table gave its memory back,
+    // and at most `max_timed_out` wait for a late answer.
+    assert_eq!(t.conns.capacity(), 0);
+    assert_eq!(
+        t.totals.evicted_timed_out,
+        u64::from(N) - Limits::default().max_timed_out as u64
+    );
 }
 
 #[test]
