@@ -357,6 +357,12 @@ impl Conn {
         self.closed_ns.is_some() && !self.phase.in_handshake()
     }
 
+    /// Whether a ClientHello segment continues this connection: the
+    /// second hello after a HelloRetryRequest, or the first one again.
+    pub(super) fn continued_by(&self, h: &EventHeader) -> bool {
+        matches!(self.phase, Phase::Hello { retried: true, .. }) || self.exchange.is_hello(h)
+    }
+
     /// Whether a ClientHello for this connection's key starts a new
     /// connection: the port was reused after this one closed. (A side that
     /// only sent FIN may still be waiting for the other's answer.)

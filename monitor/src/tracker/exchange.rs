@@ -98,6 +98,11 @@ impl Exchange {
         }
     }
 
+    /// Whether this segment is the ClientHello's (again).
+    pub(super) fn is_hello(&self, h: &EventHeader) -> bool {
+        h.seq == self.hello_seq
+    }
+
     /// Whether a packet from the client (`from_client`) or the server can
     /// be part of this exchange; `answered` says whether the server has
     /// answered already, `records` whether the packet carries TLS records.
@@ -116,7 +121,7 @@ impl Exchange {
             opposite(self.client_dir)
         };
         if dir != expected && dir != Direction::UNKNOWN && expected != Direction::UNKNOWN {
-            if from_client && h.seq == self.hello_seq {
+            if from_client && self.is_hello(h) {
                 // The ClientHello itself, seen the other way.
                 self.mirrored = true;
             }

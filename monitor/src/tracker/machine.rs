@@ -37,8 +37,8 @@ pub(super) struct Segment<'a> {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Observation<'a> {
     Segment(Segment<'a>),
-    /// The clock reached `now_ns`; a handshake still waiting for its
-    /// ServerHello after `timeout_ns` is incomplete.
+    /// The clock reached `now_ns`; `timeout_ns` is the handshake timeout
+    /// (see [`tick`]).
     Tick {
         now_ns: u64,
         timeout_ns: u64,
@@ -59,7 +59,8 @@ pub(super) enum Outcome {
     Completed(Negotiated, Option<Method>),
     /// A fatal alert, or a RST, before completion.
     Failed,
-    /// Abandoned (FIN) or not answered in time.
+    /// Not completed within the timeout, or unable to complete any more (a
+    /// FIN from a side that still owed a message).
     Incomplete,
 }
 

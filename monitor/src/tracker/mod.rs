@@ -334,7 +334,17 @@ impl Tracker {
         if flags & hello_flags::REASSEMBLED != 0 {
             self.totals.reassembled_hellos += 1;
         }
-        let existing = self.find(hash, &key);
+        let existing = match self.conns.find(hash, &key) {
+            Some(slot) => Some(slot),
+            // A timed-out connection's hello again, or its second hello
+            // after a HelloRetryRequest, continues it. Another one is a new
+            // connection on a reused port; the old one was counted when it
+            // timed out.
+            None => match self.waiting.take(&key) {
+                Some(old) if old.continued_by(h) => Some(self.insert(hash, old)),
+                _ => None,
+            },
+        };
         // A second ClientHello after a HelloRetryRequest continues its
         // connection; one on an open connection is not plausible (or is
         // encrypted renegotiation misread) and is left to the connection's
@@ -371,9 +381,10 @@ impl Tracker {
         if step.is_empty() {
             return;
         }
+        // A skipped packet changed nothing else.
         match step.skipped {
-            Some(Skip::WrongDirection) => self.totals.wrong_direction += 1,
-            Some(Skip::Unacknowledged) => self.totals.unacknowledged += 1,
+            Some(Skip::WrongDirection) => return self.totals.wrong_direction += 1,
+            Some(Skip::Unacknowledged) => return self.totals.unacknowledged += 1,
             None => {}
         }
         let conn = self.conns.get(slot);

@@ -162,3 +162,20 @@ fn timed_out_handshakes_kept_for_late_answers_are_bounded() {
     let s = stats(&t);
     assert_eq!((s.late, t.totals.untracked_events), (2, 1));
 }
+
+#[test]
+fn a_new_hello_on_the_port_of_a_timed_out_one_is_a_new_connection() {
+    let mut t = Tracker::new(Limits::default());
+    full12(&mut t, 1000, &[], &[7; 32]);
+    let mut c = conn(&mut t, 2000);
+    c.client(&ch(&[], hf::OFFERS_TLS13, 0));
+    c.t.tick((c.ms + 10_001) * 1_000_000);
+    // The port is used again, for a connection with sequence numbers of
+    // its own.
+    c.next = [7_000_000, 9_000_000];
+    c.ms += 20_000;
+    c.client(&ch(&[], hf::OFFERS_TLS13, 0));
+    c.server(&sh(&[], 0x0304, 0, &[]));
+    let s = stats(&t);
+    assert_eq!((s.full, s.incomplete, s.late), (2, 1, 0), "{s:?}");
+}
