@@ -142,6 +142,7 @@ const IP_SRC: usize = 26;
 const IP_DST: usize = 30;
 const TCP_SPORT: usize = 34;
 const TCP_DPORT: usize = 36;
+const TCP_SEQ: usize = 38;
 /// Where the session ID starts in a hello that opens the payload: record
 /// header, handshake header, legacy_version, random, session ID length.
 const HELLO_SID_OFF: usize = 5 + 4 + 2 + 32 + 1;
@@ -709,13 +710,30 @@ struct Handshake {
 impl Handshake {
     fn new() -> Self {
         let psh = TCP_ACK | TCP_PSH;
-        Self {
+        let mut hs = Self {
             client_hello: to_server(psh, &client_hello_payload()),
             server_flight: to_client(psh, &server_flight_payload()),
             client_finish: to_server(psh, &client_finish_payload()),
             server_finish: to_client(psh, &server_finish_payload()),
             rst: to_server(TCP_RST | TCP_ACK, &[]),
+        };
+        // Each packet acknowledges what the other side sent, as in a real
+        // exchange: the tracker counts only a ServerHello that acknowledges
+        // the ClientHello.
+        let mut next = [0x1000_0000_u32, 0x2000_0000];
+        for (f, side) in [
+            (&mut hs.client_hello, 0),
+            (&mut hs.server_flight, 1),
+            (&mut hs.client_finish, 0),
+            (&mut hs.server_finish, 1),
+            (&mut hs.rst, 0),
+        ] {
+            f[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&next[side].to_be_bytes());
+            f[TCP_SEQ + 4..TCP_SEQ + 8].copy_from_slice(&next[1 - side].to_be_bytes());
+            let len = u32::try_from(f.len() - PAYLOAD_OFF).expect("short frames");
+            next[side] = next[side].wrapping_add(len);
         }
+        hs
     }
 
     fn set_client(&mut self, i: u32) {

@@ -173,6 +173,8 @@ pub struct Summary {
     pub hrr: u64,
     pub incomplete: u64,
     pub failed: u64,
+    /// Answers that came after their handshake was counted incomplete.
+    pub late: u64,
 }
 
 impl Summary {
@@ -189,6 +191,7 @@ impl Summary {
             s.hrr += v.hrr;
             s.incomplete += v.incomplete;
             s.failed += v.failed;
+            s.late += v.late;
         }
         s
     }

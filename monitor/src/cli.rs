@@ -87,6 +87,11 @@ pub struct LiveArgs {
     /// Most connections tracked at once; the oldest is evicted (and counted).
     #[arg(long, value_name = "N", value_parser = at_least_one, default_value_t = 1 << 20)]
     pub max_connections: usize,
+    /// Most servers with counters of their own; the idlest make room (and
+    /// are counted in `evicted_servers`).
+    #[arg(long, value_name = "N", value_parser = at_least_one,
+          default_value_t = crate::tracker::Limits::default().max_servers)]
+    pub max_servers: usize,
 }
 
 #[derive(Debug, Subcommand)]

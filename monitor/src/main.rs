@@ -71,6 +71,7 @@ fn live_options(a: LiveArgs) -> anyhow::Result<live::Options> {
         kernel_cost: a.kernel_cost,
         limits: Limits {
             max_connections: a.max_connections,
+            max_servers: a.max_servers,
             ..Limits::default()
         },
     })

@@ -444,6 +444,7 @@ mod tests {
         let mut h = EventHeader {
             family: 4,
             direction: Direction::EGRESS.0,
+            tcp_flags: monitor_common::net::TCP_ACK,
             src_port: 5000,
             dst_port: 443,
             ts_ns: 1,

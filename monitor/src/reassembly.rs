@@ -214,25 +214,29 @@ mod tests {
 
     use super::*;
 
-    /// A TLS 1.3 ClientHello offering a PSK, which comes last (RFC 8446
-    /// §4.2.11): record header, handshake header, body.
-    fn psk_hello() -> Vec<u8> {
-        let mut ext = Vec::new();
-        // supported_versions: TLS 1.3.
-        ext.extend_from_slice(&[0, 43, 0, 3, 2, 3, 4]);
-        // A 1,200-byte key_share stand-in (as large as a post-quantum one).
-        ext.extend_from_slice(&[0, 51, 0x04, 0xb0]);
-        ext.extend(std::iter::repeat_n(0xab, 1200));
-        // pre_shared_key: identities and binders, contents irrelevant here.
-        ext.extend_from_slice(&[0, 41, 0, 10]);
-        ext.extend_from_slice(&[0; 10]);
+    fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = ty.to_be_bytes().to_vec();
+        v.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// A hello record (`ty` 1: ClientHello, 2: ServerHello) with a
+    /// session ID and these extensions; a ServerHello picks
+    /// TLS_AES_128_GCM_SHA256.
+    fn hello(ty: u8, sid: &[u8], exts: &[u8]) -> Vec<u8> {
         let mut body = vec![3, 3];
         body.extend_from_slice(&[7; 32]);
-        body.push(0); // session id
-        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-        body.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut msg = vec![1];
+        body.push(u8::try_from(sid.len()).unwrap());
+        body.extend_from_slice(sid);
+        if ty == 1 {
+            body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+        } else {
+            body.extend_from_slice(&[0x13, 0x01, 0]);
+        }
+        body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(exts);
+        let mut msg = vec![ty];
         msg.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
         msg.extend_from_slice(&body);
         let mut rec = vec![22, 3, 1];
@@ -241,8 +245,28 @@ mod tests {
         rec
     }
 
+    /// A TLS 1.3 ClientHello offering a PSK, which comes last (RFC 8446
+    /// §4.2.11): record header, handshake header, body.
+    fn psk_hello() -> Vec<u8> {
+        let exts = [
+            // supported_versions: TLS 1.3.
+            ext(43, &[2, 3, 4]),
+            // A 1,200-byte key_share stand-in (as large as a post-quantum one).
+            ext(51, &[0xab; 1200]),
+            // pre_shared_key: identities and binders, contents irrelevant here.
+            ext(41, &[0; 10]),
+        ];
+        hello(1, &[], &exts.concat())
+    }
+
     /// Ethernet + IPv4 + TCP frame from 10.0.0.1:40000 to 10.0.0.2:443.
     fn frame(seq: u32, payload: &[u8], reply: bool) -> Vec<u8> {
+        frame_on(40000, seq, 0, payload, reply)
+    }
+
+    /// A frame of the connection from 10.0.0.1:`port` to 10.0.0.2:443
+    /// (from the server if `reply`), with PSH and ACK set.
+    fn frame_on(port: u16, seq: u32, ack: u32, payload: &[u8], reply: bool) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20];
         f[12..14].copy_from_slice(&[8, 0]);
         f[14] = 0x45;
@@ -251,15 +275,16 @@ mod tests {
         f[23] = 6;
         let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
         let (src, dst, sp, dp) = if reply {
-            (b, a, 443u16, 40000u16)
+            (b, a, 443u16, port)
         } else {
-            (a, b, 40000, 443)
+            (a, b, port, 443)
         };
         f[26..30].copy_from_slice(&src);
         f[30..34].copy_from_slice(&dst);
         f[34..36].copy_from_slice(&sp.to_be_bytes());
         f[36..38].copy_from_slice(&dp.to_be_bytes());
         f[38..42].copy_from_slice(&seq.to_be_bytes());
+        f[42..46].copy_from_slice(&ack.to_be_bytes());
         f[46] = 0x50;
         f[47] = 0x18;
         f.extend_from_slice(payload);
@@ -397,5 +422,64 @@ mod tests {
         assert_eq!(p.contiguous(), 60);
         p.add(200, &[1; 5]); // past the end: ignored
         assert_eq!(p.have.len(), 2);
+    }
+
+    /// Issue 14's three hostile split hellos, through the shared classifier
+    /// and the tracker, each answered by a ServerHello that acknowledges
+    /// all of it. Every one is counted as a hello and as a handshake; the
+    /// first was lost before: its first segment ends inside the handshake
+    /// message header, so nothing marked it as a ClientHello.
+    #[test]
+    fn hostile_split_hellos_are_each_counted() {
+        use crate::tracker::{Limits, Tracker};
+        let many: Vec<u8> = (0..1000u16).flat_map(|i| ext(0xf000 + i, &[])).collect();
+        let big = hello(
+            1,
+            &[],
+            &[ext(43, &[2, 3, 4]), ext(51, &[0xab; 16_300])].concat(),
+        );
+        // (hello, bytes per segment)
+        let cases = [
+            (hello(1, &[], &many), 7),
+            (psk_hello(), psk_hello().len() / 2 + 1),
+            (big.clone(), 1448),
+        ];
+        let mut c = Classifier::default();
+        let mut t = Tracker::new(Limits::default());
+        let mut ts = 0;
+        let mut feed = |t: &mut Tracker, f: &[u8], dir| {
+            ts += 1000;
+            for d in c.packet(f, LinkType::ETHERNET, dir, ts).unwrap() {
+                t.on_event(d);
+            }
+        };
+        let accept = hello(2, &[], &[ext(43, &[3, 4]), ext(41, &[0, 0])].concat());
+        for (i, (h, mss)) in cases.iter().enumerate() {
+            let port = 40001 + u16::try_from(i).unwrap();
+            for (j, piece) in h.chunks(*mss).enumerate() {
+                let seq = 1000 + u32::try_from(j * mss).unwrap();
+                feed(
+                    &mut t,
+                    &frame_on(port, seq, 9000, piece, false),
+                    Direction::EGRESS,
+                );
+            }
+            let end = 1000 + u32::try_from(h.len()).unwrap();
+            feed(
+                &mut t,
+                &frame_on(port, 9000, end, &accept, true),
+                Direction::INGRESS,
+            );
+        }
+        assert_eq!(
+            (t.totals.truncated_hellos, t.totals.reassembled_hellos),
+            (1, 2),
+            "{:?}",
+            t.totals
+        );
+        let s = t.servers();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].handshakes(), 3, "{:?}", s[0]);
+        assert_eq!((t.totals.unacknowledged, t.totals.untracked_events), (0, 0));
     }
 }

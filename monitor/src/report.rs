@@ -81,6 +81,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         "early_data_offered": s.early_data_offered,
         "incomplete": s.incomplete,
         "failed": s.failed,
+        "late": s.late,
         "clean_closes": s.clean_closes,
         "unclean_closes": s.unclean_closes,
         "rst_by_client": s.rst_by_client,
@@ -112,6 +113,12 @@ pub fn summary_line(
         reassembled_hellos,
         orphan_chunks,
         untracked_events,
+        unanswered_hellos,
+        wrong_direction,
+        unacknowledged,
+        evicted_servers,
+        direction_unchecked,
+        evicted_timed_out,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
     let mut v = json!({
@@ -127,6 +134,7 @@ pub fn summary_line(
         "hrr": sum.hrr,
         "incomplete": sum.incomplete,
         "failed": sum.failed,
+        "late": sum.late,
         "events": events,
         "lost_events": k.lost_events,
         "evicted_flows": evicted_flows,
@@ -137,8 +145,21 @@ pub fn summary_line(
         "split_hellos": k.split_hellos,
         "orphan_chunks": orphan_chunks,
         "untracked_events": untracked_events,
+        "unanswered_hellos": unanswered_hellos,
+        "evicted_servers": evicted_servers,
+        "evicted_timed_out": evicted_timed_out,
+        // Captures without packet direction: roles and answers were
+        // checked by sequence numbers only.
+        "direction_checked": direction_unchecked == 0,
+        "direction_unchecked": direction_unchecked,
         "connections": tracker.connections(),
-        "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},
+        "skipped": {
+            "malformed": k.malformed,
+            "fragment": k.fragments,
+            "too_deep": k.too_deep,
+            "wrong_direction": wrong_direction,
+            "unacknowledged": unacknowledged,
+        },
     });
     if let (Some(c), Value::Object(m)) = (k.cost, &mut v) {
         m.insert("kernel_run_s".to_owned(), json!(c.run_seconds()));

@@ -370,8 +370,12 @@ pub fn blank_stats(role: Role) -> ServerStats {
     };
     sim.tls12(&c, T0);
     let mut tracker = Tracker::new(Limits::default());
-    if let Some(AppEvent::Kernel(Decoded::Tls(h, t))) = sim.events.first() {
-        tracker.on_tls(h, t);
+    // The ClientHello and the ServerHello: a server has counters only
+    // once it answered.
+    for ev in sim.events.iter().take(2) {
+        if let AppEvent::Kernel(Decoded::Tls(h, t)) = ev {
+            tracker.on_tls(h, t);
+        }
     }
     tracker.servers()[0].clone()
 }

@@ -124,8 +124,16 @@ pub struct ServerStats {
     pub rejected_origin_unknown: u64,
     pub hrr: u64,
     pub early_data_offered: u64,
+    /// Handshakes that did not complete within the handshake timeout, or
+    /// were abandoned (a FIN from a side that still had to answer). Never
+    /// taken back: a late answer counts in `late`.
     pub incomplete: u64,
     pub failed: u64,
+    /// Handshakes whose ServerHello came after the handshake timeout had
+    /// counted them `incomplete` (or, for a server that had not answered
+    /// yet, `unanswered_hellos`): counted as full or resumed as well, with
+    /// their real latency.
+    pub late: u64,
     pub clean_closes: u64,
     pub unclean_closes: u64,
     pub rst_by_client: u64,
@@ -156,6 +164,7 @@ impl ServerStats {
             early_data_offered: 0,
             incomplete: 0,
             failed: 0,
+            late: 0,
             clean_closes: 0,
             unclean_closes: 0,
             rst_by_client: 0,
@@ -227,6 +236,25 @@ pub struct Totals {
     pub orphan_chunks: u64,
     /// RST/FIN or records on connections whose ClientHello was not seen.
     pub untracked_events: u64,
+    /// ClientHellos whose server never answered (see `tracker::exchange`):
+    /// when their handshake ended, by timeout, reset or FIN, they were
+    /// counted here and not for a server.
+    pub unanswered_hellos: u64,
+    /// Packets skipped because they travelled the way the other side's
+    /// packets travel: they cannot belong to a real exchange.
+    pub wrong_direction: u64,
+    /// Server packets before the server's answer that did not acknowledge
+    /// the ClientHello: skipped, they cannot belong to a real exchange.
+    pub unacknowledged: u64,
+    /// Servers dropped, the idlest first, because `max_servers` were kept.
+    pub evicted_servers: u64,
+    /// ClientHellos whose packets carried no direction (captures): for
+    /// their connections only sequence numbers were checked.
+    pub direction_unchecked: u64,
+    /// Timed-out handshakes dropped, the oldest first, from those kept for
+    /// a late ServerHello (`max_timed_out`): an answer to them after that
+    /// is untracked.
+    pub evicted_timed_out: u64,
 }
 
 /// Counters the kernel keeps, summed over CPUs.

@@ -411,15 +411,25 @@ fn a_client_hello_split_over_segments_is_reassembled() {
     body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
     body.extend_from_slice(&exts);
     let mut server_hello = with_seq(frame(&PLAIN, &record(22, &handshake(2, &body))), 77);
-    // From 10.0.0.2:443 back to 10.0.0.1:40000.
+    // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
+    // hello (the tracker counts only a ServerHello that does).
     server_hello[26..34].rotate_left(4);
     server_hello[34..38].rotate_left(2);
+    let hello_end = 1000 + u32::try_from(hello.len()).unwrap();
+    server_hello[42..46].copy_from_slice(&hello_end.to_be_bytes());
     events.extend(all(&mut k, &server_hello));
     // The tracker sees the whole hello: the PSK offer from the last
     // segment. (Without the FIN, which in this made-up order would end the
-    // connection before the server could answer.)
+    // connection before the server could answer.) The client's packets
+    // leave and the server's arrive, as on the client's host.
     let mut t = Tracker::new(Limits::default());
-    for d in events {
+    for mut d in events {
+        let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
+        h.direction = if h.src_port == 443 {
+            Direction::INGRESS.0
+        } else {
+            Direction::EGRESS.0
+        };
         if !matches!(d, Decoded::Teardown(_)) {
             t.on_event(d);
         }
