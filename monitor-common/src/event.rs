@@ -66,6 +66,21 @@ pub struct EventHeader {
     pub dst_addr: [u8; 16],
 }
 
+/// An event of constant size that the pipeline reserves, fills in place
+/// and submits (`pipeline::Events::reserve`).
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` wire structs of integers and byte arrays
+/// with explicit padding (every bit pattern valid, all-zero included), and
+/// their size is a multiple of 8 with 8-byte alignment: the kernel zeroes
+/// them with 8-byte stores and the host reads them back as bytes.
+pub unsafe trait Event: Copy + Default + 'static {}
+
+// SAFETY: both are repr(C) wire structs as required (see
+// `layout_has_no_implicit_padding`).
+unsafe impl Event for TeardownEvent {}
+unsafe impl Event for TlsEvent {}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TeardownEvent {
@@ -350,6 +365,12 @@ mod tests {
     fn layout_has_no_implicit_padding() {
         assert_eq!(size_of::<EventHeader>(), 72);
         assert_eq!(size_of::<Hello>() % 8, 0);
+        assert_eq!(size_of::<TlsEvent>() % 8, 0);
+        assert_eq!(size_of::<TeardownEvent>() % 8, 0);
+        assert_eq!(
+            (align_of::<TlsEvent>(), align_of::<TeardownEvent>()),
+            (8, 8)
+        );
         assert_eq!(
             size_of::<TlsEvent>(),
             size_of::<EventHeader>() + size_of::<TlsSummary>()

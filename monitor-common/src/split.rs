@@ -139,6 +139,51 @@ impl HelloAt {
     }
 }
 
+/// What the split-hello half of a packet (`pipeline::split`) needs from the
+/// half that walked its records. In the kernel it travels to the
+/// tail-called program in a per-CPU map, hence plain integers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SplitArgs {
+    /// The event header's timestamp: when the hello's first segment was seen.
+    pub now_ns: u64,
+    /// [`HelloAt`]'s fields.
+    pub at: u32,
+    pub len: u32,
+    pub flags: u16,
+    /// A [`crate::event::Direction`] value.
+    pub direction: u8,
+    pub hello_type: u8,
+    pub pad: u32,
+}
+
+impl SplitArgs {
+    #[inline(always)]
+    #[must_use]
+    pub fn new(hello: HelloAt, now_ns: u64, direction: crate::event::Direction) -> Self {
+        Self {
+            now_ns,
+            at: hello.at,
+            len: hello.len,
+            flags: hello.flags,
+            direction: direction.0,
+            hello_type: hello.hello_type,
+            pad: 0,
+        }
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub fn hello(&self) -> HelloAt {
+        HelloAt {
+            hello_type: self.hello_type,
+            at: self.at,
+            len: self.len,
+            flags: self.flags,
+        }
+    }
+}
+
 /// After the first segment of a ClientHello was summarized: the hello
 /// continues in later segments and can be reassembled. Returns the pending
 /// state to remember, with `need == 0` when not.

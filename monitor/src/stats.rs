@@ -11,6 +11,8 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use monitor_common::{event::stat, net::Skip};
+
 use crate::histogram::Histogram;
 
 /// The hash maps of everything keyed by what peers send: addresses, ports,
@@ -242,6 +244,24 @@ pub struct KernelStats {
     /// Time spent in tlsmon's programs, when it is measured
     /// (`--kernel-cost`).
     pub cost: Option<KernelCost>,
+}
+
+impl KernelStats {
+    /// From the kernel program's counters by index (`Skip` values and
+    /// `monitor_common::event::stat`), however they are read: the kernel's
+    /// `STATS` map summed over CPUs, or the host engine's array.
+    #[must_use]
+    pub fn from_counters(counter: impl Fn(u32) -> u64) -> Self {
+        Self {
+            lost_events: counter(stat::LOST_EVENTS),
+            tls_packets: counter(stat::TLS_PACKETS),
+            malformed: counter(Skip::MALFORMED.0),
+            fragments: counter(Skip::FRAGMENT.0),
+            too_deep: counter(Skip::TOO_DEEP.0),
+            split_hellos: counter(stat::SPLIT_HELLOS),
+            cost: None,
+        }
+    }
 }
 
 /// What the kernel's own BPF statistics say tlsmon's programs cost, summed

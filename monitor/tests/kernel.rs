@@ -1,10 +1,11 @@
 //! The real kernel program, loaded into this kernel and run on frames with
-//! BPF_PROG_TEST_RUN. Each frame also goes through the same shared code
-//! compiled for the host; the two must produce the same event (apart from
-//! timestamp, interface and direction, which only the kernel knows). Needs
-//! root.
+//! BPF_PROG_TEST_RUN. Each frame also goes through the same pipeline in its
+//! host environment; the two must produce the same events (apart from
+//! timestamp, interface and direction, which only the kernel knows) and the
+//! same counters, so the kernel's environment — ring buffer, maps, tail
+//! call, socket-buffer reads — is checked against the host's. Needs root.
 
-use monitor::{live::monotonic_ns, replay::KernelEngine};
+use monitor::{live::monotonic_ns, replay::KernelEngine, stats::KernelStats};
 use monitor_common::{
     classify::Classifier,
     event::{Decoded, Direction, hello_flags as hf},
@@ -71,6 +72,11 @@ fn all(e: &mut Engines, frame: &[u8]) -> Vec<Decoded> {
     assert_eq!(
         kernel, host,
         "kernel and host engines disagree on frame {frame:02x?}"
+    );
+    assert_eq!(
+        e.kernel.counters(),
+        KernelStats::from_counters(|i| e.host.counter(i)),
+        "kernel and host engines count frame {frame:02x?} differently"
     );
     let summaries = kernel
         .iter()

@@ -1,7 +1,7 @@
 //! Every capture of the corpus through `tlsmon replay`'s two engines: the
-//! shared code compiled for the host, and the real kernel program run with
-//! BPF_PROG_TEST_RUN. Both must print the same counts (the differential
-//! test of the kernel program), and the full/resumed counts must match what
+//! per-packet pipeline in its host environment, and the real kernel program
+//! run with BPF_PROG_TEST_RUN. Both must print the same counts (the
+//! differential test of the two environments), and the full/resumed counts must match what
 //! tshark's dissection of the same file says (the `.tshark.tsv` files made
 //! by `fixtures/make.sh`). Needs root for the kernel engine.
 
