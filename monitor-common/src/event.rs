@@ -122,7 +122,8 @@ pub mod hello_flags {
     pub const PSK: u16 = 1 << 5;
     /// early_data extension in a ClientHello (RFC 8446 §4.2.10).
     pub const EARLY_DATA: u16 = 1 << 6;
-    /// ClientHello supported_versions lists TLS 1.3.
+    /// ClientHello supported_versions lists TLS 1.3, a draft of it or a
+    /// variant (`ProtocolVersion::follows_tls13`).
     pub const OFFERS_TLS13: u16 = 1 << 7;
     /// The hello continues past the end of this segment: what follows the
     /// last complete extension was not seen.
@@ -146,7 +147,9 @@ pub struct Hello {
     pub flags: u16,
     /// legacy_version field of the hello.
     pub legacy_version: u16,
-    /// ServerHello: supported_versions selection, or 0. ClientHello: 0.
+    /// ServerHello: supported_versions selection, or 0; a TLS 1.3 draft
+    /// before -22, which had no such extension, its version field.
+    /// ClientHello: 0.
     pub selected_version: u16,
     /// ServerHello: the chosen cipher suite. ClientHello: 0.
     pub cipher_suite: u16,

@@ -27,3 +27,4 @@ pub mod net;
 pub mod pipeline;
 pub mod split;
 pub mod tls;
+pub mod version;

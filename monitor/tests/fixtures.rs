@@ -293,10 +293,15 @@ fn expected_view(row: &Row) -> View {
         Some(&t) if t == HandshakeType::CLIENT_HELLO.0 => {
             v.flags |= hf::CLIENT_HELLO;
             v.sni = first("tls.handshake.extensions_server_name");
+            // The client's preferred version (its first that is not
+            // GREASE, RFC 8446 §4.2.1 and RFC 8701 §2) is TLS 1.3 or a
+            // draft of it.
             let versions = row.list("tls.handshake.extensions.supported_version");
             if versions
                 .iter()
-                .any(|s| parse_u16(s) == ProtocolVersion::TLS1_3.0)
+                .map(|s| parse_u16(s))
+                .find(|v| v & 0x0f0f != 0x0a0a)
+                .is_some_and(|v| ProtocolVersion(v).follows_tls13())
             {
                 v.flags |= hf::OFFERS_TLS13;
             }

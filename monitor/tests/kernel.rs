@@ -303,6 +303,39 @@ fn server_flight_lists_messages_in_order() {
     assert!(t.hello.flags & hf::TICKET_EXT != 0);
 }
 
+/// ServerHellos of TLS 1.3 drafts: draft-18's own layout (version,
+/// random, cipher_suite, extensions: draft-ietf-tls-tls13-18 §4.1.3) and
+/// a vendor's variant of draft 26 in RFC 8446's layout, both accepting a
+/// PSK.
+#[test]
+fn draft_server_hellos_are_parsed_identically_in_kernel_and_host() {
+    let mut k = engine();
+    let mut draft18 = vec![0x7f, 18];
+    draft18.extend_from_slice(&[0xa6; 32]);
+    draft18.extend_from_slice(&[0x13, 0x01]);
+    let exts = [ext(40, &[0, 0x1d, 0, 2, 1, 2]), ext(41, &[0, 0])].concat();
+    draft18.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    draft18.extend_from_slice(&exts);
+    let mut fb26 = vec![3, 3];
+    fb26.extend_from_slice(&[0x44; 32]);
+    fb26.push(32);
+    fb26.extend_from_slice(&[0x22; 32]);
+    fb26.extend_from_slice(&[0x13, 0x01, 0]);
+    let exts = [ext(43, &[0xfb, 0x1a]), ext(41, &[0, 0])].concat();
+    fb26.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    fb26.extend_from_slice(&exts);
+    for (body, version) in [(draft18, 0x7f12), (fb26, 0xfb1a)] {
+        let f = frame(&PLAIN, &record(22, &handshake(2, &body)));
+        let Some(Decoded::Tls(_, t)) = both(&mut k, &f) else {
+            panic!("no TLS event for the {version:#x} ServerHello");
+        };
+        let h = t.hello;
+        assert_eq!(h.flags & (hf::MALFORMED | hf::TRUNCATED), 0, "{version:#x}");
+        assert_eq!(h.flags & hf::PSK, hf::PSK, "{version:#x}");
+        assert_eq!((h.selected_version, h.cipher_suite), (version, 0x1301));
+    }
+}
+
 #[test]
 fn rst_fin_and_non_tls_traffic() {
     let mut k = engine();
