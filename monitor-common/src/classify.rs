@@ -57,7 +57,8 @@ pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
 }
 
 /// Fills the event header from a parsed segment. `size` is an event size
-/// and the payload length is bounded by `skb->len` (u32): no truncation.
+/// and the payload's offset and length are bounded by `skb->len` (u32): no
+/// truncation.
 #[inline(always)]
 #[expect(clippy::cast_possible_truncation, reason = "see the doc comment")]
 pub fn fill_header(h: &mut EventHeader, seg: &TcpSegment, kind: EventKind, size: usize) {
@@ -67,9 +68,11 @@ pub fn fill_header(h: &mut EventHeader, seg: &TcpSegment, kind: EventKind, size:
     h.size = size as u16;
     h.src_port = seg.src_port;
     h.dst_port = seg.dst_port;
+    h.tunnel = seg.tunnel;
     h.seq = seg.seq;
     h.ack = seg.ack;
     h.payload_len = seg.payload_len as u32;
+    h.payload_off = seg.payload_off as u32;
     h.src_addr = seg.src_addr;
     h.dst_addr = seg.dst_addr;
 }

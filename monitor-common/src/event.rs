@@ -49,7 +49,10 @@ pub struct EventHeader {
     pub size: u16,
     pub src_port: u16,
     pub dst_port: u16,
-    pub pad0: u16,
+    /// The outermost tunnel the packet was found in (`tunnel::Tunnel`), 0
+    /// for none; the rest of the header describes the inner packet.
+    pub tunnel: u8,
+    pub pad0: u8,
     pub ifindex: u32,
     /// TCP sequence number of the first payload byte.
     pub seq: u32,
@@ -59,7 +62,8 @@ pub struct EventHeader {
     /// sender expects from its peer. A reply that does not acknowledge
     /// what it answers cannot be part of that exchange.
     pub ack: u32,
-    pub pad1: u32,
+    /// Offset of the TCP payload in the packet, link header included.
+    pub payload_off: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) or the capture time, in ns.
     pub ts_ns: u64,
     pub src_addr: [u8; 16],

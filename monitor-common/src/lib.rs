@@ -1,8 +1,9 @@
 //! What the tlsmon kernel program and the daemon must agree on.
 //!
 //! This crate is the only place that knows the wire formats: Ethernet, IP and
-//! TCP headers ([`net`]), TLS records and hellos ([`tls`]), and the layout of
-//! the events the kernel sends to userspace ([`event`]). It is `no_std` and
+//! TCP headers ([`net`]) and the tunnels around them ([`tunnel`]), TLS
+//! records and hellos ([`tls`]), and the layout of the events the kernel
+//! sends to userspace ([`event`]). It is `no_std` and
 //! allocation-free so that the same code runs in the eBPF program (through
 //! [`bytes::Bytes`] over the socket buffer) and in userspace (over a slice,
 //! for `tlsmon replay --engine host` and the tests). [`pipeline`] ties them
@@ -20,6 +21,8 @@ extern crate std;
 
 pub mod bytes;
 pub mod classify;
+#[cfg(feature = "user")]
+pub mod emit;
 pub mod event;
 #[cfg(feature = "user")]
 pub mod host;
@@ -27,4 +30,5 @@ pub mod net;
 pub mod pipeline;
 pub mod split;
 pub mod tls;
+pub mod tunnel;
 pub mod version;

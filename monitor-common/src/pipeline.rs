@@ -34,7 +34,7 @@ use crate::{
         ChunkEvent, Direction, Event, EventHeader, EventKind, TeardownEvent, TlsEvent, TlsSummary,
         stat,
     },
-    net::{LinkType, Skip, TcpSegment, flow, segment, tcp},
+    net::{LinkType, Skip, TcpSegment, flow, segment},
     split::{
         FlowKey, HelloAt, PendingHello, SPLIT_TIMEOUT_NS, Span, SplitArgs, advance, beyond,
         continuation, expired, split_hello,
@@ -177,22 +177,27 @@ fn tls<E: Env>(env: &mut E, seg: &TcpSegment, direction: Direction) {
     // code below: in the kernel the event is ring-buffer memory, which the
     // verifier does not track (see `split` for why that matters to it).
     // SAFETY: plain reads of fields of a live &mut.
-    let (hello, now_ns) = unsafe {
-        (
-            HelloAt {
-                hello_type: core::ptr::read_volatile(&raw const ev.tls.hello_type),
-                at: core::ptr::read_volatile(&raw const ev.tls.hello_at),
-                len: core::ptr::read_volatile(&raw const ev.tls.hello_len),
-                flags: core::ptr::read_volatile(&raw const ev.tls.hello.flags),
-            },
-            core::ptr::read_volatile(&raw const ev.header.ts_ns),
-        )
+    let hello = unsafe {
+        HelloAt {
+            hello_type: core::ptr::read_volatile(&raw const ev.tls.hello_type),
+            at: core::ptr::read_volatile(&raw const ev.tls.hello_at),
+            len: core::ptr::read_volatile(&raw const ev.tls.hello_len),
+            flags: core::ptr::read_volatile(&raw const ev.tls.hello.flags),
+        }
     };
+    if !hello.may_continue() {
+        env.submit(ev);
+        env.count(stat::TLS_PACKETS);
+        return;
+    }
+    // SAFETY: as above; the header describes the segment to `split`.
+    let args = SplitArgs::new(
+        unsafe { core::ptr::read_volatile(&raw const ev.header) },
+        hello,
+    );
     env.submit(ev);
     env.count(stat::TLS_PACKETS);
-    if hello.may_continue() {
-        env.call_split(SplitArgs::new(hello, now_ns, direction));
-    }
+    env.call_split(args);
 }
 
 /// The second half of a truncated ClientHello's packet, reached through
@@ -203,13 +208,12 @@ fn tls<E: Env>(env: &mut E, seg: &TcpSegment, direction: Direction) {
 /// leaves the verifier with many distinct states, and anything after it is
 /// verified once per state. Inline, this pushed the classifier past the
 /// verifier's one-million-instruction budget; as a program it is verified
-/// once. It therefore starts afresh from the packet and `args`.
+/// once. It starts afresh from `args`: the segment as the TLS event's
+/// header describes it, without parsing the packet's headers again.
 #[inline(always)]
 pub fn split<E: Env>(env: &mut E, args: SplitArgs) {
-    let Ok(seg) = tcp(env.headers(), env.link()) else {
-        return;
-    };
-    let mut p = split_hello(env.payload(), &seg, args.hello(), args.now_ns);
+    let seg = args.segment();
+    let mut p = split_hello(env.payload(), &seg, args.hello(), args.header.ts_ns);
     if p.need == 0 {
         return;
     }
@@ -217,7 +221,7 @@ pub fn split<E: Env>(env: &mut E, args: SplitArgs) {
     advance(&mut p, span);
     if remember(env, &seg, &p) {
         env.count(stat::SPLIT_HELLOS);
-        send_chunk(env, &seg, span, Direction(args.direction));
+        send_chunk(env, &seg, span, Direction(args.header.direction));
     }
 }
 

@@ -140,35 +140,33 @@ impl HelloAt {
 }
 
 /// What the split-hello half of a packet (`pipeline::split`) needs from the
-/// half that walked its records. In the kernel it travels to the
+/// half that walked its records: the TLS event's header, which describes
+/// the segment, and where its hello is. In the kernel it travels to the
 /// tail-called program in a per-CPU map, hence plain integers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SplitArgs {
-    /// The event header's timestamp: when the hello's first segment was seen.
-    pub now_ns: u64,
+    /// Its `ts_ns` is when the hello's first segment was seen.
+    pub header: EventHeader,
     /// [`HelloAt`]'s fields.
     pub at: u32,
     pub len: u32,
     pub flags: u16,
-    /// A [`crate::event::Direction`] value.
-    pub direction: u8,
     pub hello_type: u8,
-    pub pad: u32,
+    pub pad: [u8; 5],
 }
 
 impl SplitArgs {
     #[inline(always)]
     #[must_use]
-    pub fn new(hello: HelloAt, now_ns: u64, direction: crate::event::Direction) -> Self {
+    pub fn new(header: EventHeader, hello: HelloAt) -> Self {
         Self {
-            now_ns,
+            header,
             at: hello.at,
             len: hello.len,
             flags: hello.flags,
-            direction: direction.0,
             hello_type: hello.hello_type,
-            pad: 0,
+            pad: [0; 5],
         }
     }
 
@@ -180,6 +178,28 @@ impl SplitArgs {
             at: self.at,
             len: self.len,
             flags: self.flags,
+        }
+    }
+
+    /// The segment the header describes, as far as the split-hello half
+    /// uses it: everything but the header offsets.
+    #[inline(always)]
+    #[must_use]
+    pub fn segment(&self) -> TcpSegment {
+        let h = &self.header;
+        TcpSegment {
+            family: h.family,
+            flags: h.tcp_flags,
+            src_port: h.src_port,
+            dst_port: h.dst_port,
+            src_addr: h.src_addr,
+            dst_addr: h.dst_addr,
+            seq: h.seq,
+            ack: h.ack,
+            payload_off: h.payload_off as usize,
+            payload_len: h.payload_len as usize,
+            tunnel: h.tunnel,
+            ..TcpSegment::default()
         }
     }
 }

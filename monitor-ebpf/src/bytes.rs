@@ -20,8 +20,12 @@ pub struct Direct<'a>(pub &'a TcContext);
 pub struct Helper<'a>(pub &'a TcContext);
 
 /// Largest offset tried with direct access; keeps the pointer arithmetic in
-/// a range the verifier can prove.
-const MAX_DIRECT_OFF: usize = 0xffff;
+/// a range the verifier can prove. Far beyond any header, and far enough
+/// below its `MAX_PACKET_OFF` (0xffff) that an offset it knows nothing
+/// more of (`Bytes::forget`) plus the length of a read stays under it:
+/// otherwise it grants no range for the read (kernel/bpf/verifier.c,
+/// `find_good_pkt_pointers`).
+const MAX_DIRECT_OFF: usize = 0x7fff;
 
 impl Bytes for Direct<'_> {
     #[inline(always)]
@@ -33,7 +37,13 @@ impl Bytes for Direct<'_> {
     fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
         let start = self.0.data();
         let end = self.0.data_end();
-        if off <= MAX_DIRECT_OFF && start + off + N <= end {
+        // A one-byte read is checked as two: LLVM turns `p + 1 <= end` into
+        // `p < end`, from which the verifier derives no range when all of
+        // the pointer's offset is variable (kernel/bpf/verifier.c,
+        // `find_good_pkt_pointers`). The linear part's last byte is then
+        // read through the helper.
+        let need = if N < 2 { 2 } else { N };
+        if off <= MAX_DIRECT_OFF && start + off + need <= end {
             // Byte by byte, each load used as it is: reading the array in
             // one go makes LLVM load it as one wide unaligned integer, which
             // the BPF backend splits into byte loads and then shifts and ors
@@ -52,6 +62,16 @@ impl Bytes for Direct<'_> {
     #[inline(always)]
     fn copy_prefix<const CAP: usize>(&self, off: usize, dst: &mut [u8; CAP], n: usize) -> bool {
         Helper(self.0).copy_prefix(off, dst, n)
+    }
+
+    #[inline(always)]
+    fn forget(&self, x: usize) -> usize {
+        match crate::WINDOW.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot; nothing else runs here until the
+            // program returns.
+            Some(win) => unsafe { (*win).forget(x) },
+            None => x,
+        }
     }
 
     #[inline(always)]

@@ -117,7 +117,12 @@ pub fn summary_line(
         "orphan_chunks": orphan_chunks,
         "untracked_events": untracked_events,
         "connections": tracker.connections(),
-        "skipped": {"malformed": k.malformed, "fragment": k.fragments, "too_deep": k.too_deep},
+        "skipped": {
+            "malformed": k.malformed,
+            "fragment": k.fragments,
+            "too_deep": k.too_deep,
+            "encapsulation": k.encapsulation,
+        },
     });
     if let (Some(c), Value::Object(m)) = (k.cost, &mut v) {
         m.insert("kernel_run_s".to_owned(), json!(c.run_seconds()));

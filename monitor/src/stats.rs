@@ -239,6 +239,9 @@ pub struct KernelStats {
     pub malformed: u64,
     pub fragments: u64,
     pub too_deep: u64,
+    /// Packets in a tunnel tlsmon recognises but does not open (nested
+    /// too deep, MPLS, variants it does not read: `monitor_common::tunnel`).
+    pub encapsulation: u64,
     /// ClientHellos spanning segments whose bytes were sent for reassembly.
     pub split_hellos: u64,
     /// Time spent in tlsmon's programs, when it is measured
@@ -258,6 +261,7 @@ impl KernelStats {
             malformed: counter(Skip::MALFORMED.0),
             fragments: counter(Skip::FRAGMENT.0),
             too_deep: counter(Skip::TOO_DEEP.0),
+            encapsulation: counter(Skip::ENCAPSULATION.0),
             split_hellos: counter(stat::SPLIT_HELLOS),
             cost: None,
         }

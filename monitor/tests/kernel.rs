@@ -512,6 +512,96 @@ fn hostile_frames_are_skipped_the_same_way_in_both_engines() {
     }
 }
 
+/// A ClientHello inside every tunnel the parser opens, built with the
+/// shared emit side: the same event (with its tunnel) from both engines,
+/// and every single-byte corruption of the tunnel headers handled alike.
+#[test]
+fn tunnelled_frames_are_read_identically_in_kernel_and_host() {
+    use monitor_common::{
+        emit::{self, GreFields},
+        net::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB, ETHERTYPE_VLAN},
+        tunnel::{GENEVE_PORT, GTPU_PORT, Tunnel, VXLAN_PORT},
+    };
+    let mut k = engine();
+    let hello = client_hello();
+    let inner = emit::ipv4(
+        6,
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        &emit::tcp(40000, 443, 1000, 0x18, &hello),
+    );
+    let inner6 = emit::ipv6(
+        6,
+        [0xfd; 16],
+        [0xfe; 16],
+        &emit::tcp(40000, 443, 1000, 0x18, &hello),
+    );
+    let eth = emit::ethernet(&[ETHERTYPE_VLAN], ETHERTYPE_IPV4, &inner);
+    let outer = |proto: u8, payload: &[u8]| {
+        emit::ethernet(
+            &[],
+            ETHERTYPE_IPV4,
+            &emit::ipv4(proto, [198, 51, 100, 1], [198, 51, 100, 2], payload),
+        )
+    };
+    let gre_fields = GreFields {
+        checksum: true,
+        key: true,
+        sequence: false,
+    };
+    let frames = [
+        (
+            emit::udp_tunnel(VXLAN_PORT, &emit::vxlan(42, &eth)),
+            Tunnel::VXLAN,
+        ),
+        (
+            emit::udp_tunnel(GENEVE_PORT, &emit::geneve(ETHERTYPE_TEB, &[1; 8], &eth)),
+            Tunnel::GENEVE,
+        ),
+        (
+            outer(47, &emit::gre(gre_fields, ETHERTYPE_IPV4, &inner)),
+            Tunnel::GRE,
+        ),
+        (outer(4, &inner), Tunnel::IP_IN_IP),
+        (outer(41, &inner6), Tunnel::IP_IN_IP),
+        (
+            emit::udp_tunnel(GTPU_PORT, &emit::gtpu(9, true, &inner6)),
+            Tunnel::GTPU,
+        ),
+        (emit::pppoe_frame(&inner), Tunnel::PPPOE),
+        (
+            emit::ethernet(
+                &[],
+                ETHERTYPE_IPV6,
+                &emit::ipv6(4, [0xfd; 16], [0xfe; 16], &inner),
+            ),
+            Tunnel::IP_IN_IP,
+        ),
+    ];
+    for (frame, tunnel) in frames {
+        let Some(Decoded::Tls(h, t)) = both(&mut k, &frame) else {
+            panic!("no TLS event through {}", tunnel.name());
+        };
+        assert_eq!(h.tunnel, tunnel.0, "{}", tunnel.name());
+        assert_eq!((h.src_port, h.dst_port), (40000, 443), "{}", tunnel.name());
+        assert_eq!(
+            t.hello.flags & (hf::TRUNCATED | hf::MALFORMED),
+            0,
+            "{}",
+            tunnel.name()
+        );
+        assert_ne!(t.hello.flags & hf::CLIENT_HELLO, 0, "{}", tunnel.name());
+        let headers = frame.len() - hello.len();
+        for i in 0..headers {
+            for v in [0x00, 0xff, 0x45, 0x01] {
+                let mut f = frame.clone();
+                f[i] = v;
+                both(&mut k, &f);
+            }
+        }
+    }
+}
+
 #[test]
 fn ring_buffer_overflow_is_counted_never_silent() {
     use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};

@@ -50,6 +50,7 @@ fn run(file: &Path, kernel: bool) -> (Vec<Value>, Value) {
         "malformed": o.stats.malformed,
         "fragments": o.stats.fragments,
         "too_deep": o.stats.too_deep,
+        "encapsulation": o.stats.encapsulation,
         "tls_packets": o.stats.tls_packets,
         "lost_events": o.stats.lost_events,
         "events": o.tracker.totals.events,
