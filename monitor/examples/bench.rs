@@ -44,8 +44,10 @@ use monitor::{
     tracker::{Limits, Tracker},
 };
 use monitor_common::{
+    emit,
     event::{Decoded, Direction, EventHeader, TlsEvent, TlsSummary, decode, hello_flags},
     net::{TCP_ACK, TCP_PSH, TCP_RST},
+    tunnel::VXLAN_PORT,
 };
 use serde_json::{Value, json};
 
@@ -380,6 +382,13 @@ Connection: keep-alive\r\nCookie: session=4f1d2c3b5a69788796a5b4c3d2e1f00f\r\n\r
         Case {
             name: "non_tls",
             frame: to_server(psh, http),
+            expect: Expect::Nothing,
+        },
+        // The same record as `app_data`, on an overlay's underlay: inside
+        // VXLAN, through the general path and the tunnel parser.
+        Case {
+            name: "app_data_vxlan",
+            frame: emit::udp_tunnel(VXLAN_PORT, &emit::vxlan(42, &to_client(psh, &app))),
             expect: Expect::Nothing,
         },
         Case {
