@@ -136,12 +136,29 @@ fn gre<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<Inner, Skip> {
     }
     let words =
         usize::from(flags >> 7) + usize::from((flags >> 5) & 1) + usize::from((flags >> 4) & 1);
-    let inner = off + 4 + 4 * words;
-    match u16::from_be_bytes([p0, p1]) {
-        t @ (ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => Ok((inner, t, Tunnel::GRE)),
+    carried(
+        b,
+        off + 4 + 4 * words,
+        u16::from_be_bytes([p0, p1]),
+        Tunnel::GRE,
+    )
+}
+
+/// What a GRE or Geneve header's protocol type announces at `inner`: IP,
+/// or an Ethernet frame (transparent Ethernet bridging). Anything else is
+/// a tunnel tlsmon does not open.
+#[inline(always)]
+fn carried<B: Bytes + ?Sized>(
+    b: &B,
+    inner: usize,
+    protocol: u16,
+    tunnel: Tunnel,
+) -> Result<Inner, Skip> {
+    match protocol {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Ok((inner, protocol, tunnel)),
         ETHERTYPE_TEB => {
             let (o, t) = ethernet(b, inner)?;
-            Ok((o, t, Tunnel::GRE))
+            Ok((o, t, tunnel))
         }
         _ => Err(Skip::ENCAPSULATION),
     }
@@ -182,14 +199,7 @@ fn geneve<B: Bytes + ?Sized>(b: &B, h: usize) -> Result<Inner, Skip> {
         return Err(Skip::ENCAPSULATION);
     }
     let inner = h + 8 + 4 * usize::from(ver_opt & 0x3f);
-    match u16::from_be_bytes([p0, p1]) {
-        t @ (ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => Ok((inner, t, Tunnel::GENEVE)),
-        ETHERTYPE_TEB => {
-            let (o, t) = ethernet(b, inner)?;
-            Ok((o, t, Tunnel::GENEVE))
-        }
-        _ => Err(Skip::ENCAPSULATION),
-    }
+    carried(b, inner, u16::from_be_bytes([p0, p1]), Tunnel::GENEVE)
 }
 
 /// GTP-U (3GPP TS 29.281 §5.1): version 1 with the protocol-type bit, a

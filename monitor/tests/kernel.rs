@@ -186,6 +186,21 @@ fn server_flight() -> Vec<u8> {
     record(22, &msgs)
 }
 
+/// The body of a ServerHello selecting `version` (supported_versions) and
+/// accepting a PSK (RFC 8446 §4.2.11: its pre_shared_key names the
+/// identity chosen), echoing a 32-byte session ID.
+fn psk_server_hello(version: u16) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x44; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x22; 32]);
+    body.extend_from_slice(&[0x13, 0x01, 0]);
+    let exts = [ext(43, &version.to_be_bytes()), ext(41, &[0, 0])].concat();
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    body
+}
+
 struct Frame {
     ipv6: bool,
     vlan: bool,
@@ -316,14 +331,7 @@ fn draft_server_hellos_are_parsed_identically_in_kernel_and_host() {
     let exts = [ext(40, &[0, 0x1d, 0, 2, 1, 2]), ext(41, &[0, 0])].concat();
     draft18.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
     draft18.extend_from_slice(&exts);
-    let mut fb26 = vec![3, 3];
-    fb26.extend_from_slice(&[0x44; 32]);
-    fb26.push(32);
-    fb26.extend_from_slice(&[0x22; 32]);
-    fb26.extend_from_slice(&[0x13, 0x01, 0]);
-    let exts = [ext(43, &[0xfb, 0x1a]), ext(41, &[0, 0])].concat();
-    fb26.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    fb26.extend_from_slice(&exts);
+    let fb26 = psk_server_hello(0xfb1a);
     for (body, version) in [(draft18, 0x7f12), (fb26, 0xfb1a)] {
         let f = frame(&PLAIN, &record(22, &handshake(2, &body)));
         let Some(Decoded::Tls(_, t)) = both(&mut k, &f) else {
@@ -439,16 +447,8 @@ fn a_client_hello_split_over_segments_is_reassembled() {
         )
         .is_empty()
     );
-    // The server accepts the PSK (RFC 8446 §4.2.11: its pre_shared_key
-    // names the identity chosen).
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x44; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]);
-    body.extend_from_slice(&[0x13, 0x01, 0]);
-    let exts = [ext(43, &[3, 4]), ext(41, &[0, 0])].concat();
-    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&exts);
+    // The server accepts the PSK.
+    let body = psk_server_hello(0x0304);
     let mut server_hello = with_seq(frame(&PLAIN, &record(22, &handshake(2, &body))), 77);
     // From 10.0.0.2:443 back to 10.0.0.1:40000.
     server_hello[26..34].rotate_left(4);

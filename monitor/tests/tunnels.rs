@@ -9,58 +9,49 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{Lab, Side, TLS_PORT, handshakes, output, start_s_server, start_tlsmon};
+use common::{Lab, Side, TLS_PORT, output, reconnect, start_s_server, start_tlsmon};
 use serde_json::Value;
 
-/// The overlay: VXLAN devices carry 10.211.0.0/24 over the veth pair.
-const CLIENT_OVERLAY: &str = "10.211.0.1";
-const SERVER_OVERLAY: &str = "10.211.0.2";
-
-fn vxlan(lab: &Lab, side: Side) {
-    let (local, remote, overlay) = match side {
-        Side::Client => (lab.ip(Side::Client), lab.ip(Side::Server), CLIENT_OVERLAY),
-        Side::Server => (lab.ip(Side::Server), lab.ip(Side::Client), SERVER_OVERLAY),
-    };
-    let iface = lab.iface(side);
-    let overlay = format!("{overlay}/24");
-    for argv in [
-        &[
-            "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local, "remote",
-            remote, "dstport", "4789", "dev", iface,
-        ][..],
-        &["ip", "addr", "add", &overlay, "dev", "vx0"],
-        &["ip", "link", "set", "vx0", "up"],
+/// Moves the lab's addresses from its veth pair to a VXLAN overlay over
+/// it: the veth pair keeps only the underlay's 192.0.2.0/24, the overlay
+/// carries the lab's own addresses, so everything the harness does with
+/// them (`reconnect`) crosses the tunnel.
+fn overlay(lab: &Lab) {
+    for (side, local, remote) in [
+        (Side::Client, "192.0.2.1", "192.0.2.2"),
+        (Side::Server, "192.0.2.2", "192.0.2.1"),
     ] {
-        common::must_output(&mut lab.exec(side, argv));
+        let iface = lab.iface(side);
+        let own = format!("{}/30", lab.ip(side));
+        let underlay = format!("{local}/24");
+        for argv in [
+            &["ip", "addr", "del", &own, "dev", iface][..],
+            &["ip", "addr", "add", &underlay, "dev", iface],
+            &[
+                "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local, "remote",
+                remote, "dstport", "4789", "dev", iface,
+            ],
+            &["ip", "addr", "add", &own, "dev", "vx0"],
+            &["ip", "link", "set", "vx0", "up"],
+        ] {
+            common::must_output(&mut lab.exec(side, argv));
+        }
     }
 }
 
 #[test]
 fn handshakes_inside_vxlan_are_counted_on_the_underlay() {
     let mut lab = Lab::new("vx", 8);
-    vxlan(&lab, Side::Client);
-    vxlan(&lab, Side::Server);
+    overlay(&lab);
     let (cert, key) = lab.make_cert();
     let _server = start_s_server(&mut lab, "s_server", &cert, &key);
+    // On the client's veth: the underlay, where every packet is VXLAN.
     let tlsmon = start_tlsmon(
         &mut lab,
         "tlsmon",
         &["--headless", "--interval", "1", "--duration", "120"],
     );
-    let connect = format!("{SERVER_OVERLAY}:{TLS_PORT}");
-    let client = lab.run(
-        Side::Client,
-        "s_client",
-        &[
-            "openssl",
-            "s_client",
-            "-tls1_2",
-            "-reconnect",
-            "-connect",
-            &connect,
-        ],
-        Duration::from_secs(30),
-    );
+    let (client, new, reused) = reconnect(&mut lab);
     // Lets the last events reach userspace before tlsmon stops.
     thread::sleep(Duration::from_millis(500));
     lab.signal(&tlsmon, libc::SIGINT);
@@ -73,9 +64,9 @@ fn handshakes_inside_vxlan_are_counted_on_the_underlay() {
     );
     assert!(status.success(), "tlsmon exited with {status}\n{context}");
     assert!(client.status.success(), "s_client failed\n{context}");
-    let (new, reused) = handshakes(&client);
     assert_eq!((new, reused), (1, 5), "s_client's own count\n{context}");
 
+    let server = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
     let lines: Vec<Value> = common::read(&tlsmon.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -83,8 +74,8 @@ fn handshakes_inside_vxlan_are_counted_on_the_underlay() {
     let line = lines
         .iter()
         .rev()
-        .find(|l| l["type"] == "server" && l["server"] == connect.as_str())
-        .unwrap_or_else(|| panic!("no line for the overlay server {connect}\n{context}"));
+        .find(|l| l["type"] == "server" && l["server"] == server.as_str())
+        .unwrap_or_else(|| panic!("no line for the overlay server {server}\n{context}"));
     let count = |field: &str| line[field].as_u64();
     assert_eq!(
         (count("full"), count("resumed")),
