@@ -1,13 +1,15 @@
-//! Arbitrary bytes as a captured frame, through the whole per-packet path.
+//! Arbitrary bytes as a captured frame, through the whole per-packet
+//! pipeline in its host environment.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use monitor_common::{
-    classify::classify,
+    classify::Classifier,
     event::{
         ALPN_MAX, Decoded, Direction, EventKind, MAX_ITEMS, SESSION_ID_MAX, SNI_MAX, TlsSummary,
     },
     net::LinkType,
+    split::CHUNK_MAX,
 };
 
 /// What every TLS summary must satisfy, whatever the input.
@@ -29,28 +31,43 @@ fn check(s: &TlsSummary) {
 }
 
 fn run(data: &[u8], link: LinkType) {
-    let Ok(Some(ev)) = classify(data, link, Direction::UNKNOWN, 0) else {
+    let Ok(events) = Classifier::default().packet(data, link, Direction::UNKNOWN, 0) else {
         return;
     };
-    let h = match ev {
-        Decoded::Teardown(h) => {
-            assert_eq!(h.kind, EventKind::TEARDOWN.0);
-            h
-        }
-        Decoded::Tls(h, s) => {
-            assert_eq!(h.kind, EventKind::TLS.0);
-            check(&s);
-            h
-        }
-    };
-    assert!(h.family == 4 || h.family == 6, "family {}", h.family);
-    // The payload lies inside the frame.
-    assert!(
-        (h.payload_len as usize) < data.len(),
-        "payload_len {} of {}",
-        h.payload_len,
-        data.len()
-    );
+    let summaries = events
+        .iter()
+        .filter(|e| !matches!(e, Decoded::Chunk(..)))
+        .count();
+    assert!(summaries <= 1, "{summaries} summary events for one frame");
+    for ev in events {
+        let h = match ev {
+            Decoded::Teardown(h) => {
+                assert_eq!(h.kind, EventKind::TEARDOWN.0);
+                h
+            }
+            Decoded::Tls(h, s) => {
+                assert_eq!(h.kind, EventKind::TLS.0);
+                check(&s);
+                h
+            }
+            // The first segment of a ClientHello split over segments: its
+            // bytes, which lie inside the frame.
+            Decoded::Chunk(h, c) => {
+                assert_eq!(h.kind, EventKind::CHUNK.0);
+                assert!(!c.data.is_empty() && c.data.len() <= CHUNK_MAX);
+                assert!(c.data.len() <= h.payload_len as usize);
+                h
+            }
+        };
+        assert!(h.family == 4 || h.family == 6, "family {}", h.family);
+        // The payload lies inside the frame.
+        assert!(
+            (h.payload_len as usize) < data.len(),
+            "payload_len {} of {}",
+            h.payload_len,
+            data.len()
+        );
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -41,6 +41,16 @@ pub trait Bytes {
         None
     }
 
+    /// `x`, passed through memory the kernel verifier does not track, so
+    /// that it knows nothing of its value: paths that reach the same code
+    /// with different known values (offsets after different header
+    /// layouts) are then one path, verified once. Elsewhere, and by
+    /// default, just `x`.
+    #[inline(always)]
+    fn forget(&self, x: usize) -> usize {
+        x
+    }
+
     #[inline(always)]
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -124,6 +134,11 @@ impl<B: Bytes + ?Sized> Bytes for Limit<'_, B> {
     #[inline(always)]
     fn prefetch(&self, off: usize, n: usize) {
         self.inner.prefetch(off, n.min(self.room(off)));
+    }
+
+    #[inline(always)]
+    fn forget(&self, x: usize) -> usize {
+        self.inner.forget(x)
     }
 }
 

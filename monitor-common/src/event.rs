@@ -49,7 +49,10 @@ pub struct EventHeader {
     pub size: u16,
     pub src_port: u16,
     pub dst_port: u16,
-    pub pad0: u16,
+    /// The outermost tunnel the packet was found in (`tunnel::Tunnel`), 0
+    /// for none; the rest of the header describes the inner packet.
+    pub tunnel: u8,
+    pub pad0: u8,
     pub ifindex: u32,
     /// TCP sequence number of the first payload byte.
     pub seq: u32,
@@ -59,12 +62,28 @@ pub struct EventHeader {
     /// sender expects from its peer. A reply that does not acknowledge
     /// what it answers cannot be part of that exchange.
     pub ack: u32,
-    pub pad1: u32,
+    /// Offset of the TCP payload in the packet, link header included.
+    pub payload_off: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) or the capture time, in ns.
     pub ts_ns: u64,
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
 }
+
+/// An event of constant size that the pipeline reserves, fills in place
+/// and submits (`pipeline::Events::reserve`).
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` wire structs of integers and byte arrays
+/// with explicit padding (every bit pattern valid, all-zero included), and
+/// their size is a multiple of 8 with 8-byte alignment: the kernel zeroes
+/// them with 8-byte stores and the host reads them back as bytes.
+pub unsafe trait Event: Copy + Default + 'static {}
+
+// SAFETY: both are repr(C) wire structs as required (see
+// `layout_has_no_implicit_padding`).
+unsafe impl Event for TeardownEvent {}
+unsafe impl Event for TlsEvent {}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,7 +126,8 @@ pub mod hello_flags {
     pub const PSK: u16 = 1 << 5;
     /// early_data extension in a ClientHello (RFC 8446 §4.2.10).
     pub const EARLY_DATA: u16 = 1 << 6;
-    /// ClientHello supported_versions lists TLS 1.3.
+    /// ClientHello supported_versions lists TLS 1.3, a draft of it or a
+    /// variant (`ProtocolVersion::follows_tls13`).
     pub const OFFERS_TLS13: u16 = 1 << 7;
     /// The hello continues past the end of this segment: what follows the
     /// last complete extension was not seen.
@@ -131,7 +151,9 @@ pub struct Hello {
     pub flags: u16,
     /// legacy_version field of the hello.
     pub legacy_version: u16,
-    /// ServerHello: supported_versions selection, or 0. ClientHello: 0.
+    /// ServerHello: supported_versions selection, or 0; a TLS 1.3 draft
+    /// before -22, which had no such extension, its version field.
+    /// ClientHello: 0.
     pub selected_version: u16,
     /// ServerHello: the chosen cipher suite. ClientHello: 0.
     pub cipher_suite: u16,
@@ -350,6 +372,12 @@ mod tests {
     fn layout_has_no_implicit_padding() {
         assert_eq!(size_of::<EventHeader>(), 72);
         assert_eq!(size_of::<Hello>() % 8, 0);
+        assert_eq!(size_of::<TlsEvent>() % 8, 0);
+        assert_eq!(size_of::<TeardownEvent>() % 8, 0);
+        assert_eq!(
+            (align_of::<TlsEvent>(), align_of::<TeardownEvent>()),
+            (8, 8)
+        );
         assert_eq!(
             size_of::<TlsEvent>(),
             size_of::<EventHeader>() + size_of::<TlsSummary>()

@@ -1,12 +1,15 @@
 //! What the tlsmon kernel program and the daemon must agree on.
 //!
 //! This crate is the only place that knows the wire formats: Ethernet, IP and
-//! TCP headers ([`net`]), TLS records and hellos ([`tls`]), and the layout of
-//! the events the kernel sends to userspace ([`event`]). It is `no_std` and
+//! TCP headers ([`net`]) and the tunnels around them ([`tunnel`]), TLS
+//! records and hellos ([`tls`]), and the layout of the events the kernel
+//! sends to userspace ([`event`]). It is `no_std` and
 //! allocation-free so that the same code runs in the eBPF program (through
 //! [`bytes::Bytes`] over the socket buffer) and in userspace (over a slice,
-//! for `tlsmon replay --engine host` and the tests). [`classify`] ties them
-//! together: one packet in, at most one event out.
+//! for `tlsmon replay --engine host` and the tests). [`pipeline`] ties them
+//! together, once for both: one packet in, at most one summary event out
+//! (and the bytes of a ClientHello split over segments); [`host`] runs it
+//! on captured frames.
 #![no_std]
 #![expect(
     clippy::inline_always,
@@ -18,7 +21,14 @@ extern crate std;
 
 pub mod bytes;
 pub mod classify;
+#[cfg(feature = "user")]
+pub mod emit;
 pub mod event;
+#[cfg(feature = "user")]
+pub mod host;
 pub mod net;
+pub mod pipeline;
 pub mod split;
 pub mod tls;
+pub mod tunnel;
+pub mod version;

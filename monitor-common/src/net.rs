@@ -27,6 +27,16 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+/// The service tag's EtherType before IEEE 802.1ad assigned 0x88a8, still
+/// used by some switches for QinQ.
+pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+/// PPPoE session stage (RFC 2516 §4).
+pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// MPLS unicast and multicast (RFC 3032 §5).
+pub const ETHERTYPE_MPLS: u16 = 0x8847;
+pub const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
+/// Transparent Ethernet bridging: an Ethernet frame inside GRE or Geneve.
+pub const ETHERTYPE_TEB: u16 = 0x6558;
 const ETH_HEADER_LEN: usize = 14;
 const VLAN_TAG_LEN: usize = 4;
 /// 802.1ad service tag plus 802.1Q customer tag is the deepest stacking seen
@@ -37,6 +47,11 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_IPV6_EXT_HEADERS: usize = 4;
 
 pub const IPPROTO_TCP: u8 = 6;
+/// IPv4 in IP (RFC 2003) and IPv6 in IP (RFC 4213 §3.5, "6in4").
+pub const IPPROTO_IPIP: u8 = 4;
+pub const IPPROTO_IPV6: u8 = 41;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_GRE: u8 = 47;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
@@ -63,7 +78,12 @@ impl Skip {
     pub const FRAGMENT: Self = Self(2);
     /// More VLAN tags or IPv6 extension headers than the named limits.
     pub const TOO_DEEP: Self = Self(3);
-    pub const COUNT: usize = 4;
+    /// In a tunnel tlsmon recognises but does not open (see `tunnel`):
+    /// nested deeper than `tunnel::MAX_TUNNELS`, MPLS, or a variant it does
+    /// not read (GRE with routing or version 1, an unknown protocol inside
+    /// GRE or Geneve, GTP-U extension headers past their limit).
+    pub const ENCAPSULATION: Self = Self(4);
+    pub const COUNT: usize = 5;
 
     #[must_use]
     pub const fn name(self) -> &'static str {
@@ -72,6 +92,7 @@ impl Skip {
             1 => "malformed",
             2 => "fragment",
             3 => "too_deep",
+            4 => "encapsulation",
             _ => "unknown",
         }
     }
@@ -102,37 +123,55 @@ pub struct TcpSegment {
     pub payload_off: usize,
     /// From the IP length fields, so Ethernet padding is excluded.
     pub payload_len: usize,
+    /// The outermost tunnel the segment was found in (`tunnel::Tunnel`),
+    /// 0 for none; offsets and addresses are the inner packet's.
+    pub tunnel: u8,
 }
 
 /// Finds the layer-3 header: its offset and EtherType.
 #[inline(always)]
 pub fn l3<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<(usize, u16), Skip> {
     match link {
-        LinkType::ETHERNET => {
-            let mut ethertype = b.be16_at(12).ok_or(Skip::MALFORMED)?;
-            let mut off = ETH_HEADER_LEN;
-            for _ in 0..MAX_VLAN_TAGS {
-                if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
-                    return Ok((off, ethertype));
-                }
-                // The tag's own EtherType field follows the 2-byte TCI.
-                ethertype = b.be16_at(off + 2).ok_or(Skip::MALFORMED)?;
-                off += VLAN_TAG_LEN;
-            }
-            if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
-                return Err(Skip::TOO_DEEP);
-            }
-            Ok((off, ethertype))
-        }
+        LinkType::ETHERNET => ethernet(b, 0),
         LinkType::LINUX_SLL => Ok((16, b.be16_at(14).ok_or(Skip::MALFORMED)?)),
         LinkType::LINUX_SLL2 => Ok((20, b.be16_at(0).ok_or(Skip::MALFORMED)?)),
-        LinkType::RAW | LinkType::IPV4 | LinkType::IPV6 => {
-            match b.u8_at(0).ok_or(Skip::MALFORMED)? >> 4 {
-                4 => Ok((0, ETHERTYPE_IPV4)),
-                6 => Ok((0, ETHERTYPE_IPV6)),
-                _ => Err(Skip::NOT_TCP),
-            }
+        LinkType::RAW | LinkType::IPV4 | LinkType::IPV6 => by_version(b, 0),
+        _ => Err(Skip::NOT_TCP),
+    }
+}
+
+/// An Ethernet frame at `off`: the offset and EtherType of what it
+/// carries, past at most [`MAX_VLAN_TAGS`] VLAN tags.
+#[inline(always)]
+pub fn ethernet<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(usize, u16), Skip> {
+    let mut ethertype = b.be16_at(off + 12).ok_or(Skip::MALFORMED)?;
+    let mut off = off + ETH_HEADER_LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if !is_vlan(ethertype) {
+            return Ok((off, ethertype));
         }
+        // The tag's own EtherType field follows the 2-byte TCI.
+        ethertype = b.be16_at(off + 2).ok_or(Skip::MALFORMED)?;
+        off += VLAN_TAG_LEN;
+    }
+    if is_vlan(ethertype) {
+        return Err(Skip::TOO_DEEP);
+    }
+    Ok((off, ethertype))
+}
+
+#[inline(always)]
+fn is_vlan(ethertype: u16) -> bool {
+    ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ || ethertype == ETHERTYPE_QINQ_OLD
+}
+
+/// An IP packet at `off` with no link header: its EtherType from the IP
+/// version (RFC 791 §3.1, RFC 8200 §3).
+#[inline(always)]
+pub fn by_version<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(usize, u16), Skip> {
+    match b.u8_at(off).ok_or(Skip::MALFORMED)? >> 4 {
+        4 => Ok((off, ETHERTYPE_IPV4)),
+        6 => Ok((off, ETHERTYPE_IPV6)),
         _ => Err(Skip::NOT_TCP),
     }
 }
@@ -156,34 +195,37 @@ pub fn segment<B: Bytes + ?Sized>(b: &B, link: LinkType) -> Result<TcpSegment, S
     {
         return Ok(seg);
     }
-    let (l3_off, ethertype) = l3(b, link)?;
-    let (family, l4_off, l4_end) = match ethertype {
-        ETHERTYPE_IPV4 => ipv4(b, l3_off)?,
-        ETHERTYPE_IPV6 => ipv6(b, l3_off)?,
-        _ => return Err(Skip::NOT_TCP),
-    };
+    let (off, ethertype) = l3(b, link)?;
+    let (mut ip, tunnel) = crate::tunnel::innermost(b, off, ethertype)?;
+    // The general path reaches here by many header layouts (VLAN tags,
+    // IPv4 options, IPv6 extension headers, tunnels), and everything
+    // after would be verified once for each (`Bytes::forget`).
+    ip.l3_off = b.forget(ip.l3_off);
+    ip.l4_off = b.forget(ip.l4_off);
+    ip.end = b.forget(ip.end);
     // RFC 9293 §3.1: data offset (4 bits, in 32-bit words) and the flags
     // byte follow ports, seq and ack.
-    let [off_byte, flags] = b.array::<2>(l4_off + 12).ok_or(Skip::MALFORMED)?;
+    let [off_byte, flags] = b.array::<2>(ip.l4_off + 12).ok_or(Skip::MALFORMED)?;
     let data_off = usize::from(off_byte >> 4) * 4;
     if data_off < 20 {
         return Err(Skip::MALFORMED);
     }
-    let payload_off = l4_off + data_off;
+    let payload_off = ip.l4_off + data_off;
     // A capture cut by its snap length holds less than the IP header says;
     // classify what is there (TLS records running past the end are handled
     // as truncated). On a live skb the two agree unless the packet is bad.
-    let l4_end = l4_end.min(b.len());
+    let l4_end = ip.end.min(b.len());
     if payload_off > l4_end {
         return Err(Skip::MALFORMED);
     }
     Ok(TcpSegment {
-        family,
+        family: ip.family,
         flags,
-        l3_off,
-        l4_off,
+        l3_off: ip.l3_off,
+        l4_off: ip.l4_off,
         payload_off,
         payload_len: l4_end - payload_off,
+        tunnel: tunnel.0,
         ..TcpSegment::default()
     })
 }
@@ -266,9 +308,35 @@ pub fn flow<B: Bytes + ?Sized>(b: &B, seg: &mut TcpSegment) {
     }
 }
 
-/// IPv4 (RFC 791 §3.1): the family, TCP header offset and end of packet.
+/// An IP header: where it and its payload are, and what the payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ip {
+    /// 4 or 6.
+    pub family: u8,
+    /// IPv4 protocol or the IPv6 next header after extension headers.
+    pub proto: u8,
+    pub l3_off: usize,
+    pub l4_off: usize,
+    /// End of the packet by its length field (the frame's end for BIG TCP
+    /// and jumbograms).
+    pub end: usize,
+}
+
+/// The IP header at `off`, by the EtherType that announced it. Anything
+/// else is not TCP, except MPLS, a tunnel tlsmon does not open.
 #[inline(always)]
-fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip> {
+pub fn ip<B: Bytes + ?Sized>(b: &B, off: usize, ethertype: u16) -> Result<Ip, Skip> {
+    match ethertype {
+        ETHERTYPE_IPV4 => ipv4(b, off),
+        ETHERTYPE_IPV6 => ipv6(b, off),
+        ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Err(Skip::ENCAPSULATION),
+        _ => Err(Skip::NOT_TCP),
+    }
+}
+
+/// IPv4 (RFC 791 §3.1).
+#[inline(always)]
+fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<Ip, Skip> {
     // Version/IHL, TOS, total length, identification, flags/fragment
     // offset; then TTL and protocol.
     let hdr: [u8; 10] = b.array(off).ok_or(Skip::MALFORMED)?;
@@ -283,9 +351,6 @@ fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip
     if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
         return Err(Skip::FRAGMENT);
     }
-    if hdr[9] != IPPROTO_TCP {
-        return Err(Skip::NOT_TCP);
-    }
     let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
     // GSO packets beyond 64 KiB ("BIG TCP", Linux 6.3+) carry total length 0:
     // the frame length is then the only bound.
@@ -293,13 +358,19 @@ fn ipv4<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip
     if total != 0 && total < ihl {
         return Err(Skip::MALFORMED);
     }
-    Ok((4, off + ihl, end))
+    Ok(Ip {
+        family: 4,
+        proto: hdr[9],
+        l3_off: off,
+        l4_off: off + ihl,
+        end,
+    })
 }
 
-/// IPv6 (RFC 8200): the family, TCP header offset and end of packet, past
-/// at most [`MAX_IPV6_EXT_HEADERS`] extension headers.
+/// IPv6 (RFC 8200), past at most [`MAX_IPV6_EXT_HEADERS`] extension
+/// headers.
 #[inline(always)]
-fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip> {
+fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<Ip, Skip> {
     let fixed: [u8; 8] = b.array(off).ok_or(Skip::MALFORMED)?;
     if fixed[0] >> 4 != 6 {
         return Err(Skip::MALFORMED);
@@ -315,7 +386,6 @@ fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip
     let mut l4 = off + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return Ok((6, l4, end)),
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
                 // Next header, then length in 8-octet units excluding the first.
                 let [nh, len] = b.array::<2>(l4).ok_or(Skip::MALFORMED)?;
@@ -323,13 +393,19 @@ fn ipv6<B: Bytes + ?Sized>(b: &B, off: usize) -> Result<(u8, usize, usize), Skip
                 l4 += (usize::from(len) + 1) * 8;
             }
             IPV6_FRAGMENT => return Err(Skip::FRAGMENT),
-            _ => return Err(Skip::NOT_TCP),
+            _ => break,
         }
     }
-    if next == IPPROTO_TCP {
-        Ok((6, l4, end))
-    } else {
-        Err(Skip::TOO_DEEP)
+    match next {
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => Err(Skip::TOO_DEEP),
+        IPV6_FRAGMENT => Err(Skip::FRAGMENT),
+        proto => Ok(Ip {
+            family: 6,
+            proto,
+            l3_off: off,
+            l4_off: l4,
+            end,
+        }),
     }
 }
 

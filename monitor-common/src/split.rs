@@ -139,6 +139,71 @@ impl HelloAt {
     }
 }
 
+/// What the split-hello half of a packet (`pipeline::split`) needs from the
+/// half that walked its records: the TLS event's header, which describes
+/// the segment, and where its hello is. In the kernel it travels to the
+/// tail-called program in a per-CPU map, hence plain integers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SplitArgs {
+    /// Its `ts_ns` is when the hello's first segment was seen.
+    pub header: EventHeader,
+    /// [`HelloAt`]'s fields.
+    pub at: u32,
+    pub len: u32,
+    pub flags: u16,
+    pub hello_type: u8,
+    pub pad: [u8; 5],
+}
+
+impl SplitArgs {
+    #[inline(always)]
+    #[must_use]
+    pub fn new(header: EventHeader, hello: HelloAt) -> Self {
+        Self {
+            header,
+            at: hello.at,
+            len: hello.len,
+            flags: hello.flags,
+            hello_type: hello.hello_type,
+            pad: [0; 5],
+        }
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub fn hello(&self) -> HelloAt {
+        HelloAt {
+            hello_type: self.hello_type,
+            at: self.at,
+            len: self.len,
+            flags: self.flags,
+        }
+    }
+
+    /// The segment the header describes, as far as the split-hello half
+    /// uses it: everything but the header offsets.
+    #[inline(always)]
+    #[must_use]
+    pub fn segment(&self) -> TcpSegment {
+        let h = &self.header;
+        TcpSegment {
+            family: h.family,
+            flags: h.tcp_flags,
+            src_port: h.src_port,
+            dst_port: h.dst_port,
+            src_addr: h.src_addr,
+            dst_addr: h.dst_addr,
+            seq: h.seq,
+            ack: h.ack,
+            payload_off: h.payload_off as usize,
+            payload_len: h.payload_len as usize,
+            tunnel: h.tunnel,
+            ..TcpSegment::default()
+        }
+    }
+}
+
 /// After the first segment of a ClientHello was summarized: the hello
 /// continues in later segments and can be reassembled. Returns the pending
 /// state to remember, with `need == 0` when not.

@@ -17,7 +17,7 @@ use crate::{
     escape::escape,
     keys::{self, Action, Key, Mode},
     names::Names,
-    stats::{Endpoint, KernelStats, ServerStats, Totals},
+    stats::{Endpoint, KernelStats, Losses, ServerStats, Totals},
     tracker::{Limits, Tracker},
 };
 
@@ -200,16 +200,6 @@ impl Summary {
     pub fn handshakes(&self) -> u64 {
         self.full + self.resumed
     }
-}
-
-/// What tlsmon itself lost or could not read, beyond the kernel's and the
-/// tracker's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Losses {
-    /// Ring-buffer records that did not decode.
-    pub undecodable: u64,
-    /// Output lines dropped because a reader did not keep up.
-    pub output_dropped: u64,
 }
 
 pub struct App {

@@ -343,8 +343,7 @@ pub fn ms(s: &ServerStats, q: f64) -> String {
 
 /// "1.2:95% 1.3:5%": share of completed handshakes per version.
 fn versions(s: &ServerStats) -> String {
-    let mut v: Vec<_> = s.versions.iter().map(|(k, c)| (*k, *c)).collect();
-    v.sort_unstable();
+    let v = s.version_counts();
     let total: u64 = v.iter().map(|(_, c)| c).sum();
     v.iter()
         .map(|(name, c)| {

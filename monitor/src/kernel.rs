@@ -9,7 +9,6 @@ use aya::{
     maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLink},
 };
-use monitor_common::{event::stat, net::Skip};
 
 pub use self::{clsact::Clsact, watch::Watch};
 use crate::stats::{KernelCost, KernelStats};
@@ -322,16 +321,13 @@ pub fn stats_map(ebpf: &mut Ebpf) -> anyhow::Result<PerCpuArray<MapData, u64>> {
     Ok(PerCpuArray::try_from(map)?)
 }
 
+/// Counter `index` of the `STATS` map, summed over CPUs.
+#[must_use]
+pub fn read_counter(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    map.get(&index, 0).map_or(0, |v| v.iter().sum())
+}
+
 #[must_use]
 pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
-    let sum = |i: u32| map.get(&i, 0).map_or(0, |v| v.iter().sum());
-    KernelStats {
-        lost_events: sum(stat::LOST_EVENTS),
-        tls_packets: sum(stat::TLS_PACKETS),
-        malformed: sum(Skip::MALFORMED.0),
-        fragments: sum(Skip::FRAGMENT.0),
-        too_deep: sum(Skip::TOO_DEEP.0),
-        split_hellos: sum(stat::SPLIT_HELLOS),
-        cost: None,
-    }
+    KernelStats::from_counters(|i| read_counter(map, i))
 }

@@ -208,7 +208,7 @@ fn tick<S: EventSource, B: Backend, K>(
         page.publish(&metrics::Sources {
             tracker: app.tracker(),
             kernel: &app.kernel(),
-            undecodable: app.losses().undecodable,
+            losses: app.losses(),
         });
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 pub use self::endpoint::{Config, Endpoint};
 use crate::{
     histogram::Histogram,
-    stats::{KernelStats, ServerStats},
+    stats::{KernelStats, Losses, ServerStats},
     tracker::Tracker,
 };
 
@@ -40,8 +40,9 @@ use crate::{
 pub struct Sources<'a> {
     pub tracker: &'a Tracker,
     pub kernel: &'a KernelStats,
-    /// Ring-buffer records that did not decode (counted by the event loop).
-    pub undecodable: u64,
+    /// What the daemon itself lost (records that did not decode, output
+    /// lines nobody read).
+    pub losses: Losses,
 }
 
 /// The two renderings of one refresh. `Bytes` is reference-counted: every
@@ -287,6 +288,12 @@ const PER_SERVER: &[PerServer] = &[
         values: &[("", |s| s.failed)],
     },
     PerServer {
+        name: "tlsmon_late_handshakes",
+        help: "Handshakes whose ServerHello came after the timeout had counted them incomplete; also counted by kind.",
+        label: "",
+        values: &[("", |s| s.late)],
+    },
+    PerServer {
         name: "tlsmon_early_data_offered",
         help: "ClientHellos offering 0-RTT data.",
         label: "",
@@ -334,10 +341,8 @@ fn per_server(f: &mut Families, servers: &[&ServerStats]) {
         "Completed handshakes by negotiated TLS version.",
     );
     for s in servers {
-        let mut versions: Vec<_> = s.versions.iter().collect();
-        versions.sort();
-        for (v, n) in versions {
-            family.sample(server_labels(s, &[("version", v)]), Value::Count(*n));
+        for (v, n) in s.version_counts() {
+            family.sample(server_labels(s, &[("version", &v)]), Value::Count(n));
         }
     }
     let family = f.add(
@@ -395,14 +400,32 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         "Remembered sessions evicted from the full session store.",
     )
     .sample(vec![], Value::Count(totals.evicted_sessions));
+    f.counter(
+        "tlsmon_evicted_servers",
+        "Servers whose counters were dropped, the idlest first, past --max-servers.",
+    )
+    .sample(vec![], Value::Count(totals.evicted_servers));
+    f.counter(
+        "tlsmon_evicted_timed_out",
+        "Timed-out handshakes dropped from the store kept for late answers.",
+    )
+    .sample(vec![], Value::Count(totals.evicted_timed_out));
+    f.counter(
+        "tlsmon_unanswered_hellos",
+        "ClientHellos whose server never answered: counted here, not per server.",
+    )
+    .sample(vec![], Value::Count(totals.unanswered_hellos));
     let family = f.counter(
         "tlsmon_skipped_packets",
-        "Packets the kernel program could not classify.",
+        "Packets tlsmon could not classify (the kernel program) or that cannot belong to a real exchange (the tracker), by reason.",
     );
     for (reason, v) in [
         ("malformed", k.malformed),
         ("fragment", k.fragments),
         ("too_deep", k.too_deep),
+        ("encapsulation", k.encapsulation),
+        ("wrong_direction", totals.wrong_direction),
+        ("unacknowledged", totals.unacknowledged),
     ] {
         family.sample(vec![("reason", reason.to_owned())], Value::Count(v));
     }
@@ -421,7 +444,12 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         "tlsmon_undecodable_events",
         "Ring-buffer records that did not decode.",
     )
-    .sample(vec![], Value::Count(src.undecodable));
+    .sample(vec![], Value::Count(src.losses.undecodable));
+    f.counter(
+        "tlsmon_dropped_output_lines",
+        "Output lines dropped or not written because their reader did not keep up.",
+    )
+    .sample(vec![], Value::Count(src.losses.output_dropped));
     f.counter("tlsmon_events", "Events processed.")
         .sample(vec![], Value::Count(totals.events));
     f.gauge("tlsmon_connections", "Connections currently tracked.")
@@ -482,7 +510,10 @@ mod tests {
         let src = Sources {
             tracker: &t,
             kernel: &k,
-            undecodable: 0,
+            losses: Losses {
+                undecodable: 0,
+                output_dropped: 0,
+            },
         };
         for format in [Format::Text, Format::OpenMetrics] {
             let page = render(&src, format);
@@ -523,7 +554,10 @@ mod tests {
         let src = Sources {
             tracker: &t,
             kernel: &k,
-            undecodable: 0,
+            losses: Losses {
+                undecodable: 0,
+                output_dropped: 0,
+            },
         };
         let text = render(&src, Format::Text);
         assert!(

@@ -1,8 +1,9 @@
 //! `tlsmon replay`: a capture file through the same classifier and tracker
-//! as live mode. The host engine runs the shared code compiled for this
-//! machine; the kernel engine runs the real eBPF program on each packet with
-//! BPF_PROG_TEST_RUN, which makes the pair a differential test of the
-//! kernel program.
+//! as live mode. Both engines run the one per-packet pipeline
+//! (`monitor_common::pipeline`): the host engine in its host environment,
+//! compiled for this machine; the kernel engine as the real eBPF program,
+//! on each packet with BPF_PROG_TEST_RUN. The pair is a differential test
+//! of the kernel's environment: ring buffer, maps, tail call, verifier.
 
 use std::{
     collections::HashSet,
@@ -15,7 +16,7 @@ use anyhow::Context as _;
 use monitor_common::{
     classify::Classifier,
     event::{Decoded, decode},
-    net::{ETHERTYPE_IPV4, LinkType, Skip, l3},
+    net::{ETHERTYPE_IPV4, LinkType, Skip, l3, segment},
 };
 
 use crate::{
@@ -233,7 +234,6 @@ pub fn run(opts: &Options, json: bool) -> anyhow::Result<()> {
 }
 
 trait Engine {
-    /// The events for one frame; `ts_ns` is its capture time.
     /// The events for one frame that the capture says went `at.direction`
     /// at `at.ts_ns`.
     fn run(&mut self, link: LinkType, frame: &[u8], at: Stamp) -> anyhow::Result<Vec<Decoded>>;
@@ -243,40 +243,19 @@ trait Engine {
 #[derive(Default)]
 struct HostEngine {
     classifier: Classifier,
-    stats: KernelStats,
 }
 
 impl Engine for HostEngine {
     fn run(&mut self, link: LinkType, frame: &[u8], at: Stamp) -> anyhow::Result<Vec<Decoded>> {
-        Ok(
-            match self.classifier.packet(frame, link, at.direction, at.ts_ns) {
-                Ok(events) => {
-                    self.stats.tls_packets += events
-                        .iter()
-                        .filter(|d| matches!(d, Decoded::Tls(..)))
-                        .count() as u64;
-                    events
-                }
-                Err(skip) => {
-                    count_skip(&mut self.stats, skip);
-                    Vec::new()
-                }
-            },
-        )
+        // A skipped frame is counted by the classifier, as the kernel counts it.
+        Ok(self
+            .classifier
+            .packet(frame, link, at.direction, at.ts_ns)
+            .unwrap_or_default())
     }
 
     fn stats(&mut self) -> anyhow::Result<KernelStats> {
-        self.stats.split_hellos = self.classifier.split_hellos;
-        Ok(self.stats)
-    }
-}
-
-fn count_skip(s: &mut KernelStats, skip: Skip) {
-    match skip {
-        Skip::MALFORMED => s.malformed += 1,
-        Skip::FRAGMENT => s.fragments += 1,
-        Skip::TOO_DEEP => s.too_deep += 1,
-        _ => {}
+        Ok(KernelStats::from_counters(|i| self.classifier.counter(i)))
     }
 }
 
@@ -293,7 +272,8 @@ pub struct KernelEngine {
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     frame: Vec<u8>,
-    short_frames: u64,
+    /// Frames BPF_PROG_TEST_RUN refused to run, by skip reason.
+    refused: [u64; Skip::COUNT],
 }
 
 impl KernelEngine {
@@ -307,27 +287,41 @@ impl KernelEngine {
             ring,
             stats,
             frame: Vec::new(),
-            short_frames: 0,
+            refused: [0; Skip::COUNT],
         })
     }
 
-    /// The program's counters so far.
+    /// The program's counters so far, with the frames the kernel refused
+    /// to run counted as the program would have counted them.
     #[must_use]
     pub fn counters(&self) -> KernelStats {
-        let mut s = kernel::read_stats(&self.stats);
-        s.malformed += self.short_frames;
-        s
+        KernelStats::from_counters(|i| {
+            kernel::read_counter(&self.stats, i)
+                + self.refused.get(i as usize).copied().unwrap_or(0)
+        })
+    }
+
+    /// A frame BPF_PROG_TEST_RUN would not run: counted under the reason
+    /// the shared header parser gives (one the program would have given
+    /// too, had it run).
+    fn refuse(&mut self, frame: &[u8]) {
+        if let Err(skip) = segment(frame, LinkType::ETHERNET)
+            && skip != Skip::NOT_TCP
+            && let Some(n) = self.refused.get_mut(skip.0 as usize)
+        {
+            *n += 1;
+        }
     }
 
     /// Runs the ingress program once on an Ethernet frame and returns the
     /// events it wrote. BPF_PROG_TEST_RUN refuses frames no longer than an
-    /// Ethernet header (they are counted as malformed, as the host engine
-    /// does) and longer than about a page (they are cut to
-    /// [`MAX_TEST_RUN_FRAME`], like a capture's snap length).
+    /// Ethernet header (see [`Self::refuse`]) and longer than about a page
+    /// (they are cut to [`MAX_TEST_RUN_FRAME`], like a capture's snap
+    /// length).
     pub fn run_frame(&mut self, frame: &[u8]) -> anyhow::Result<Vec<Decoded>> {
         use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
         if frame.len() <= ETH_HEADER_LEN {
-            self.short_frames += 1;
+            self.refuse(frame);
             return Ok(Vec::new());
         }
         let frame = &frame[..frame.len().min(MAX_TEST_RUN_FRAME)];
@@ -345,9 +339,9 @@ impl KernelEngine {
             Ok(r) => r,
             // The kernel also refuses frames cut inside the IP header it
             // announces (bpf_prog_test_run_skb pulls it); they cannot carry
-            // TCP, and the host engine counts them as malformed too.
+            // TCP.
             Err(_) if frame.len() < SHORTEST_TCP_FRAME => {
-                self.short_frames += 1;
+                self.refuse(frame);
                 return Ok(Vec::new());
             }
             Err(e) => return Err(e).context("BPF_PROG_TEST_RUN"),

@@ -43,11 +43,10 @@ fn ms(h: &Histogram) -> Value {
 /// One line per server, cumulative since start (or the last reset).
 #[must_use]
 pub fn server_line(s: &ServerStats, ts: f64) -> Value {
-    let mut versions: Vec<_> = s.versions.iter().collect();
-    versions.sort();
-    let versions: serde_json::Map<String, Value> = versions
+    let versions: serde_json::Map<String, Value> = s
+        .version_counts()
         .into_iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .map(|(k, v)| (k, json!(v)))
         .collect();
     let mut ciphers: Vec<_> = s.ciphers.iter().collect();
     ciphers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -157,6 +156,7 @@ pub fn summary_line(
             "malformed": k.malformed,
             "fragment": k.fragments,
             "too_deep": k.too_deep,
+            "encapsulation": k.encapsulation,
             "wrong_direction": wrong_direction,
             "unacknowledged": unacknowledged,
         },

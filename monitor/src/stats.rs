@@ -11,7 +11,16 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use monitor_common::{event::stat, net::Skip};
+
+use monitor_common::tls::ProtocolVersion;
+
 use crate::histogram::Histogram;
+
+/// Distinct versions counted per server before the rest go to "other".
+pub const VERSIONS_CAP: usize = 16;
+/// The key of versions counted past [`VERSIONS_CAP`]: 0 is no version.
+pub const OTHER_VERSION: u16 = 0;
 
 /// The hash maps of everything keyed by what peers send: addresses, ports,
 /// session IDs, tickets, names that any client on the Internet picks.
@@ -138,7 +147,9 @@ pub struct ServerStats {
     pub unclean_closes: u64,
     pub rst_by_client: u64,
     pub rst_by_server: u64,
-    pub versions: Map<&'static str, u64>,
+    /// By negotiated version (`ProtocolVersion`'s value); see
+    /// [`ServerStats::count_version`] for the bound.
+    pub versions: Map<u16, u64>,
     pub ciphers: Map<u16, u64>,
     pub sni: TopK,
     pub alpn: TopK,
@@ -176,6 +187,36 @@ impl ServerStats {
             handshake_full: Histogram::default(),
             handshake_resumed: Histogram::default(),
         }
+    }
+
+    /// Counts a completed handshake's version. A peer picks the value, so
+    /// distinct versions are bounded: past [`VERSIONS_CAP`] they are
+    /// counted under [`OTHER_VERSION`].
+    pub(crate) fn count_version(&mut self, version: u16) {
+        let key = if self.versions.contains_key(&version) || self.versions.len() < VERSIONS_CAP {
+            version
+        } else {
+            OTHER_VERSION
+        };
+        *self.versions.entry(key).or_default() += 1;
+    }
+
+    /// Versions by name (`TLSv1.2`, `TLSv1.3-draft23`, `0x7e01`, `other`)
+    /// and their counts, in version order: what every view shows.
+    #[must_use]
+    pub fn version_counts(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.versions.iter().map(|(k, c)| (*k, *c)).collect();
+        v.sort_unstable();
+        v.into_iter()
+            .map(|(k, c)| {
+                let name = if k == OTHER_VERSION {
+                    "other".to_owned()
+                } else {
+                    ProtocolVersion(k).to_string()
+                };
+                (name, c)
+            })
+            .collect()
     }
 
     #[must_use]
@@ -265,11 +306,33 @@ pub struct KernelStats {
     pub malformed: u64,
     pub fragments: u64,
     pub too_deep: u64,
+    /// Packets in a tunnel tlsmon recognises but does not open (nested
+    /// too deep, MPLS, variants it does not read: `monitor_common::tunnel`).
+    pub encapsulation: u64,
     /// ClientHellos spanning segments whose bytes were sent for reassembly.
     pub split_hellos: u64,
     /// Time spent in tlsmon's programs, when it is measured
     /// (`--kernel-cost`).
     pub cost: Option<KernelCost>,
+}
+
+impl KernelStats {
+    /// From the kernel program's counters by index (`Skip` values and
+    /// `monitor_common::event::stat`), however they are read: the kernel's
+    /// `STATS` map summed over CPUs, or the host engine's array.
+    #[must_use]
+    pub fn from_counters(counter: impl Fn(u32) -> u64) -> Self {
+        Self {
+            lost_events: counter(stat::LOST_EVENTS),
+            tls_packets: counter(stat::TLS_PACKETS),
+            malformed: counter(Skip::MALFORMED.0),
+            fragments: counter(Skip::FRAGMENT.0),
+            too_deep: counter(Skip::TOO_DEEP.0),
+            encapsulation: counter(Skip::ENCAPSULATION.0),
+            split_hellos: counter(stat::SPLIT_HELLOS),
+            cost: None,
+        }
+    }
 }
 
 /// What the kernel's own BPF statistics say tlsmon's programs cost, summed
@@ -287,4 +350,14 @@ impl KernelCost {
     pub fn run_seconds(self) -> f64 {
         self.run_ns as f64 / 1e9
     }
+}
+
+/// What tlsmon itself lost or could not read, beyond the kernel's and the
+/// tracker's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Ring-buffer records that did not decode.
+    pub undecodable: u64,
+    /// Output lines dropped because a reader did not keep up.
+    pub output_dropped: u64,
 }

@@ -19,6 +19,7 @@ use monitor_common::{
     },
     net::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, LinkType, l3, tcp},
     tls::{ContentType, ExtensionType, HRR_RANDOM, HandshakeType, ProtocolVersion},
+    tunnel::Tunnel,
 };
 
 // ---- inputs -------------------------------------------------------------
@@ -194,6 +195,8 @@ struct View {
     selected_version: u16,
     /// Offered (ClientHello) or issued (NewSessionTicket) ticket tail.
     ticket_id: Option<Vec<u8>>,
+    /// The tunnel the frame came in (`EventHeader::tunnel`).
+    tunnel: u8,
 }
 
 fn flag_names(flags: u16) -> String {
@@ -258,6 +261,7 @@ fn parsed_view(frame: &Frame) -> Option<(EventHeader, TlsSummary, View)> {
         cipher_suite: h.cipher_suite,
         selected_version: h.selected_version,
         ticket_id,
+        tunnel: header.tunnel,
     };
     Some((header, s, view))
 }
@@ -278,6 +282,7 @@ fn expected_view(row: &Row) -> View {
         dst_port: parse_u16(row.get("tcp.dstport")),
         payload_len: row.number("tcp.len"),
         handshake_types: types.clone(),
+        tunnel: tunnel_of(row.get("frame.protocols")).0,
         ..View::default()
     };
     let exts = row.extensions();
@@ -292,10 +297,15 @@ fn expected_view(row: &Row) -> View {
         Some(&t) if t == HandshakeType::CLIENT_HELLO.0 => {
             v.flags |= hf::CLIENT_HELLO;
             v.sni = first("tls.handshake.extensions_server_name");
+            // The client's preferred version (its first that is not
+            // GREASE, RFC 8446 §4.2.1 and RFC 8701 §2) is TLS 1.3 or a
+            // draft of it.
             let versions = row.list("tls.handshake.extensions.supported_version");
             if versions
                 .iter()
-                .any(|s| parse_u16(s) == ProtocolVersion::TLS1_3.0)
+                .map(|s| parse_u16(s))
+                .find(|v| v & 0x0f0f != 0x0a0a)
+                .is_some_and(|v| ProtocolVersion(v).follows_tls13())
             {
                 v.flags |= hf::OFFERS_TLS13;
             }
@@ -364,9 +374,30 @@ fn expected_view(row: &Row) -> View {
     v
 }
 
+/// The outermost tunnel in tshark's protocol stack of a frame
+/// (`eth:ethertype:ip:udp:vxlan:eth:...`): a tunnel protocol, or an IP
+/// header right inside another.
+fn tunnel_of(protocols: &str) -> Tunnel {
+    let layers: Vec<&str> = protocols.split(':').collect();
+    for (i, layer) in layers.iter().enumerate() {
+        let next = layers.get(i + 1).copied().unwrap_or("");
+        match *layer {
+            "vxlan" => return Tunnel::VXLAN,
+            "geneve" => return Tunnel::GENEVE,
+            "gre" => return Tunnel::GRE,
+            "gtp" => return Tunnel::GTPU,
+            "pppoes" => return Tunnel::PPPOE,
+            "ip" | "ipv6" if next == "ip" || next == "ipv6" => return Tunnel::IP_IN_IP,
+            "tcp" => break,
+            _ => {}
+        }
+    }
+    Tunnel::NONE
+}
+
 fn describe(v: &View) -> String {
     format!(
-        "ports {}->{} len {} handshake {:?} flags [{}] session_id {} sni {:?} alpn {:?} cipher 0x{:04x} version 0x{:04x} ticket {}",
+        "ports {}->{} len {} handshake {:?} flags [{}] session_id {} sni {:?} alpn {:?} cipher 0x{:04x} version 0x{:04x} ticket {} tunnel {}",
         v.src_port,
         v.dst_port,
         v.payload_len,
@@ -378,6 +409,7 @@ fn describe(v: &View) -> String {
         v.cipher_suite,
         v.selected_version,
         v.ticket_id.as_deref().map_or_else(|| "-".to_owned(), hex),
+        Tunnel(v.tunnel).name(),
     )
 }
 
@@ -610,6 +642,35 @@ fn tls13_early_data() {
     assert!(
         has_ext(last, ExtensionType::EARLY_DATA) && has_ext(last, ExtensionType::PRE_SHARED_KEY)
     );
+}
+
+/// TLS 1.3 over IPv6, and the tunnel captures: the real handshakes of
+/// the captures above (and a VXLAN capture made in network namespaces)
+/// inside every tunnel the parser opens, frame by frame against tshark's
+/// dissection, the tunnel included.
+#[test]
+fn ipv6_and_tunnels() {
+    let expected = [
+        ("tls13_psk_ipv6", Tunnel::NONE),
+        ("tunnel_vxlan", Tunnel::VXLAN),
+        ("tunnel_geneve", Tunnel::GENEVE),
+        ("tunnel_gretap", Tunnel::GRE),
+        ("tunnel_ipip", Tunnel::IP_IN_IP),
+        ("tunnel_sit", Tunnel::IP_IN_IP),
+        ("tunnel_gtpu", Tunnel::GTPU),
+        ("tunnel_pppoe", Tunnel::PPPOE),
+        ("vlan_qinq", Tunnel::NONE),
+    ];
+    for (name, tunnel) in expected {
+        let rows = compare(name);
+        // The capture is what its name says, by tshark.
+        assert!(
+            rows.iter()
+                .all(|r| tunnel_of(r.get("frame.protocols")) == tunnel),
+            "{name}: tshark sees another tunnel"
+        );
+        assert!(!hello_rows(&rows, HandshakeType::SERVER_HELLO).is_empty());
+    }
 }
 
 // ---- robustness on real frames ------------------------------------------

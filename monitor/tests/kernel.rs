@@ -1,10 +1,11 @@
 //! The real kernel program, loaded into this kernel and run on frames with
-//! BPF_PROG_TEST_RUN. Each frame also goes through the same shared code
-//! compiled for the host; the two must produce the same event (apart from
-//! timestamp, interface and direction, which only the kernel knows). Needs
-//! root.
+//! BPF_PROG_TEST_RUN. Each frame also goes through the same pipeline in its
+//! host environment; the two must produce the same events (apart from
+//! timestamp, interface and direction, which only the kernel knows) and the
+//! same counters, so the kernel's environment — ring buffer, maps, tail
+//! call, socket-buffer reads — is checked against the host's. Needs root.
 
-use monitor::{live::monotonic_ns, replay::KernelEngine};
+use monitor::{live::monotonic_ns, replay::KernelEngine, stats::KernelStats};
 use monitor_common::{
     classify::Classifier,
     event::{Decoded, Direction, hello_flags as hf},
@@ -71,6 +72,11 @@ fn all(e: &mut Engines, frame: &[u8]) -> Vec<Decoded> {
     assert_eq!(
         kernel, host,
         "kernel and host engines disagree on frame {frame:02x?}"
+    );
+    assert_eq!(
+        e.kernel.counters(),
+        KernelStats::from_counters(|i| e.host.counter(i)),
+        "kernel and host engines count frame {frame:02x?} differently"
     );
     let summaries = kernel
         .iter()
@@ -178,6 +184,21 @@ fn server_flight() -> Vec<u8> {
     msgs.extend(handshake(11, &[0, 0, 3, 0, 0, 0]));
     msgs.extend(handshake(14, &[]));
     record(22, &msgs)
+}
+
+/// The body of a ServerHello selecting `version` (supported_versions) and
+/// accepting a PSK (RFC 8446 §4.2.11: its pre_shared_key names the
+/// identity chosen), echoing a 32-byte session ID.
+fn psk_server_hello(version: u16) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x44; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x22; 32]);
+    body.extend_from_slice(&[0x13, 0x01, 0]);
+    let exts = [ext(43, &version.to_be_bytes()), ext(41, &[0, 0])].concat();
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    body
 }
 
 struct Frame {
@@ -297,6 +318,32 @@ fn server_flight_lists_messages_in_order() {
     assert!(t.hello.flags & hf::TICKET_EXT != 0);
 }
 
+/// ServerHellos of TLS 1.3 drafts: draft-18's own layout (version,
+/// random, cipher_suite, extensions: draft-ietf-tls-tls13-18 §4.1.3) and
+/// a vendor's variant of draft 26 in RFC 8446's layout, both accepting a
+/// PSK.
+#[test]
+fn draft_server_hellos_are_parsed_identically_in_kernel_and_host() {
+    let mut k = engine();
+    let mut draft18 = vec![0x7f, 18];
+    draft18.extend_from_slice(&[0xa6; 32]);
+    draft18.extend_from_slice(&[0x13, 0x01]);
+    let exts = [ext(40, &[0, 0x1d, 0, 2, 1, 2]), ext(41, &[0, 0])].concat();
+    draft18.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    draft18.extend_from_slice(&exts);
+    let fb26 = psk_server_hello(0xfb1a);
+    for (body, version) in [(draft18, 0x7f12), (fb26, 0xfb1a)] {
+        let f = frame(&PLAIN, &record(22, &handshake(2, &body)));
+        let Some(Decoded::Tls(_, t)) = both(&mut k, &f) else {
+            panic!("no TLS event for the {version:#x} ServerHello");
+        };
+        let h = t.hello;
+        assert_eq!(h.flags & (hf::MALFORMED | hf::TRUNCATED), 0, "{version:#x}");
+        assert_eq!(h.flags & hf::PSK, hf::PSK, "{version:#x}");
+        assert_eq!((h.selected_version, h.cipher_suite), (version, 0x1301));
+    }
+}
+
 #[test]
 fn rst_fin_and_non_tls_traffic() {
     let mut k = engine();
@@ -400,16 +447,8 @@ fn a_client_hello_split_over_segments_is_reassembled() {
         )
         .is_empty()
     );
-    // The server accepts the PSK (RFC 8446 §4.2.11: its pre_shared_key
-    // names the identity chosen).
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x44; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]);
-    body.extend_from_slice(&[0x13, 0x01, 0]);
-    let exts = [ext(43, &[3, 4]), ext(41, &[0, 0])].concat();
-    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&exts);
+    // The server accepts the PSK.
+    let body = psk_server_hello(0x0304);
     let mut server_hello = with_seq(frame(&PLAIN, &record(22, &handshake(2, &body))), 77);
     // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
     // hello (the tracker counts only a ServerHello that does).
@@ -480,6 +519,96 @@ fn hostile_frames_are_skipped_the_same_way_in_both_engines() {
             f[23] = 6;
         }
         both(&mut k, &f);
+    }
+}
+
+/// A ClientHello inside every tunnel the parser opens, built with the
+/// shared emit side: the same event (with its tunnel) from both engines,
+/// and every single-byte corruption of the tunnel headers handled alike.
+#[test]
+fn tunnelled_frames_are_read_identically_in_kernel_and_host() {
+    use monitor_common::{
+        emit::{self, GreFields},
+        net::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB, ETHERTYPE_VLAN},
+        tunnel::{GENEVE_PORT, GTPU_PORT, Tunnel, VXLAN_PORT},
+    };
+    let mut k = engine();
+    let hello = client_hello();
+    let inner = emit::ipv4(
+        6,
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        &emit::tcp(40000, 443, 1000, 0x18, &hello),
+    );
+    let inner6 = emit::ipv6(
+        6,
+        [0xfd; 16],
+        [0xfe; 16],
+        &emit::tcp(40000, 443, 1000, 0x18, &hello),
+    );
+    let eth = emit::ethernet(&[ETHERTYPE_VLAN], ETHERTYPE_IPV4, &inner);
+    let outer = |proto: u8, payload: &[u8]| {
+        emit::ethernet(
+            &[],
+            ETHERTYPE_IPV4,
+            &emit::ipv4(proto, [198, 51, 100, 1], [198, 51, 100, 2], payload),
+        )
+    };
+    let gre_fields = GreFields {
+        checksum: true,
+        key: true,
+        sequence: false,
+    };
+    let frames = [
+        (
+            emit::udp_tunnel(VXLAN_PORT, &emit::vxlan(42, &eth)),
+            Tunnel::VXLAN,
+        ),
+        (
+            emit::udp_tunnel(GENEVE_PORT, &emit::geneve(ETHERTYPE_TEB, &[1; 8], &eth)),
+            Tunnel::GENEVE,
+        ),
+        (
+            outer(47, &emit::gre(gre_fields, ETHERTYPE_IPV4, &inner)),
+            Tunnel::GRE,
+        ),
+        (outer(4, &inner), Tunnel::IP_IN_IP),
+        (outer(41, &inner6), Tunnel::IP_IN_IP),
+        (
+            emit::udp_tunnel(GTPU_PORT, &emit::gtpu(9, true, &inner6)),
+            Tunnel::GTPU,
+        ),
+        (emit::pppoe_frame(&inner), Tunnel::PPPOE),
+        (
+            emit::ethernet(
+                &[],
+                ETHERTYPE_IPV6,
+                &emit::ipv6(4, [0xfd; 16], [0xfe; 16], &inner),
+            ),
+            Tunnel::IP_IN_IP,
+        ),
+    ];
+    for (frame, tunnel) in frames {
+        let Some(Decoded::Tls(h, t)) = both(&mut k, &frame) else {
+            panic!("no TLS event through {}", tunnel.name());
+        };
+        assert_eq!(h.tunnel, tunnel.0, "{}", tunnel.name());
+        assert_eq!((h.src_port, h.dst_port), (40000, 443), "{}", tunnel.name());
+        assert_eq!(
+            t.hello.flags & (hf::TRUNCATED | hf::MALFORMED),
+            0,
+            "{}",
+            tunnel.name()
+        );
+        assert_ne!(t.hello.flags & hf::CLIENT_HELLO, 0, "{}", tunnel.name());
+        let headers = frame.len() - hello.len();
+        for i in 0..headers {
+            for v in [0x00, 0xff, 0x45, 0x01] {
+                let mut f = frame.clone();
+                f[i] = v;
+                both(&mut k, &f);
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every capture of the corpus through `tlsmon replay`'s two engines: the
-//! shared code compiled for the host, and the real kernel program run with
-//! BPF_PROG_TEST_RUN. Both must print the same counts (the differential
-//! test of the kernel program), and the full/resumed counts must match what
+//! per-packet pipeline in its host environment, and the real kernel program
+//! run with BPF_PROG_TEST_RUN. Both must print the same counts (the
+//! differential test of the two environments), and the full/resumed counts must match what
 //! tshark's dissection of the same file says (the `.tshark.tsv` files made
 //! by `fixtures/make.sh`). Needs root for the kernel engine.
 
@@ -50,6 +50,7 @@ fn run(file: &Path, kernel: bool) -> (Vec<Value>, Value) {
         "malformed": o.stats.malformed,
         "fragments": o.stats.fragments,
         "too_deep": o.stats.too_deep,
+        "encapsulation": o.stats.encapsulation,
         "tls_packets": o.stats.tls_packets,
         "lost_events": o.stats.lost_events,
         "events": o.tracker.totals.events,
@@ -243,6 +244,79 @@ fn rejected_capture_is_explained() {
         alerts >= 2,
         "tshark shows {alerts} alert records: the clean closes are not in the capture"
     );
+}
+
+/// A classic pcap of Ethernet frames, with their capture times.
+fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    let mut out = Vec::new();
+    for v in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for (ts_ns, frame) in frames {
+        let len = u32::try_from(frame.len()).unwrap();
+        for v in [
+            u32::try_from(ts_ns / 1_000_000_000).unwrap(),
+            u32::try_from(ts_ns % 1_000_000_000 / 1000).unwrap(),
+            len,
+            len,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(frame);
+    }
+    fs::write(path, out).unwrap();
+}
+
+/// The VXLAN capture once more, inside IP-in-IP: one tunnel deeper than
+/// tlsmon opens. tshark still finds every handshake; tlsmon must count
+/// every packet as skipped for its encapsulation, in both engines, and
+/// none as anything else.
+#[test]
+fn a_tunnel_too_deep_is_counted_as_skipped() {
+    use monitor::capture::Capture;
+    use monitor_common::{
+        emit,
+        net::{ETHERTYPE_IPV4, IPPROTO_IPIP},
+    };
+    let src = corpus()
+        .into_iter()
+        .find(|p| p.ends_with("tunnel_vxlan.pcap"))
+        .expect("tunnel_vxlan.pcap");
+    let mut capture = Capture::open(&src).unwrap();
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    while let Some(p) = capture.next_packet() {
+        let p = p.unwrap();
+        let ip = emit::ipv4(
+            IPPROTO_IPIP,
+            [203, 0, 113, 1],
+            [203, 0, 113, 2],
+            &p.data[14..],
+        );
+        frames.push((p.ts_ns, emit::ethernet(&[], ETHERTYPE_IPV4, &ip)));
+    }
+    let dir = std::env::temp_dir().join(format!("tlsmon-nested-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let nested = dir.join("nested.pcap");
+    write_pcap(&nested, &frames);
+    let out = xtask::programs::command("tshark")
+        .args(["-n", "-r"])
+        .arg(&nested)
+        .args(["-Y", "tls.handshake.type == 2"])
+        .output()
+        .expect("tshark (cargo xtask setup installs it)");
+    let server_hellos = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(server_hellos, 6, "tshark sees the six handshakes");
+    for kernel in [false, true] {
+        let (servers, stats) = run(&nested, kernel);
+        assert!(servers.is_empty(), "kernel {kernel}: {servers:?}");
+        assert_eq!(
+            stats["encapsulation"].as_u64(),
+            Some(frames.len() as u64),
+            "kernel {kernel}: {stats}"
+        );
+        assert_eq!(stats["events"].as_u64(), Some(0), "kernel {kernel}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

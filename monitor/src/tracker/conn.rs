@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use monitor_common::{
     event::{ALPN_MAX, Direction, EventHeader, SNI_MAX, TICKET_ID_LEN, TlsSummary, hello_flags},
-    tls::ProtocolVersion,
+    tls::{ProtocolVersion, Rules},
 };
 
 use super::{exchange::Exchange, sessions::SessionKey, table::ConnKey};
@@ -109,8 +109,15 @@ pub(super) struct Negotiated {
 }
 
 impl Negotiated {
+    /// TLS 1.3's rules: PSK, and nothing to see after the ServerHello.
+    /// For TLS 1.3, its drafts and vendors' variants, and for a version
+    /// tlsmon cannot place: TLS ≤ 1.2's session-ID echo must never be
+    /// applied to those (a draft's middlebox-compatibility echo read as a
+    /// resumption, issue 17); an unknown version is most likely a
+    /// descendant of TLS 1.3, and its ServerHello says whether it took a
+    /// PSK the way TLS 1.3's does.
     pub(super) fn tls13(&self) -> bool {
-        self.version == ProtocolVersion::TLS1_3.0
+        ProtocolVersion(self.version).rules() != Rules::Tls12
     }
 }
 

@@ -14,7 +14,7 @@
 use monitor_common::{
     event::{EventHeader, Hello, ITEM_OPAQUE, TlsSummary, hello_flags},
     net::{TCP_FIN, TCP_RST},
-    tls::{ContentType, HandshakeType, ProtocolVersion},
+    tls::{ContentType, HandshakeType, ProtocolVersion, Rules},
 };
 
 use super::{
@@ -255,7 +255,7 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
     // A full TLS ≤ 1.2 handshake establishes the session ID the server
     // chose (RFC 5246 §7.4.1.3).
     let full_so_far = match c.phase {
-        Phase::Shape(n) | Phase::Decided(n, None) => n.version <= ProtocolVersion::TLS1_2.0,
+        Phase::Shape(n) | Phase::Decided(n, None) => !n.tls13(),
         _ => false,
     };
     if after_hello && full_so_far {
@@ -408,7 +408,7 @@ fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
     // encrypted application data (RFC 8446 §6.1): cleanliness cannot be
     // seen, so it is not counted.
     if c.version()
-        .is_some_and(|v| v != 0 && v <= ProtocolVersion::TLS1_2.0)
+        .is_some_and(|v| ProtocolVersion(v).rules() == Rules::Tls12)
     {
         out.closed = Some(if c.sides.iter().any(|s| s.alerted) {
             Close::Clean

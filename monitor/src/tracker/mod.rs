@@ -502,9 +502,7 @@ fn count_handshake(
     if conn.offer.early_data() {
         s.early_data_offered += 1;
     }
-    if let Some(v) = monitor_common::tls::ProtocolVersion(n.version).name() {
-        *s.versions.entry(v).or_default() += 1;
-    }
+    s.count_version(n.version);
     *s.ciphers.entry(n.cipher).or_default() += 1;
     if let Some(sni) = conn.offer.sni.text() {
         s.sni.add(&sni);

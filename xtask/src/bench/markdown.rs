@@ -182,7 +182,8 @@ fn kernel_section(md: &mut String, kernel: &Part<Vec<KernelCase>>) {
          a new address each time and the shared machine's other work changes. The ring buffer is large enough for every event of a run and is drained \
          between runs, so event-producing cases measure a successful reservation. Frames are \
          Ethernet/IPv4/TCP with the timestamp option: `app_data` a 1400-byte TLS application \
-         data record, `non_tls` an HTTP request, `client_hello` a 512-byte ClientHello (SNI, \
+         data record, `app_data_vxlan` the same frame inside VXLAN (the tunnel parser's general \
+         path), `non_tls` an HTTP request, `client_hello` a 512-byte ClientHello (SNI, \
          ALPN, key_share, supported_versions, session_ticket, GREASE, padding), `server_flight` \
          a TLS 1.2 ServerHello, Certificate (about 1000 bytes), ServerKeyExchange and \
          ServerHelloDone in one segment, `rst` a bare RST.\n"

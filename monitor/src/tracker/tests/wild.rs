@@ -179,3 +179,53 @@ fn a_new_hello_on_the_port_of_a_timed_out_one_is_a_new_connection() {
     let s = stats(&t);
     assert_eq!((s.full, s.incomplete, s.late), (2, 1, 0), "{s:?}");
 }
+
+/// A ServerHello selecting `version` in supported_versions that echoes the
+/// client's 32-byte legacy_session_id, as TLS 1.3 and its drafts from -22
+/// do for middlebox compatibility (RFC 8446 §4.1.3, §D.4).
+fn sh_selecting(sid: &[u8], version: u16, flags: u16) -> TlsSummary {
+    let mut t = sh(sid, 0x0303, flags, &[CCS, 0x17ff]);
+    t.hello.selected_version = version;
+    t
+}
+
+#[test]
+fn drafts_and_variants_follow_tls13_rules_and_unknown_versions_never_tls12s() {
+    // One capture in issue 17: six handshakes of a TLS 1.3 draft, their
+    // compatibility echoes read as session-ID resumptions. A draft, a
+    // vendor's variant and a version nobody knows: the echo is not a
+    // resumption; an accepted PSK is.
+    let mut t = Tracker::new(Limits::default());
+    for (port, version, flags) in [
+        (1000, 0x7f17, 0),
+        (1001, 0xfb1a, hf::PSK),
+        (1002, 0x7e01, 0),
+    ] {
+        let mut c = conn(&mut t, port);
+        c.client(&ch(&[9; 32], hf::OFFERS_TLS13 | hf::PSK, 0));
+        c.server(&sh_selecting(&[9; 32], version, flags));
+    }
+    let s = stats(&t);
+    assert_eq!((s.full, s.resumed), (2, 1));
+    assert_eq!((s.resumed_by.psk, s.resumed_by.session_id), (1, 0));
+    let names: Vec<_> = s.version_counts().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["0x7e01", "TLSv1.3-draft23", "TLSv1.3-fb-draft26"]);
+}
+
+#[test]
+fn distinct_versions_a_server_counts_are_bounded() {
+    let mut t = Tracker::new(Limits::default());
+    for port in 0..40u16 {
+        let mut c = conn(&mut t, 2000 + port);
+        c.client(&ch(&[9; 32], hf::OFFERS_TLS13, 0));
+        c.server(&sh_selecting(&[9; 32], 0x7e00 + port, 0));
+    }
+    let s = stats(&t);
+    assert_eq!(s.full, 40);
+    assert_eq!(s.versions.len(), crate::stats::VERSIONS_CAP + 1);
+    let other = s.version_counts().into_iter().find(|(n, _)| n == "other");
+    assert_eq!(
+        other,
+        Some(("other".to_owned(), 40 - crate::stats::VERSIONS_CAP as u64))
+    );
+}
