@@ -5,6 +5,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod columns;
+pub mod connection_log;
 pub mod diagnosis;
 pub mod escape;
 pub mod histogram;

@@ -76,6 +76,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         "rejected_after_unclean": s.rejected_after_unclean,
         "rejected_after_clean": s.rejected_after_clean,
         "rejected_origin_unknown": s.rejected_origin_unknown,
+        "rejected_by_cause": s.rejected_by_cause,
         "hrr": s.hrr,
         "early_data_offered": s.early_data_offered,
         "incomplete": s.incomplete,
@@ -83,6 +84,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         "late": s.late,
         "clean_closes": s.clean_closes,
         "unclean_closes": s.unclean_closes,
+        "unknown_closes": s.unknown_closes,
         "rst_by_client": s.rst_by_client,
         "rst_by_server": s.rst_by_server,
         "versions": versions,
@@ -118,6 +120,7 @@ pub fn summary_line(
         evicted_servers,
         direction_unchecked,
         evicted_timed_out,
+        dropped_records,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
     let mut v = json!({
@@ -147,6 +150,7 @@ pub fn summary_line(
         "unanswered_hellos": unanswered_hellos,
         "evicted_servers": evicted_servers,
         "evicted_timed_out": evicted_timed_out,
+        "dropped_records": dropped_records,
         // Captures without packet direction: roles and answers were
         // checked by sequence numbers only.
         "direction_checked": direction_unchecked == 0,

@@ -11,9 +11,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use monitor_common::{event::stat, net::Skip};
-
-use monitor_common::tls::ProtocolVersion;
+use monitor_common::{event::stat, net::Skip, tls::ProtocolVersion};
 
 use crate::histogram::Histogram;
 
@@ -113,6 +111,125 @@ impl ByMethod {
     }
 }
 
+/// Why a server answered an offered resumption with a full handshake: one
+/// cause per rejected offer, from the evidence tlsmon has, never more
+/// certain than it (docs/classification.md, "Why sessions are rejected").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cause {
+    /// The session's last holder was closed without close_notify: an
+    /// OpenSSL-based server drops such a session.
+    AfterUnclean,
+    /// The session's last holder was closed cleanly, and still the server
+    /// did not take it back.
+    AfterClean,
+    /// Older than this server has been seen to accept, while younger ones
+    /// resume.
+    Expired,
+    /// Every session issued before a moment is rejected, those after it
+    /// resume: the server lost its cache.
+    ServerRestart,
+    /// This server never resumes, even sessions closed cleanly.
+    NoCache,
+    /// TLS ≤ 1.2 stateless tickets refused: keys rotated, or several
+    /// instances behind one address.
+    TicketRejected,
+    /// The evidence fits no cause, or more than one.
+    Unknown,
+}
+
+impl Cause {
+    pub const ALL: [Self; 7] = [
+        Self::AfterUnclean,
+        Self::AfterClean,
+        Self::Expired,
+        Self::ServerRestart,
+        Self::NoCache,
+        Self::TicketRejected,
+        Self::Unknown,
+    ];
+
+    /// The name in JSON lines and metric labels.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AfterUnclean => "after_unclean",
+            Self::AfterClean => "after_clean",
+            Self::Expired => "expired",
+            Self::ServerRestart => "server_restart",
+            Self::NoCache => "no_cache",
+            Self::TicketRejected => "ticket_rejected",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Rejected offers by [`Cause`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ByCause {
+    pub after_unclean: u64,
+    pub after_clean: u64,
+    pub expired: u64,
+    pub server_restart: u64,
+    pub no_cache: u64,
+    pub ticket_rejected: u64,
+    pub unknown: u64,
+}
+
+impl ByCause {
+    pub fn add(&mut self, c: Cause) {
+        *self.slot(c) += 1;
+    }
+
+    #[must_use]
+    pub fn get(&self, c: Cause) -> u64 {
+        match c {
+            Cause::AfterUnclean => self.after_unclean,
+            Cause::AfterClean => self.after_clean,
+            Cause::Expired => self.expired,
+            Cause::ServerRestart => self.server_restart,
+            Cause::NoCache => self.no_cache,
+            Cause::TicketRejected => self.ticket_rejected,
+            Cause::Unknown => self.unknown,
+        }
+    }
+
+    fn slot(&mut self, c: Cause) -> &mut u64 {
+        match c {
+            Cause::AfterUnclean => &mut self.after_unclean,
+            Cause::AfterClean => &mut self.after_clean,
+            Cause::Expired => &mut self.expired,
+            Cause::ServerRestart => &mut self.server_restart,
+            Cause::NoCache => &mut self.no_cache,
+            Cause::TicketRejected => &mut self.ticket_rejected,
+            Cause::Unknown => &mut self.unknown,
+        }
+    }
+}
+
+/// How one side of a connection ended its TLS session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseStyle {
+    /// close_notify before its FIN (TLS ≤ 1.2: an alert record; TLS 1.3: a
+    /// last record of close_notify's size).
+    Clean,
+    /// RST, or FIN after a record that cannot be a close_notify, or with no
+    /// record at all.
+    Unclean,
+    /// Not seen, or the sizes cannot tell (padding, records merged).
+    Unknown,
+}
+
+impl CloseStyle {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::Unclean => "unclean",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// Everything counted for one TLS server.
 #[derive(Clone, Debug)]
 pub struct ServerStats {
@@ -131,6 +248,9 @@ pub struct ServerStats {
     /// Rejected offers whose originating connection tlsmon did not see
     /// (started before it, or TLS 1.3 where tickets travel encrypted).
     pub rejected_origin_unknown: u64,
+    /// Rejected offers by cause (`rejected` is their sum). The three
+    /// `rejected_after_*` fields above stay for scripts that read them.
+    pub rejected_by_cause: ByCause,
     pub hrr: u64,
     pub early_data_offered: u64,
     /// Handshakes that did not complete within the handshake timeout, or
@@ -145,6 +265,9 @@ pub struct ServerStats {
     pub late: u64,
     pub clean_closes: u64,
     pub unclean_closes: u64,
+    /// Closes whose style could not be told (TLS 1.3: the last record
+    /// before FIN was not seen, or its size is ambiguous).
+    pub unknown_closes: u64,
     pub rst_by_client: u64,
     pub rst_by_server: u64,
     /// By negotiated version (`ProtocolVersion`'s value); see
@@ -171,6 +294,7 @@ impl ServerStats {
             rejected_after_unclean: 0,
             rejected_after_clean: 0,
             rejected_origin_unknown: 0,
+            rejected_by_cause: ByCause::default(),
             hrr: 0,
             early_data_offered: 0,
             incomplete: 0,
@@ -178,6 +302,7 @@ impl ServerStats {
             late: 0,
             clean_closes: 0,
             unclean_closes: 0,
+            unknown_closes: 0,
             rst_by_client: 0,
             rst_by_server: 0,
             versions: Map::default(),
@@ -296,6 +421,9 @@ pub struct Totals {
     /// a late ServerHello (`max_timed_out`): an answer to them after that
     /// is untracked.
     pub evicted_timed_out: u64,
+    /// Connection records (`--log-handshakes`) dropped because the output
+    /// had not taken the earlier ones (see `Tracker::take_records`).
+    pub dropped_records: u64,
 }
 
 /// Counters the kernel keeps, summed over CPUs.
