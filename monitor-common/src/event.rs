@@ -175,7 +175,9 @@ pub struct Hello {
     pub alpn_len: u8,
     /// Number of extensions walked.
     pub extensions: u8,
-    pub pad0: u32,
+    /// A NewSessionTicket's ticket_lifetime_hint in seconds (RFC 5077
+    /// §3.3; TLS ≤ 1.2, in clear), with [`hello_flags::NEW_TICKET`].
+    pub ticket_lifetime: u32,
     pub session_id: [u8; SESSION_ID_MAX],
     /// Last bytes of the offered (ClientHello session_ticket) or issued
     /// (NewSessionTicket) ticket.
@@ -195,7 +197,7 @@ impl Default for Hello {
             sni_len: 0,
             alpn_len: 0,
             extensions: 0,
-            pad0: 0,
+            ticket_lifetime: 0,
             session_id: [0; SESSION_ID_MAX],
             ticket_id: [0; TICKET_ID_LEN],
             sni: [0; SNI_MAX],
