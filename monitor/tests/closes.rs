@@ -50,24 +50,41 @@ fn event(kernel: &mut KernelEngine, frame: &[u8]) -> Option<(EventKind, u8)> {
     };
     let k = of(kernel.run_frame(frame).expect("a test run"));
     let h = of(Classifier::default()
-        .packet(frame, LinkType::ETHERNET, Direction::UNKNOWN, monotonic_ns())
+        .packet(
+            frame,
+            LinkType::ETHERNET,
+            Direction::UNKNOWN,
+            monotonic_ns(),
+        )
         .expect("a TCP frame"));
     assert_eq!(k, h, "kernel and host disagree on {frame:02x?}");
     k
 }
 
+/// A case: its name, the TCP flags and payload, and the event wanted.
+type Case = (&'static str, u8, Vec<u8>, Option<(EventKind, u8)>);
+
 #[test]
 fn the_record_that_ends_a_side_is_reported_by_both_engines() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "run as root (cargo xtask test)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "run as root (cargo xtask test)"
+    );
     let mut k = KernelEngine::new().expect("loading the kernel program");
     let teardown = |n| Some((EventKind::TEARDOWN, n));
     let short = |n| Some((EventKind::SHORT_RECORD, n));
     let data = TCP_ACK | TCP_PSH;
-    let cases: [(&str, u8, Vec<u8>, Option<(EventKind, u8)>); 11] = [
+    let cases: [Case; 11] = [
         // OpenSSL and HAProxy: close_notify alone, then a bare FIN.
         ("close_notify", data, records(&[(23, 19)]), short(19)),
-        ("bare FIN", TCP_ACK | TCP_FIN, Vec::new(), teardown(LAST_RECORD_NONE)),
+        (
+            "bare FIN",
+            TCP_ACK | TCP_FIN,
+            Vec::new(),
+            teardown(LAST_RECORD_NONE),
+        ),
         // AES-CCM-8 and a padded alert in a segment of its own.
         ("ccm8", data, records(&[(23, 11)]), short(11)),
         ("padded", data, records(&[(23, 35)]), short(35)),
@@ -83,15 +100,25 @@ fn the_record_that_ends_a_side_is_reported_by_both_engines() {
             teardown(35),
         ),
         // nginx's response with the FIN: no close_notify.
-        ("response+FIN", TCP_ACK | TCP_FIN, records(&[(23, 168)]), teardown(LAST_RECORD_LONGER)),
+        (
+            "response+FIN",
+            TCP_ACK | TCP_FIN,
+            records(&[(23, 168)]),
+            teardown(LAST_RECORD_LONGER),
+        ),
         // A RST after data and a close_notify in one segment.
-        ("RST", TCP_ACK | TCP_RST, records(&[(23, 60), (23, 19)]), teardown(19)),
+        (
+            "RST",
+            TCP_ACK | TCP_RST,
+            records(&[(23, 60), (23, 19)]),
+            teardown(19),
+        ),
         // TLS 1.2: the end of a record, then an encrypted alert, and FIN.
         (
             "tls12 alert",
             TCP_ACK | TCP_FIN,
             records(&[(23, 200), (21, 26)])[150..].to_vec(),
-            teardown(26 | LAST_RECORD_ALERT),
+            teardown(0x1a | LAST_RECORD_ALERT),
         ),
     ];
     for (name, flags, payload, want) in cases {
