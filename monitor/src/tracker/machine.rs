@@ -572,9 +572,7 @@ fn sent_data(side: &Side, h: &EventHeader) -> Option<bool> {
     }
     let data_end = if h.payload_len == 0 {
         match side.short {
-            Some((end, len)) if end == h.seq => {
-                end.wrapping_sub(u32::from(len) + HEADER)
-            }
+            Some((end, len)) if end == h.seq => end.wrapping_sub(u32::from(len) + HEADER),
             _ => h.seq,
         }
     } else if h.kind == EventKind::TEARDOWN.0

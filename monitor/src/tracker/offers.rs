@@ -147,7 +147,10 @@ impl Tracker {
         }
         if tls13 && !conn.candidate {
             conn.candidate = true;
-            if self.tickets.delivered(client.addr, server, n.at_ns) {
+            if self
+                .tickets
+                .delivered(client.addr, server, n.at_ns, resumed.is_none())
+            {
                 self.totals.evicted_ticket_sets += 1;
             }
         }

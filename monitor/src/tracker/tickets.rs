@@ -27,18 +27,22 @@
 //! the rules that need an age (`causes`: expired, a restart). An accepted
 //! offer is taken to use the latest candidate (the least age it can have:
 //! what a server accepts is not overstated). A rejected one is taken to
-//! use the latest candidate that completed before the previous rejected
-//! offer of the same client to the same server, if that was less than
-//! [`RECENT_REJECTION_NS`] ago, and the latest otherwise: the fresh tickets
-//! a rejection's full handshake delivers are what the client holds next,
-//! and a second rejection soon after is of a ticket from before. Measured
-//! in the proxy lab (`expired+tls13`, `server_restart+tls13`), where
-//! HAProxy keeps one session per thread and each thread offers the ticket
-//! its own previous connection received: after a pause or a restart both
-//! threads offered a ticket from before it, the second one after the
-//! first one's full handshake (and in a restart, after that thread had
-//! resumed the fresh ticket twice more). Whom a rejection is blamed on
-//! comes from the whole set, not from this estimate.
+//! use the latest candidate that completed before the last full handshake
+//! between the same client and server, if that was less than
+//! [`RECENT_FULL_NS`] ago and at most [`SAME_EPISODE`] candidates
+//! completed since, and the latest otherwise: a full handshake (a
+//! rejection's, or one that offered nothing) delivers fresh tickets to one
+//! of the client's threads, and a rejection soon after is of another
+//! thread's ticket from before. Measured in the proxy lab
+//! (`expired+tls13`, `server_restart+tls13`), where HAProxy keeps one
+//! session per thread and each thread offers the ticket its own previous
+//! connection received: after a pause or a restart both threads offered a
+//! ticket from before it, the second one after the first one's full
+//! handshake (and in a restart, after that thread had resumed the fresh
+//! ticket twice more); and a thread whose ticket was past its lifetime
+//! offered nothing, made a full handshake, and the other thread's stale
+//! offer came next. Whom a rejection is blamed on comes from the whole
+//! set, not from this estimate.
 
 use std::net::IpAddr;
 
@@ -62,19 +66,28 @@ struct Candidates {
     /// (`next` is where the next one goes), 0 where none yet.
     recent: [u64; RECENT],
     next: u8,
-    /// When this client's previous offer to this server was rejected.
-    last_rejected_ns: Option<u64>,
+    /// When the last full handshake between this client and server
+    /// completed, and how many candidates completed since.
+    last_full_ns: Option<u64>,
+    since_full: u8,
 }
 
 /// Candidates whose completion times are kept per (client, server): more
 /// than a proxy's threads make between two rejections of one burst.
 const RECENT: usize = 8;
-/// How recent a previous rejection must be to shape a rejected offer's
+/// How recent a full handshake must be to shape a rejected offer's
 /// estimate: the tracker's linger time.
-const RECENT_REJECTION_NS: u64 = 5_000_000_000;
+const RECENT_FULL_NS: u64 = 5_000_000_000;
+/// At most this many candidates completed since the full handshake for it
+/// to shape the estimate: the fresh tickets it delivered may be resumed a
+/// few times before a client's other thread offers its own (measured:
+/// twice, `server_restart+tls13`); a load between two restarts (four or
+/// more connections to a server) is another episode.
+const SAME_EPISODE: u8 = 2;
 
 impl Candidates {
     fn push(&mut self, at_ns: u64) {
+        self.since_full = self.since_full.saturating_add(1);
         let i = usize::from(self.next) % RECENT;
         self.recent[i] = at_ns;
         self.next = u8::try_from((i + 1) % RECENT).unwrap_or(0);
@@ -116,22 +129,32 @@ impl Tickets {
     }
 
     /// A connection from `client` completed a TLS 1.3 handshake with
-    /// `server` at `at_ns`: it may receive tickets. Returns true if the set
-    /// of another pair was evicted to make room.
-    pub(super) fn delivered(&mut self, client: IpAddr, server: Endpoint, at_ns: u64) -> bool {
+    /// `server` at `at_ns` (a `full` one or not): it may receive tickets.
+    /// Returns true if the set of another pair was evicted to make room.
+    pub(super) fn delivered(
+        &mut self,
+        client: IpAddr,
+        server: Endpoint,
+        at_ns: u64,
+        full: bool,
+    ) -> bool {
+        let mut evicted = false;
+        if self.sets.get(&(client, server)).is_none() {
+            evicted = self
+                .sets
+                .insert((client, server), Candidates::default())
+                .is_some();
+        }
         if let Some(c) = self.sets.get_mut(&(client, server)) {
             c.open = c.open.saturating_add(1);
             c.youngest_ns = c.youngest_ns.max(at_ns);
             c.push(at_ns);
-            return false;
+            if full {
+                c.last_full_ns = Some(at_ns);
+                c.since_full = 0;
+            }
         }
-        let mut c = Candidates {
-            open: 1,
-            youngest_ns: at_ns,
-            ..Candidates::default()
-        };
-        c.push(at_ns);
-        self.sets.insert((client, server), c).is_some()
+        evicted
     }
 
     /// One of the open candidates ended: `end` of its client side, or
@@ -166,15 +189,15 @@ impl Tickets {
     ) -> Option<Origin> {
         let c = self.sets.get_mut(&(client, server))?;
         let mut issued_ns = c.youngest_ns;
-        if !accepted {
-            if let Some(before) = c
-                .last_rejected_ns
-                .filter(|&r| at_ns.saturating_sub(r) < RECENT_REJECTION_NS)
-                .and_then(|r| c.latest_before(r))
-            {
-                issued_ns = before;
-            }
-            c.last_rejected_ns = Some(at_ns);
+        if !accepted
+            && let Some(before) = c
+                .last_full_ns
+                .filter(|&f| {
+                    at_ns.saturating_sub(f) < RECENT_FULL_NS && c.since_full <= SAME_EPISODE
+                })
+                .and_then(|f| c.latest_before(f))
+        {
+            issued_ns = before;
         }
         let close = if c.open > 0 || c.unknown > 0 {
             CloseStyle::Unknown
@@ -218,22 +241,22 @@ mod tests {
         let (client, server) = pair();
         let mut t = Tickets::new(8);
         assert!(t.offered(client, server, false, 5).is_none());
-        t.delivered(client, server, 10);
+        t.delivered(client, server, 10, false);
         // Open: it cannot have cost a session yet.
         let o = t.offered(client, server, false, 15).unwrap();
         assert_eq!((o.close, o.issued_ns), (CloseStyle::Unknown, 10));
         t.ended(client, server, Some(UNCLEAN));
-        t.delivered(client, server, 20);
+        t.delivered(client, server, 20, false);
         t.ended(client, server, Some(UNCLEAN));
         let o = t.offered(client, server, true, 25).unwrap();
         assert_eq!((o.close, o.idle), (CloseStyle::Unclean, false));
         // One that received nothing after its handshake is no candidate.
-        t.delivered(client, server, 30);
+        t.delivered(client, server, 30, false);
         t.ended(client, server, None);
         let o = t.offered(client, server, true, 35).unwrap();
         assert_eq!(o.close, CloseStyle::Unclean);
         // A clean one makes the set undecided.
-        t.delivered(client, server, 40);
+        t.delivered(client, server, 40, false);
         t.ended(
             client,
             server,
@@ -247,37 +270,40 @@ mod tests {
     }
 
     #[test]
-    fn a_second_rejection_soon_after_is_of_a_ticket_from_before_the_first() {
+    fn a_rejection_soon_after_a_full_handshake_is_of_a_ticket_from_before_it() {
         const S: u64 = 1_000_000_000;
         let (client, server) = pair();
         let mut t = Tickets::new(8);
-        for at in [S, 2 * S] {
-            t.delivered(client, server, at);
-            t.ended(client, server, Some(UNCLEAN));
-        }
+        t.delivered(client, server, S, true);
+        t.delivered(client, server, 2 * S, false);
+        // Each offer, then its connection's completion (a rejected offer
+        // makes a full handshake).
+        let mut issued = |accepted, at| {
+            let o = t.offered(client, server, accepted, at).unwrap();
+            t.delivered(client, server, at, !accepted);
+            o.issued_ns
+        };
         // An accepted offer: the latest, the least age it can have.
+        assert_eq!(issued(true, 3 * S), 2 * S);
+        // After a pause, a rejection (its full handshake delivers a fresh
+        // ticket)...
+        assert_eq!(issued(false, 10 * S), 3 * S);
+        // ...and the next one is of a ticket from before it.
+        assert_eq!(issued(false, 10 * S + 10), 3 * S);
+        // Long after, a rejection is of the latest again...
+        assert_eq!(issued(false, 30 * S), 10 * S + 10);
+        // ...and so it is after a whole load, however soon.
+        for i in 1..=3 {
+            assert_eq!(issued(true, 30 * S + i), 30 * S + i - 1);
+        }
+        assert_eq!(issued(false, 31 * S), 30 * S + 3);
+        // A full handshake that offered nothing delivers fresh tickets too.
+        t.delivered(client, server, 40 * S, true);
         assert_eq!(
-            t.offered(client, server, true, 3 * S).unwrap().issued_ns,
-            2 * S
-        );
-        t.delivered(client, server, 3 * S);
-        // After a pause, a rejection, and its full handshake's tickets.
-        assert_eq!(
-            t.offered(client, server, false, 10 * S).unwrap().issued_ns,
-            3 * S
-        );
-        t.delivered(client, server, 10 * S);
-        t.delivered(client, server, 10 * S + 10);
-        // The next rejection is of a ticket from before the first.
-        assert_eq!(
-            t.offered(client, server, false, 11 * S).unwrap().issued_ns,
-            3 * S
-        );
-        t.delivered(client, server, 11 * S);
-        // Long after, a rejection is of the latest again.
-        assert_eq!(
-            t.offered(client, server, false, 30 * S).unwrap().issued_ns,
-            11 * S
+            t.offered(client, server, false, 40 * S + 10)
+                .unwrap()
+                .issued_ns,
+            31 * S
         );
     }
 }

@@ -189,7 +189,13 @@ fn tls13_rejections_are_blamed_when_every_candidate_ended_alike() {
     let s = stats(&t);
     assert_eq!((s.rejected, s.rejected_after_unclean), (1, 1));
     assert_eq!(s.rejected_by_cause.after_unclean, 1);
-    assert_eq!((t.totals.tls13_origins_decided, t.totals.tls13_origins_undecided), (1, 0));
+    assert_eq!(
+        (
+            t.totals.tls13_origins_decided,
+            t.totals.tls13_origins_undecided
+        ),
+        (1, 0)
+    );
     // One candidate that closed cleanly: the next is undecided.
     let mut c = conn(&mut t, 1005);
     c.client(&ch(&[4; 32], hf::OFFERS_TLS13 | hf::PSK, 0));

@@ -85,7 +85,10 @@ fn tls13_close_notify_alone_then_a_bare_fin_is_clean() {
     c.data(false, 170);
     c.close(false, TCP_FIN | TCP_ACK);
     let s = stats(&t);
-    assert_eq!((s.clean_closes, s.unclean_closes, s.unknown_closes), (2, 0, 0));
+    assert_eq!(
+        (s.clean_closes, s.unclean_closes, s.unknown_closes),
+        (2, 0, 0)
+    );
     let r = records(&mut t);
     assert_eq!(closes(&r[0]), (CloseStyle::Clean, CloseStyle::Clean));
     assert_eq!(closes(&r[1]), (CloseStyle::Clean, CloseStyle::Unclean));
@@ -113,7 +116,10 @@ fn tls13_a_reset_after_data_is_unclean_and_one_after_close_notify_clean() {
     c.data(true, 300);
     c.close(true, TCP_FIN | TCP_ACK);
     let s = stats(&t);
-    assert_eq!((s.clean_closes, s.unclean_closes, s.rst_by_client), (1, 2, 2));
+    assert_eq!(
+        (s.clean_closes, s.unclean_closes, s.rst_by_client),
+        (1, 2, 2)
+    );
     let r = records(&mut t);
     let client: Vec<_> = r.iter().map(|r| r.close_client).collect();
     assert_eq!(
