@@ -190,7 +190,7 @@ fn tls12_closes_are_per_side() {
     full12(&mut t, 1001, &[], &[8; 32]);
     let mut c = conn(&mut t, 1001);
     c.ms = 60_000;
-    c.close_with(true, TCP_FIN | TCP_ACK, 300, 26 | LAST_RECORD_ALERT);
+    c.close_with(true, TCP_FIN | TCP_ACK, 300, 0x1a | LAST_RECORD_ALERT);
     c.close(false, TCP_RST | TCP_ACK);
     let s = stats(&t);
     assert_eq!((s.clean_closes, s.unclean_closes), (2, 0));
