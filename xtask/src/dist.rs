@@ -353,9 +353,20 @@ fn replay_fixture(tlsmon: &str) -> Result<()> {
     let fixtures = workspace_root().join("monitor/tests/fixtures");
     let pcap = fixtures.join("tls12_sessionid_resumption.pcap");
     let tsv = fs::read_to_string(fixtures.join("tls12_sessionid_resumption.tshark.tsv"))?;
+    // The column by its name in the header: fixtures gain fields.
+    let mut lines = tsv.lines();
+    let column = lines
+        .next()
+        .and_then(|header| header.split('\t').position(|f| f == "tls.handshake.type"))
+        .context("the fixture's tshark.tsv has no tls.handshake.type column")?;
     let (mut handshakes, mut resumed) = (0, 0);
-    for line in tsv.lines().skip(1) {
-        let types: Vec<&str> = line.split('\t').nth(6).unwrap_or("").split(',').collect();
+    for line in lines {
+        let types: Vec<&str> = line
+            .split('\t')
+            .nth(column)
+            .unwrap_or("")
+            .split(',')
+            .collect();
         if types.first() == Some(&"2") {
             handshakes += 1;
             if !types.contains(&"11") {
