@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path};
 
 use crate::{
     columns::{self, Column, Row},
-    diagnosis::diagnose,
+    diagnosis::{Counts, diagnose},
     tracker::Tracker,
 };
 
@@ -71,7 +71,7 @@ pub fn plain(tracker: &Tracker, file: &Path, packets: u64) -> String {
         );
     }
     for r in &rows {
-        for d in diagnose(r.stats) {
+        for d in diagnose(r.stats.role, &Counts::of(r.stats)) {
             let _ = write!(
                 out,
                 "\n{} ({}), {}: {}\n",

@@ -19,7 +19,7 @@ use ratatui::{
 use crate::{
     app::App,
     columns::{self, Column, Row, count, percent},
-    diagnosis::{Severity, diagnose},
+    diagnosis::{Counts, Severity, diagnose},
     keys::{self, BINDINGS},
     stats::{ByMethod, Role, ServerStats, TopK},
 };
@@ -647,7 +647,7 @@ fn facts_narrow(s: &ServerStats) -> Vec<Line<'static>> {
 }
 
 fn draw_diagnoses(frame: &mut Frame, area: Rect, s: &ServerStats) {
-    let found = diagnose(s);
+    let found = diagnose(s.role, &Counts::of(s));
     let mut lines: Vec<Line<'static>> = Vec::new();
     if found.is_empty() {
         lines.push(Line::styled(

@@ -538,6 +538,9 @@ fn bsd_loopback_captures_count_like_the_ethernet_ones() {
             }
         }
     }
-    assert!(converted >= 6, "only {converted} captures could be written as loopback");
+    assert!(
+        converted >= 6,
+        "only {converted} captures could be written as loopback"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
