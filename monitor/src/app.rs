@@ -14,6 +14,7 @@ use monitor_common::event::{Decoded, Direction};
 
 use crate::{
     columns::{self, Column, Row},
+    diagnosis::{Change, Diagnoses, Shown},
     escape::escape,
     keys::{self, Action, Key, Mode},
     names::Names,
@@ -159,6 +160,7 @@ struct Frozen {
     servers: Vec<ServerStats>,
     totals: Totals,
     connections: usize,
+    diagnoses: HashMap<Endpoint, Shown>,
 }
 
 /// Counts over all servers: the dashboard's header and the summary line.
@@ -211,6 +213,9 @@ pub struct App {
     /// Cumulative (full, resumed) per server at the last tick.
     last_counts: HashMap<Endpoint, (u64, u64)>,
     live: Derived,
+    /// Each server's diagnoses over the recent window (see
+    /// `diagnosis::window`), judged on every tick.
+    diagnoses: Diagnoses,
     /// While paused the display shows this copy. Events keep going into
     /// the tracker (and ticks into the history) so nothing is lost and the
     /// numbers are right again the moment the pause ends; only the screen
@@ -246,6 +251,7 @@ impl App {
                 now_ns,
                 ..Derived::default()
             },
+            diagnoses: Diagnoses::new(now_ns),
             frozen: None,
             losses: Losses::default(),
             notice: None,
@@ -348,6 +354,31 @@ impl App {
     pub fn selected_row(&self) -> Option<Row<'_>> {
         let rows = self.rows();
         self.selected_in(&rows).map(|i| rows[i])
+    }
+
+    /// A server's diagnoses over the recent window, as displayed (frozen
+    /// while paused).
+    #[must_use]
+    pub fn shown_diagnoses(&self, server: &Endpoint) -> Shown {
+        match &self.frozen {
+            Some(f) => f.diagnoses.get(server).cloned().unwrap_or_default(),
+            None => self.diagnoses.shown(server),
+        }
+    }
+
+    /// Every server's diagnoses now (not frozen: the metrics page and the
+    /// diagnosis lines are never paused).
+    #[must_use]
+    pub fn diagnoses(&self) -> &Diagnoses {
+        &self.diagnoses
+    }
+
+    /// The diagnoses that appeared, changed or went since the last tick
+    /// (a tick replaces them): the live loop writes them as lines after
+    /// each tick and key.
+    #[must_use]
+    pub fn diagnosis_changes(&self) -> &[Change] {
+        self.diagnoses.changes()
     }
 
     /// History of a server, as displayed.
@@ -566,6 +597,7 @@ impl App {
             servers: self.tracker.servers().into_iter().cloned().collect(),
             totals: self.tracker.totals,
             connections: self.tracker.connections(),
+            diagnoses: self.diagnoses.all_shown(),
         }
     }
 
@@ -574,6 +606,7 @@ impl App {
     /// attributed right after a reset.
     fn reset(&mut self) {
         self.tracker.reset_counters();
+        self.diagnoses.reset();
         self.last_counts.clear();
         self.live.rate = 0.0;
         self.live.rates.clear();
@@ -626,6 +659,7 @@ impl App {
             self.live.rates = rates;
             self.last_tick_ns = now_ns;
         }
+        self.diagnoses.tick(now_ns, &servers);
         self.live.summary = Summary::of(servers);
         self.live.now_ns = now_ns.max(self.live.now_ns);
         self.live.kernel = kernel;

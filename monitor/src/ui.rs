@@ -19,7 +19,7 @@ use ratatui::{
 use crate::{
     app::App,
     columns::{self, Column, Row, count, percent},
-    diagnosis::{Counts, Severity, diagnose},
+    diagnosis::{Diagnosis, Severity},
     keys::{self, BINDINGS},
     stats::{ByMethod, Role, ServerStats, TopK},
 };
@@ -378,10 +378,18 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, row: Option<Row<'_>>) {
         ));
     }
     title.push(Span::styled(format!("({}) ", s.role.as_str()), LABEL));
+    let shown = app.shown_diagnoses(&s.server);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .border_style(DIM)
-        .title(Line::from(title));
+        .title(Line::from(title))
+        .title(
+            Line::from(vec![
+                Span::styled(" diagnosis over the last ", LABEL),
+                Span::raw(format!("{} ", duration(shown.span_ns))),
+            ])
+            .right_aligned(),
+        );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.height < 2 || inner.width < 20 {
@@ -398,7 +406,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, row: Option<Row<'_>>) {
         draw_charts(frame, charts, app, &row);
         let lines = facts_lines(s, true);
         frame.render_widget(Paragraph::new(lines), facts);
-        draw_diagnoses(frame, diag, s);
+        draw_diagnoses(frame, diag, &shown.diagnoses);
     } else {
         let [left, diag] =
             Layout::horizontal([Constraint::Length(FACTS_WIDTH_NARROW), Constraint::Fill(1)])
@@ -413,7 +421,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, row: Option<Row<'_>>) {
             Layout::vertical([Constraint::Fill(1), Constraint::Length(facts_h)]).areas(left);
         draw_charts(frame, charts, app, &row);
         frame.render_widget(Paragraph::new(lines), facts);
-        draw_diagnoses(frame, diag, s);
+        draw_diagnoses(frame, diag, &shown.diagnoses);
     }
 }
 
@@ -646,8 +654,9 @@ fn facts_narrow(s: &ServerStats) -> Vec<Line<'static>> {
     ]
 }
 
-fn draw_diagnoses(frame: &mut Frame, area: Rect, s: &ServerStats) {
-    let found = diagnose(s.role, &Counts::of(s));
+/// The selected server's diagnoses over the recent window, most severe
+/// first (`App::shown_diagnoses`).
+fn draw_diagnoses(frame: &mut Frame, area: Rect, found: &[Diagnosis]) {
     let mut lines: Vec<Line<'static>> = Vec::new();
     if found.is_empty() {
         lines.push(Line::styled(

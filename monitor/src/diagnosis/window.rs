@@ -36,6 +36,8 @@ pub const SETTLE_NS: u64 = 30 * NS_PER_SEC;
 #[derive(Clone, Debug)]
 struct Window {
     copies: VecDeque<(u64, Counts)>,
+    /// The time and counters of the last update.
+    previous: (u64, Counts),
 }
 
 impl Window {
@@ -43,12 +45,19 @@ impl Window {
     fn new(now_ns: u64) -> Self {
         Self {
             copies: VecDeque::from([(now_ns, Counts::default())]),
+            previous: (now_ns, Counts::default()),
         }
     }
 
     /// Takes in the counters at `now_ns`; returns the window's counts and
     /// the time they span.
     fn update(&mut self, now_ns: u64, current: Counts) -> (Counts, u64) {
+        if current.since(&self.previous.1).is_none() {
+            // The counters started over since the last update (the server
+            // was evicted and came back): count from then.
+            *self = Self::new(self.previous.0);
+        }
+        self.previous = (now_ns, current);
         let newest = self.copies.back().map_or(0, |(t, _)| *t);
         if now_ns.saturating_sub(newest) >= STEP_NS {
             self.copies.push_back((now_ns, current));
@@ -66,13 +75,9 @@ impl Window {
             *self = Self::new(now_ns);
             return (current, 0);
         };
-        if let Some(counts) = current.since(&base) {
-            (counts, now_ns.saturating_sub(base_ns))
-        } else {
-            // The counters started over since the base: count from here.
-            *self = Self::new(now_ns);
-            (Counts::default(), 0)
-        }
+        // Every copy is at most the previous counters, so this holds.
+        let counts = current.since(&base).unwrap_or_default();
+        (counts, now_ns.saturating_sub(base_ns))
     }
 }
 
@@ -235,20 +240,34 @@ impl Judge {
 }
 
 /// Every server's windowed diagnoses, and what changed in the last tick.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Diagnoses {
     judges: HashMap<Endpoint, Judge>,
-    /// What the last tick changed; replaced on every tick, so it holds at
-    /// most two changes per check of each server the tracker keeps.
+    /// What the last tick (and a reset since) changed; replaced on every
+    /// tick, so it holds at most two changes per check of each server the
+    /// tracker keeps.
     changes: Vec<Change>,
+    /// The last tick: a server first judged now counts from there.
+    last_tick_ns: u64,
 }
 
 impl Diagnoses {
+    /// No server yet; counting starts at `now_ns`.
+    #[must_use]
+    pub fn new(now_ns: u64) -> Self {
+        Self {
+            judges: HashMap::new(),
+            changes: Vec::new(),
+            last_tick_ns: now_ns,
+        }
+    }
+
     /// Judges every server at `now_ns`; forgets the servers that are no
     /// longer among `servers`.
     pub fn tick(&mut self, now_ns: u64, servers: &[&ServerStats]) {
         self.changes.clear();
-        if self.judges.len() > servers.len() || servers.is_empty() {
+        let since = std::mem::replace(&mut self.last_tick_ns, now_ns);
+        if self.judges.len() > servers.len() {
             let present: HashSet<Endpoint> = servers.iter().map(|s| s.server).collect();
             let changes = &mut self.changes;
             self.judges.retain(|server, judge| {
@@ -262,7 +281,7 @@ impl Diagnoses {
         for s in servers {
             self.judges
                 .entry(s.server)
-                .or_insert_with(|| Judge::new(s.role, now_ns))
+                .or_insert_with(|| Judge::new(s.role, since))
                 .update(now_ns, s, &mut self.changes);
         }
     }
@@ -319,3 +338,6 @@ impl Diagnoses {
         v
     }
 }
+
+#[cfg(test)]
+mod tests;
