@@ -381,6 +381,11 @@ impl App {
         self.diagnoses.changes()
     }
 
+    /// Takes [`Self::diagnosis_changes`], so that each is written once.
+    pub fn take_diagnosis_changes(&mut self) -> Vec<Change> {
+        self.diagnoses.take_changes()
+    }
+
     /// History of a server, as displayed.
     #[must_use]
     pub fn history(&self, server: &Endpoint) -> Option<&History> {

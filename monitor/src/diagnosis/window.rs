@@ -301,6 +301,11 @@ impl Diagnoses {
         &self.changes
     }
 
+    /// Takes [`Self::changes`].
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
     /// What `server` shows now.
     #[must_use]
     pub fn shown(&self, server: &Endpoint) -> Shown {
