@@ -5,6 +5,8 @@
 //! one-line footer. Columns are dropped by priority when the terminal is
 //! narrow; docs/dashboard.md shows both an 80×24 and a 160×48 screen.
 
+use std::fmt::Write as _;
+
 use ratatui::{
     Frame,
     layout::{Alignment, Constraint, Layout, Rect},
@@ -19,9 +21,9 @@ use ratatui::{
 use crate::{
     app::App,
     columns::{self, Column, Row, count, percent},
-    diagnosis::{Diagnosis, Severity},
+    diagnosis::{Counts, Diagnosis, Severity, short_name},
     keys::{self, BINDINGS},
-    stats::{ByMethod, Role, ServerStats, TopK},
+    stats::{ByMethod, Cause, Role, ServerStats, TopK},
 };
 
 /// Below this height the detail pane is left out.
@@ -238,7 +240,7 @@ fn cell(col: Column, r: &Row<'_>) -> (String, Style) {
         }),
         Column::Full => Style::new().fg(FULL_COLOR),
         Column::Resumed => Style::new().fg(RESUMED_COLOR),
-        Column::Rejected => warn_if(r.stats.rejected > 0, Color::Yellow),
+        Column::Rejected | Column::Cause => warn_if(r.stats.rejected > 0, Color::Yellow),
         Column::RejectedUnclean => warn_if(r.stats.rejected_after_unclean > 0, Color::LightRed),
         _ => Style::new(),
     };
@@ -532,6 +534,24 @@ fn top(t: &TopK, n: usize) -> String {
     }
 }
 
+/// "506: unclean 473 unknown 33": rejected offers since start and their
+/// causes, those with any, most first.
+fn rejected_by_cause(s: &ServerStats, sep: &str) -> String {
+    let by = Counts::of(s).rejected_by_cause;
+    let mut causes: Vec<(Cause, u64)> = Cause::ALL
+        .iter()
+        .map(|&k| (k, by.get(k)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    causes.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let mut text = count(s.rejected);
+    for (i, (k, n)) in causes.into_iter().enumerate() {
+        text.push_str(if i == 0 { ": " } else { sep });
+        let _ = write!(text, "{} {}", short_name(k), count(n));
+    }
+    text
+}
+
 fn fact(label: &str, width: usize, value: String) -> Line<'static> {
     Line::from(vec![
         Span::styled(format!("{label:<width$}"), LABEL),
@@ -555,16 +575,7 @@ fn facts_wide(s: &ServerStats) -> Vec<Line<'static>> {
     let mut lines = vec![
         line("resumed by", methods(s.resumed_by)),
         line("offered by", methods(s.offered_by)),
-        line(
-            "rejected",
-            format!(
-                "{} · unclean {} · clean {} · unseen {}",
-                c(s.rejected),
-                c(s.rejected_after_unclean),
-                c(s.rejected_after_clean),
-                c(s.rejected_origin_unknown)
-            ),
-        ),
+        line("rejected", rejected_by_cause(s, " · ")),
         line(
             "closes",
             format!(
@@ -632,6 +643,7 @@ fn facts_narrow(s: &ServerStats) -> Vec<Line<'static>> {
     vec![
         line("resumed", m(s.resumed_by)),
         line("offered", m(s.offered_by)),
+        line("rejects", rejected_by_cause(s, " ")),
         line(
             "closes",
             format!(
@@ -910,11 +922,24 @@ mod tests {
         ] {
             assert!(narrow.contains(col), "80 columns lack {col}");
         }
-        for col in ["name", "offered", "RST c/s", "versions", "p50 ms", "p99 ms"] {
+        for col in [
+            "name", "offered", "cause", "RST c/s", "versions", "p50 ms", "p99 ms",
+        ] {
             assert!(wide.contains(col), "160 columns lack {col}");
         }
         assert!(!narrow.contains("p99 ms"));
         assert!(wide.contains("1.2:100%"));
+        // app/web1's rejections come from the proxy's resets.
+        let web1 = wide.lines().find(|l| l.contains("app/web1")).unwrap();
+        assert!(web1.contains(" unclean "), "{web1}");
+        assert!(
+            narrow.contains("rejects 28: unclean 27 clean 1"),
+            "{narrow}"
+        );
+        assert!(
+            narrow.contains("diagnosis over the last 5s"),
+            "the window the diagnoses are judged over: {narrow}"
+        );
     }
 
     #[test]

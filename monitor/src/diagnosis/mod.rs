@@ -22,9 +22,13 @@ use std::fmt::Write as _;
 
 pub use self::{
     counts::Counts,
+    rejections::dominant,
     window::{Change, ChangeKind, Diagnoses, Shown},
 };
-use crate::{columns::percent, stats::Role};
+use crate::{
+    columns::percent,
+    stats::{Cause, Role},
+};
 
 /// How urgent a diagnosis is; ordered, most urgent last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -188,6 +192,21 @@ pub fn markdown() -> String {
         );
     }
     out
+}
+
+/// A cause as the views name it where space is short (the server table's
+/// `cause` column, the detail pane).
+#[must_use]
+pub const fn short_name(c: Cause) -> &'static str {
+    match c {
+        Cause::AfterUnclean => "unclean",
+        Cause::AfterClean => "clean",
+        Cause::Expired => "expired",
+        Cause::ServerRestart => "restart",
+        Cause::NoCache => "no cache",
+        Cause::TicketRejected => "ticket",
+        Cause::Unknown => "unknown",
+    }
 }
 
 /// The groups of rules, each judged on its own: one diagnosis at most per

@@ -29,7 +29,8 @@ const fn words(c: Cause) -> &'static str {
 
 /// The cause with the most rejections, if it has at least
 /// [`CAUSE_DOMINANT_PCT`] of them and no other cause has as many.
-fn dominant(c: &Counts) -> Option<Cause> {
+#[must_use]
+pub fn dominant(c: &Counts) -> Option<Cause> {
     let mut by: Vec<(Cause, u64)> = Cause::ALL.iter().map(|&k| (k, c.rejected_by(k))).collect();
     by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     let (top, n) = by[0];
