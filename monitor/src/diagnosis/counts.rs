@@ -43,8 +43,37 @@ const fn unclean_holders_without_data(_s: &ServerStats) -> u64 {
     0
 }
 
-/// Number of counters in a [`Counts`], for [`Counts::array`].
-const N: usize = 23;
+/// Applies `$do` to every counter of a [`Counts`], named by its path: the
+/// one list of them, so that none is forgotten in [`Counts::since`].
+macro_rules! each_counter {
+    ($do:ident) => {
+        $do!(
+            full,
+            resumed,
+            resumed_by.session_id,
+            resumed_by.ticket,
+            resumed_by.psk,
+            offered,
+            rejected,
+            rejected_by_cause.after_unclean,
+            rejected_by_cause.after_clean,
+            rejected_by_cause.expired,
+            rejected_by_cause.server_restart,
+            rejected_by_cause.no_cache,
+            rejected_by_cause.ticket_rejected,
+            rejected_by_cause.unknown,
+            after_unclean_without_data,
+            hrr,
+            incomplete,
+            failed,
+            clean_closes,
+            unclean_closes,
+            unknown_closes,
+            rst_by_client,
+            rst_by_server
+        )
+    };
+}
 
 impl Counts {
     /// `s`'s counters as they are now.
@@ -91,12 +120,14 @@ impl Counts {
     /// (a reset, or the server was evicted and came back).
     #[must_use]
     pub fn since(&self, base: &Self) -> Option<Self> {
-        let (now, then) = (self.array(), base.array());
-        let mut out = [0; N];
-        for (o, (n, t)) in out.iter_mut().zip(now.into_iter().zip(then)) {
-            *o = n.checked_sub(t)?;
+        let mut out = Self::default();
+        macro_rules! minus {
+            ($($f:ident $(. $g:ident)?),*) => {
+                $( out.$f$(.$g)? = self.$f$(.$g)?.checked_sub(base.$f$(.$g)?)?; )*
+            };
         }
-        Some(Self::from_array(out))
+        each_counter!(minus);
+        Some(out)
     }
 
     #[must_use]
@@ -109,91 +140,16 @@ impl Counts {
         self.rejected_by_cause.get(c)
     }
 
-    fn array(&self) -> [u64; N] {
-        let c = &self.rejected_by_cause;
-        let m = &self.resumed_by;
-        [
-            self.full,
-            self.resumed,
-            m.session_id,
-            m.ticket,
-            m.psk,
-            self.offered,
-            self.rejected,
-            c.after_unclean,
-            c.after_clean,
-            c.expired,
-            c.server_restart,
-            c.no_cache,
-            c.ticket_rejected,
-            c.unknown,
-            self.after_unclean_without_data,
-            self.hrr,
-            self.incomplete,
-            self.failed,
-            self.clean_closes,
-            self.unclean_closes,
-            self.unknown_closes,
-            self.rst_by_client,
-            self.rst_by_server,
-        ]
-    }
-
-    fn from_array(a: [u64; N]) -> Self {
-        let [
-            full,
-            resumed,
-            session_id,
-            ticket,
-            psk,
-            offered,
-            rejected,
-            after_unclean,
-            after_clean,
-            expired,
-            server_restart,
-            no_cache,
-            ticket_rejected,
-            unknown,
-            after_unclean_without_data,
-            hrr,
-            incomplete,
-            failed,
-            clean_closes,
-            unclean_closes,
-            unknown_closes,
-            rst_by_client,
-            rst_by_server,
-        ] = a;
-        Self {
-            full,
-            resumed,
-            resumed_by: ByMethod {
-                session_id,
-                ticket,
-                psk,
-            },
-            offered,
-            rejected,
-            rejected_by_cause: ByCause {
-                after_unclean,
-                after_clean,
-                expired,
-                server_restart,
-                no_cache,
-                ticket_rejected,
-                unknown,
-            },
-            after_unclean_without_data,
-            hrr,
-            incomplete,
-            failed,
-            clean_closes,
-            unclean_closes,
-            unknown_closes,
-            rst_by_client,
-            rst_by_server,
-        }
+    /// Every cause with its rejections, most first (ties in
+    /// [`Cause::ALL`]'s order).
+    #[must_use]
+    pub fn causes(&self) -> Vec<(Cause, u64)> {
+        let mut by: Vec<(Cause, u64)> = Cause::ALL
+            .iter()
+            .map(|&k| (k, self.rejected_by(k)))
+            .collect();
+        by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        by
     }
 }
 
@@ -220,9 +176,38 @@ mod tests {
         assert_eq!((w.full, w.offered, w.rejected), (5, 1, 1));
         assert_eq!(w.rejected_by(Cause::Expired), 1);
         assert_eq!(w.unknown_closes, 4);
-        // Every field survives the round trip.
-        let c = Counts::of(&s);
-        assert_eq!(Counts::from_array(c.array()), c);
+        // Every counter is in the one list: with all of them set (the
+        // literal names every field), a copy less nothing is the copy.
+        let all = Counts {
+            full: 1,
+            resumed: 2,
+            resumed_by: ByMethod {
+                session_id: 3,
+                ticket: 4,
+                psk: 5,
+            },
+            offered: 6,
+            rejected: 7,
+            rejected_by_cause: ByCause {
+                after_unclean: 8,
+                after_clean: 9,
+                expired: 10,
+                server_restart: 11,
+                no_cache: 12,
+                ticket_rejected: 13,
+                unknown: 14,
+            },
+            after_unclean_without_data: 15,
+            hrr: 16,
+            incomplete: 17,
+            failed: 18,
+            clean_closes: 19,
+            unclean_closes: 20,
+            unknown_closes: 21,
+            rst_by_client: 22,
+            rst_by_server: 23,
+        };
+        assert_eq!(all.since(&Counts::default()), Some(all));
         // Counters that went down started over.
         assert_eq!(before.since(&Counts::of(&s)), None);
     }

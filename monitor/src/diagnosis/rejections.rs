@@ -31,8 +31,7 @@ const fn words(c: Cause) -> &'static str {
 /// [`CAUSE_DOMINANT_PCT`] of them and no other cause has as many.
 #[must_use]
 pub fn dominant(c: &Counts) -> Option<Cause> {
-    let mut by: Vec<(Cause, u64)> = Cause::ALL.iter().map(|&k| (k, c.rejected_by(k))).collect();
-    by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let by = c.causes();
     let (top, n) = by[0];
     let tie = by[1].1 == n;
     (n > 0 && !tie && at_least(n, c.rejected, CAUSE_DOMINANT_PCT)).then_some(top)
@@ -41,14 +40,10 @@ pub fn dominant(c: &Counts) -> Option<Cause> {
 /// "unclean close 40, clean close 35, unknown 25": the causes with
 /// rejections, most first.
 fn breakdown(c: &Counts) -> String {
-    let mut by: Vec<(Cause, u64)> = Cause::ALL
-        .iter()
-        .map(|&k| (k, c.rejected_by(k)))
+    c.causes()
+        .into_iter()
         .filter(|&(_, n)| n > 0)
-        .collect();
-    by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
-    by.iter()
-        .map(|&(k, n)| format!("{} {n}", words(k)))
+        .map(|(k, n)| format!("{} {n}", words(k)))
         .collect::<Vec<_>>()
         .join(", ")
 }

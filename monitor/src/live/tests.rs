@@ -233,33 +233,45 @@ async fn the_whole_loop_from_events_to_frames_lines_and_metrics() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stop_signal_ends_the_loop_and_the_source_end_is_ticked() {
-    let mut source = script(5);
-    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
+/// Runs the loop without a terminal, keys or snapshot lines, writing to
+/// `lines` if given; returns it.
+async fn headless(
+    source: &mut Script,
+    app: &mut App,
+    lines: Option<Sink>,
+    signals: mpsc::Receiver<Signal>,
+) -> Option<Sink> {
     let mut out = Outputs::<TestBackend> {
         terminal: None,
-        lines: None,
+        lines,
         format: LogFormat::Json,
         metrics: None,
     };
-    let (signal_tx, signals) = mpsc::channel(1);
     let mut input = Inputs::<NoKeys> {
         keys: None,
         signals,
         notices: None,
     };
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        signal_tx.send(Signal::Stop).await.unwrap();
-    });
     let timing = Timing {
         interval: None,
         duration: None,
     };
-    event_loop(&mut source, &mut app, &mut out, &mut input, &timing)
+    event_loop(source, app, &mut out, &mut input, &timing)
         .await
         .unwrap();
+    out.lines
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_ends_the_loop_and_the_source_end_is_ticked() {
+    let mut source = script(5);
+    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
+    let (signal_tx, signals) = mpsc::channel(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        signal_tx.send(Signal::Stop).await.unwrap();
+    });
+    headless(&mut source, &mut app, None, signals).await;
     assert_eq!(app.summary().full, 5);
     assert_eq!(app.uptime_ns() / 1_000_000_000, 3);
 }
@@ -271,27 +283,11 @@ async fn headless_writes_a_line_when_a_diagnosis_appears() {
     let mut source = script_with(30, true);
     let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
     let written = Shared::default();
-    let mut out = Outputs::<TestBackend> {
-        terminal: None,
-        lines: Some(Sink::new(Box::new(written.clone()), None)),
-        format: LogFormat::Json,
-        metrics: None,
-    };
     let (_signal_tx, signals) = mpsc::channel(1);
-    let mut input = Inputs::<NoKeys> {
-        keys: None,
-        signals,
-        notices: None,
-    };
     // No snapshot lines: only what the diagnoses write.
-    let timing = Timing {
-        interval: None,
-        duration: None,
-    };
-    event_loop(&mut source, &mut app, &mut out, &mut input, &timing)
-        .await
-        .unwrap();
-    assert_eq!(out.lines.take().unwrap().close(Duration::from_secs(5)), 0);
+    let sink = Sink::new(Box::new(written.clone()), None);
+    let sink = headless(&mut source, &mut app, Some(sink), signals).await;
+    assert_eq!(sink.unwrap().close(Duration::from_secs(5)), 0);
     let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Value> = text
         .lines()

@@ -3,6 +3,20 @@ use monitor_common::event::{Direction, EventHeader, TlsSummary, hello_flags};
 use super::*;
 use crate::tracker::Limits;
 
+/// What a page reads, nothing lost.
+fn sources<'a>(
+    tracker: &'a Tracker,
+    kernel: &'a KernelStats,
+    diagnoses: &'a Diagnoses,
+) -> Sources<'a> {
+    Sources {
+        tracker,
+        kernel,
+        losses: Losses::default(),
+        diagnoses,
+    }
+}
+
 /// A tracker that saw one resumed TLS 1.3 handshake to 10.0.0.2:443.
 fn one_resumption() -> Tracker {
     let mut t = Tracker::new(Limits::default());
@@ -44,15 +58,8 @@ fn both_formats_parse_with_the_reference_parser() {
         lost_events: 7,
         ..KernelStats::default()
     };
-    let src = Sources {
-        tracker: &t,
-        kernel: &k,
-        losses: Losses {
-            undecodable: 0,
-            output_dropped: 0,
-        },
-        diagnoses: &Diagnoses::new(0),
-    };
+    let none = Diagnoses::new(0);
+    let src = sources(&t, &k, &none);
     for format in [Format::Text, Format::OpenMetrics] {
         let page = render(&src, format);
         let samples = xtask::programs::prometheus_samples(&page)
@@ -94,12 +101,7 @@ fn a_diagnosis_is_a_gauge_while_it_holds() {
     s.rejected_by_cause.after_unclean = 20;
     let mut d = Diagnoses::new(0);
     d.tick(1_000_000_000, &[&s]);
-    let src = Sources {
-        tracker: &t,
-        kernel: &k,
-        losses: Losses::default(),
-        diagnoses: &d,
-    };
+    let src = sources(&t, &k, &d);
     let want = "tlsmon_diagnosis role=backend,rule=rejected-after-unclean-close,\
                 server=10.0.9.9:443,severity=critical 1";
     for format in [Format::Text, Format::OpenMetrics] {
@@ -111,12 +113,7 @@ fn a_diagnosis_is_a_gauge_while_it_holds() {
     }
     // Cleared or forgotten, it is no longer a series.
     d.tick(2_000_000_000, &[]);
-    let src = Sources {
-        tracker: &t,
-        kernel: &k,
-        losses: Losses::default(),
-        diagnoses: &d,
-    };
+    let src = sources(&t, &k, &d);
     assert!(!render(&src, Format::Text).contains("rule="));
 }
 
@@ -124,15 +121,8 @@ fn a_diagnosis_is_a_gauge_while_it_holds() {
 fn text_names_counters_with_total_and_openmetrics_ends_with_eof() {
     let t = one_resumption();
     let k = KernelStats::default();
-    let src = Sources {
-        tracker: &t,
-        kernel: &k,
-        losses: Losses {
-            undecodable: 0,
-            output_dropped: 0,
-        },
-        diagnoses: &Diagnoses::new(0),
-    };
+    let none = Diagnoses::new(0);
+    let src = sources(&t, &k, &none);
     let text = render(&src, Format::Text);
     assert!(
         text.contains("# TYPE tlsmon_handshakes_total counter\n"),

@@ -17,7 +17,7 @@ use crate::{
     app::App,
     columns::{self, Row, count},
     diagnosis::{Counts, Diagnosis, Severity, short_name},
-    stats::{ByMethod, Cause, ServerStats, TopK},
+    stats::{ByMethod, ServerStats, TopK},
 };
 
 /// From this inner width the detail pane has three columns.
@@ -200,15 +200,9 @@ fn top(t: &TopK, n: usize) -> String {
 /// "506: unclean 473 unknown 33": rejected offers since start and their
 /// causes, those with any, most first.
 fn rejected_by_cause(s: &ServerStats, sep: &str) -> String {
-    let by = Counts::of(s).rejected_by_cause;
-    let mut causes: Vec<(Cause, u64)> = Cause::ALL
-        .iter()
-        .map(|&k| (k, by.get(k)))
-        .filter(|&(_, n)| n > 0)
-        .collect();
-    causes.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let causes = Counts::of(s).causes();
     let mut text = count(s.rejected);
-    for (i, (k, n)) in causes.into_iter().enumerate() {
+    for (i, (k, n)) in causes.into_iter().filter(|&(_, n)| n > 0).enumerate() {
         text.push_str(if i == 0 { ": " } else { sep });
         let _ = write!(text, "{} {}", short_name(k), count(n));
     }
