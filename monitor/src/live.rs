@@ -24,7 +24,7 @@ use crate::{
     metrics::{self, Page},
     names::Names,
     output::{LogFile, Sink},
-    report::{now_unix, server_lines, summary_line},
+    report::{diagnosis_line, now_unix, server_lines, summary_line},
     source::{EventSource, KernelSource},
     tracker::Limits,
 };
@@ -148,6 +148,7 @@ where
                     if app.handle(AppEvent::Key(k)) == Control::Quit {
                         break;
                     }
+                    write_diagnoses(out, app);
                     redraw = true;
                 }
                 Some(Ok(_)) => redraw = true,
@@ -190,7 +191,7 @@ where
 fn tick<S: EventSource, B: Backend, K>(
     source: &mut S,
     app: &mut App,
-    out: &Outputs<B>,
+    out: &mut Outputs<B>,
     input: &Inputs<K>,
     now_ns: u64,
 ) {
@@ -204,12 +205,34 @@ fn tick<S: EventSource, B: Backend, K>(
     }
     let kernel = source.counters();
     app.handle(AppEvent::Tick { now_ns, kernel });
+    write_diagnoses(out, app);
     if let Some(page) = &out.metrics {
         page.publish(&metrics::Sources {
             tracker: app.tracker(),
             kernel: &app.kernel(),
             losses: app.losses(),
+            diagnoses: app.diagnoses(),
         });
+    }
+}
+
+/// A line for each diagnosis that appeared, changed or went since the
+/// last tick (or key: a reset forgets them), at once rather than at the
+/// next `--interval`: the systemd unit runs headless, and this is how it
+/// tells that a diagnosis came or cleared.
+fn write_diagnoses<B: Backend>(out: &mut Outputs<B>, app: &mut App) {
+    let changes = app.take_diagnosis_changes();
+    if changes.is_empty() {
+        return;
+    }
+    if let Some(sink) = out.lines.as_mut() {
+        let ts = now_unix();
+        sink.lines(
+            changes
+                .iter()
+                .map(|c| diagnosis_line(c, out.format, ts))
+                .collect(),
+        );
     }
 }
 
