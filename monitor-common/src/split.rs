@@ -287,7 +287,11 @@ pub fn advance(p: &mut PendingHello, span: Span) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::TlsSummary;
+    use crate::{
+        emit,
+        event::TlsSummary,
+        tls::{ContentType, HandshakeType, ProtocolVersion},
+    };
 
     fn seg(seq: u32, payload_len: usize) -> TcpSegment {
         TcpSegment {
@@ -301,19 +305,18 @@ mod tests {
     /// A 600-byte ClientHello in one record; `have` of its bytes in the
     /// first segment.
     fn first(have: usize) -> (std::vec::Vec<u8>, TcpSegment, TlsSummary) {
-        let hello_len: u16 = 600 - 9;
-        let mut bytes = std::vec![0x16, 3, 1];
-        bytes.extend_from_slice(&(hello_len + 4).to_be_bytes());
-        bytes.extend_from_slice(&[1, 0]);
-        bytes.extend_from_slice(&hello_len.to_be_bytes());
-        bytes.resize(have, 0);
-        let mut tls = TlsSummary {
-            hello_type: 1,
-            hello_at: 9,
-            hello_len: u32::from(hello_len),
-            ..TlsSummary::default()
-        };
-        tls.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED;
+        // Record and handshake headers, then the body.
+        let body = [0; 600 - 9];
+        let mut bytes = emit::tls::record_with_version(
+            ContentType::HANDSHAKE.0,
+            ProtocolVersion::TLS1_0.0,
+            &emit::tls::handshake(HandshakeType::CLIENT_HELLO.0, &body),
+        );
+        bytes.truncate(have);
+        let tls = emit::event::Summary::items(&[])
+            .flags(hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED)
+            .hello_at(9, u32::try_from(body.len()).unwrap())
+            .build();
         (bytes, seg(1000, have), tls)
     }
 

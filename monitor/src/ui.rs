@@ -537,7 +537,10 @@ mod tests {
 
     #[test]
     fn truncated_hellos_are_shown_when_there_are_some() {
-        use monitor_common::event::{Decoded, EventHeader, TlsSummary, hello_flags};
+        use monitor_common::{
+            emit::event::{self as ev, Summary},
+            event::{Decoded, EventHeader, hello_flags},
+        };
         let wide_header = |app: &App| {
             let t = render(app, 200, 40);
             let buf = t.backend().buffer().clone();
@@ -549,21 +552,14 @@ mod tests {
         assert!(!wide_header(&app).contains("truncated"));
         // A ClientHello cut at its segment's end whose rest never comes: held
         // for reassembly, then counted when it times out.
-        let mut h = EventHeader {
-            family: 4,
-            src_port: 40_000,
-            dst_port: 443,
+        let h = EventHeader {
             ts_ns: sim::T0,
-            ..EventHeader::default()
+            ..ev::header(([10, 0, 0, 1], 40_000).into(), ([10, 0, 0, 2], 443).into())
         };
-        h.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        h.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
-        let mut t = TlsSummary {
-            hello_type: 1,
-            hello_len: 1500,
-            ..TlsSummary::default()
-        };
-        t.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED;
+        let t = Summary::items(&[])
+            .flags(hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED)
+            .hello_at(0, 1500)
+            .build();
         app.handle(AppEvent::Kernel(Decoded::Tls(h, t)));
         app.handle(AppEvent::Tick {
             now_ns: sim::T0 + 10_000_000_000,

@@ -1,4 +1,7 @@
-use monitor_common::event::{Direction, EventHeader, TlsSummary, hello_flags};
+use monitor_common::{
+    emit::event::{self as ev, Summary},
+    event::{Direction, EventHeader, hello_flags},
+};
 
 use super::*;
 use crate::tracker::Limits;
@@ -20,33 +23,26 @@ fn sources<'a>(
 /// A tracker that saw one resumed TLS 1.3 handshake to 10.0.0.2:443.
 fn one_resumption() -> Tracker {
     let mut t = Tracker::new(Limits::default());
-    let mut h = EventHeader {
-        family: 4,
+    let h = EventHeader {
         direction: Direction::EGRESS.0,
         tcp_flags: monitor_common::net::TCP_ACK,
-        src_port: 5000,
-        dst_port: 443,
         ts_ns: 1,
-        ..EventHeader::default()
+        ..ev::header(([10, 0, 0, 1], 5000).into(), ([10, 0, 0, 2], 443).into())
     };
-    h.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
-    h.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
-    let mut ch = TlsSummary::default();
-    ch.push(22, 1);
-    ch.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::OFFERS_TLS13 | hello_flags::PSK;
-    ch.hello.legacy_version = 0x0303;
+    let ch = Summary::client_hello()
+        .flags(hello_flags::OFFERS_TLS13 | hello_flags::PSK)
+        .build();
     t.on_tls(&h, &ch);
-    let mut back = h;
-    (back.src_addr, back.dst_addr, back.src_port, back.dst_port) =
-        (h.dst_addr, h.src_addr, 443, 5000);
-    back.direction = Direction::INGRESS.0;
     // 1.5 ms after the ClientHello.
-    back.ts_ns = 1_500_001;
-    let mut sh = TlsSummary::default();
-    sh.push(22, 2);
-    sh.hello.flags = hello_flags::SERVER_HELLO | hello_flags::PSK;
-    sh.hello.legacy_version = 0x0303;
-    sh.hello.selected_version = 0x0304;
+    let back = EventHeader {
+        direction: Direction::INGRESS.0,
+        ts_ns: 1_500_001,
+        ..ev::reply(&h)
+    };
+    let sh = Summary::server_hello(&[])
+        .flags(hello_flags::PSK)
+        .selected_version(0x0304)
+        .build();
     t.on_tls(&back, &sh);
     t
 }
