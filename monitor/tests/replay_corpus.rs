@@ -13,7 +13,7 @@ use serde_json::Value;
 #[path = "support/corpus.rs"]
 mod corpus;
 
-use corpus::{corpus, run, sum, tshark_counts, tshark_psk};
+use corpus::{corpus, run, sum, tshark, tshark_counts, tshark_psk};
 
 #[test]
 fn host_and_kernel_engines_agree_on_every_capture() {
@@ -357,36 +357,16 @@ fn as_bsd_loopback(pcap: &Path, out: &Path, link: i32, family: Family, inet6: u3
 /// tshark's dissection of `pcap`, next to it, with the fields
 /// `tshark_counts` reads (as `fixtures/make.sh` makes it for the corpus).
 fn dissect(pcap: &Path) {
-    let mut cmd = xtask::programs::command("tshark");
-    cmd.arg("-n").arg("-r").arg(pcap);
-    cmd.args(["-Y", "tls.handshake.type", "-T", "fields", "-E", "header=y"]);
-    cmd.args([
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for field in [
+    let fields = [
         "tls.record.content_type",
         "tls.handshake.type",
         "tls.handshake.version",
         "tls.handshake.random",
         "tls.handshake.extension.type",
         "tls.handshake.extensions.supported_version",
-    ] {
-        cmd.args(["-e", field]);
-    }
-    let out = cmd
-        .output()
-        .expect("tshark (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::write(pcap.with_extension("tshark.tsv"), out.stdout).unwrap();
+    ];
+    let tsv = tshark(pcap, "tls.handshake.type", &fields, true);
+    fs::write(pcap.with_extension("tshark.tsv"), tsv).unwrap();
 }
 
 #[test]

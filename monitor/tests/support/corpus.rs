@@ -249,12 +249,18 @@ pub fn tshark_psk(pcap: &Path) -> PskOffers {
     out
 }
 
-/// tshark's fields of every frame of a capture that matches `filter`.
-pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+/// tshark's dissection of the frames of `pcap` that match `filter`: the
+/// values of `fields`, tab-separated, one line per frame, fields that occur
+/// several times joined with ',' (as `fixtures/make.sh` writes the TSVs),
+/// with a header line of the field names when `header`.
+pub fn tshark(pcap: &Path, filter: &str, fields: &[&str], header: bool) -> Vec<u8> {
     let mut cmd = xtask::programs::command("tshark");
     cmd.args(["-n", "-r"])
         .arg(pcap)
         .args(["-Y", filter, "-T", "fields"]);
+    if header {
+        cmd.args(["-E", "header=y"]);
+    }
     cmd.args([
         "-E",
         "separator=/t",
@@ -274,7 +280,12 @@ pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Stri
         "tshark: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
+    out.stdout
+}
+
+/// [`tshark`]'s lines, split into fields.
+pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    String::from_utf8(tshark(pcap, filter, fields, false))
         .unwrap()
         .lines()
         .map(|l| l.split('\t').map(str::to_owned).collect())
