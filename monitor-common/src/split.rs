@@ -126,13 +126,15 @@ impl HelloAt {
     }
 
     /// A ClientHello cut at the end of its segment, well-formed so far and
-    /// short enough to reassemble: its bytes may follow as chunks. The
-    /// rule as far as the summary alone can tell; [`split_hello`] also
-    /// checks the record around it.
+    /// short enough to reassemble: its bytes may follow as chunks. Also a
+    /// handshake record cut right after its header, whose message type is
+    /// not known yet (`hello_type` 0, see [`cut_hello`]). The rule as far
+    /// as the summary alone can tell; [`split_hello`] also checks the
+    /// record around it.
     #[inline(always)]
     #[must_use]
     pub fn may_continue(self) -> bool {
-        self.hello_type == HandshakeType::CLIENT_HELLO.0
+        (self.hello_type == HandshakeType::CLIENT_HELLO.0 || self.hello_type == 0)
             && self.flags & hello_flags::TRUNCATED != 0
             && self.flags & hello_flags::MALFORMED == 0
             && RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + self.len as usize <= MAX_SPLIT_HELLO
@@ -208,13 +210,15 @@ impl SplitArgs {
 /// message's 4-byte header: a hello written in small pieces (issue 14 sent
 /// one 7 bytes at a time) shows no message at all, so the record walk
 /// cannot tell it is a ClientHello and nothing would reassemble it. The
-/// record header alone says how long the record is, and the client speaks
-/// first (RFC 8446 §2), so such a record is taken as one ClientHello that
-/// fills it, truncated: [`split_hello`] then reassembles it like any other
-/// (`need` = the record header and the record), and the summary of the
-/// whole hello decides what it was. A message type that is there already
-/// must be ClientHello's. Returns the hello to put in the segment's
-/// summary, or `hello_type` 0 when the segment is not such a record.
+/// record header alone says how long the record is: such a record is
+/// taken as one hello that fills it, truncated, and [`split_hello`]
+/// reassembles it like any other (`need` = the record header and the
+/// record); the summary of the whole record says what it was. A message
+/// type already there must be ClientHello's, and then the hello says so;
+/// with the record header alone the type is not known (`hello_type` 0 and
+/// only `TRUNCATED`: a ServerHello can be written so too). Returns the
+/// hello to put in the segment's summary, with no flags when the segment
+/// is not such a record.
 #[inline(always)]
 pub fn cut_hello<B: Bytes + ?Sized>(b: &B, payload_off: usize, payload_len: usize) -> HelloAt {
     let mut hello = HelloAt::default();
@@ -227,15 +231,16 @@ pub fn cut_hello<B: Bytes + ?Sized>(b: &B, payload_off: usize, payload_len: usiz
     if record.content_type != ContentType::HANDSHAKE || record.len < HANDSHAKE_HEADER_LEN {
         return hello;
     }
-    if payload_len > RECORD_HEADER_LEN
-        && b.u8_at(payload_off + RECORD_HEADER_LEN) != Some(HandshakeType::CLIENT_HELLO.0)
-    {
-        return hello;
+    if payload_len > RECORD_HEADER_LEN {
+        if b.u8_at(payload_off + RECORD_HEADER_LEN) != Some(HandshakeType::CLIENT_HELLO.0) {
+            return hello;
+        }
+        hello.hello_type = HandshakeType::CLIENT_HELLO.0;
+        hello.flags = hello_flags::CLIENT_HELLO;
     }
-    hello.hello_type = HandshakeType::CLIENT_HELLO.0;
     hello.at = (payload_off + RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) as u32;
     hello.len = (record.len - HANDSHAKE_HEADER_LEN) as u32;
-    hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED;
+    hello.flags |= hello_flags::TRUNCATED;
     hello
 }
 
@@ -366,9 +371,15 @@ mod tests {
         for have in 5..9 {
             let (b, s, _) = first(have);
             let hello = cut_hello(&b[..], 0, have);
+            // The message type is known from the sixth byte on.
+            let (ty, flags) = if have == 5 {
+                (0, hello_flags::TRUNCATED)
+            } else {
+                (1, hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED)
+            };
             assert_eq!(
-                (hello.hello_type, hello.at, hello.len),
-                (1, 9, 600 - 9),
+                (hello.hello_type, hello.flags, hello.at, hello.len),
+                (ty, flags, 9, 600 - 9),
                 "{have} bytes"
             );
             assert!(hello.may_continue());
@@ -390,7 +401,7 @@ mod tests {
 
     #[test]
     fn only_a_handshake_record_cut_in_a_client_hello_header_starts_one() {
-        let none = |b: &[u8]| cut_hello(b, 0, b.len()).hello_type == 0;
+        let none = |b: &[u8]| cut_hello(b, 0, b.len()).flags == 0;
         let (b, _, _) = first(9);
         // The whole header is there: the walk saw the message.
         assert!(none(&b[..9]));
