@@ -343,14 +343,30 @@ impl Drop for Lab {
 }
 
 /// A process's captured output, for failure messages.
+/// Each stream is cut to its last [`OUTPUT_SHOWN`] bytes: a daemon that
+/// went wrong can have written hundreds of megabytes.
 pub fn output(proc: &Proc) -> String {
     format!(
         "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
         proc.name,
-        read(&proc.stdout),
+        tail(&read(&proc.stdout)),
         proc.name,
-        read(&proc.stderr)
+        tail(&read(&proc.stderr))
     )
+}
+
+/// Bytes of each stream [`output`] shows.
+pub const OUTPUT_SHOWN: usize = 64 << 10;
+
+fn tail(text: &str) -> String {
+    if text.len() <= OUTPUT_SHOWN {
+        return text.to_owned();
+    }
+    let mut cut = text.len() - OUTPUT_SHOWN;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("[{cut} bytes left out]\n{}", &text[cut..])
 }
 
 /// Waits until `path` contains `needle` (a process announcing it is ready),
