@@ -203,6 +203,7 @@ fn tick<S: EventSource, B: Backend, K>(
     if let Some(sink) = &out.lines {
         app.handle(AppEvent::OutputDropped(sink.dropped()));
     }
+    app.handle(AppEvent::DiagnosticsDropped(crate::logging::dropped()));
     let kernel = source.counters();
     app.handle(AppEvent::Tick { now_ns, kernel });
     write_diagnoses(out, app);
@@ -273,6 +274,7 @@ pub fn finish(mut sink: Sink, app: &App, format: LogFormat, within: Duration) ->
         "undecodable_events": losses.undecodable,
         // Lines dropped before this one; it is the last.
         "dropped_output_lines": sink.dropped(),
+        "dropped_diagnostics": losses.diagnostics_dropped,
     });
     lines.push(summary_line(app.tracker(), Some(app.kernel()), &extra, ts).to_string());
     let start = std::time::Instant::now();

@@ -499,6 +499,11 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         "Output lines dropped or not written because their reader did not keep up.",
     )
     .sample(vec![], Value::Count(src.losses.output_dropped));
+    f.counter(
+        "tlsmon_dropped_diagnostics",
+        "Diagnostics dropped because stderr or the dashboard's status line did not take them.",
+    )
+    .sample(vec![], Value::Count(src.losses.diagnostics_dropped));
     f.counter("tlsmon_events", "Events processed.")
         .sample(vec![], Value::Count(totals.events));
     f.gauge("tlsmon_connections", "Connections currently tracked.")

@@ -218,6 +218,13 @@ fn losses(app: &App) -> Vec<Span<'static>> {
             Span::styled(format!("dropped lines {}", count(dropped)), alarm),
         ]);
     }
+    let dropped = app.losses().diagnostics_dropped;
+    if dropped > 0 {
+        spans.extend([
+            sep(),
+            Span::styled(format!("dropped messages {}", count(dropped)), alarm),
+        ]);
+    }
     spans
 }
 
