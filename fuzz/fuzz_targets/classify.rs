@@ -1,10 +1,14 @@
 //! Arbitrary bytes as a captured frame, through the whole per-packet
-//! pipeline in its host environment.
+//! pipeline in its host environment; and the same bytes as the payload of
+//! a well-formed TCP segment (built with the test kit), so that the record
+//! walk and the split-hello handling are reached without the fuzzer having
+//! to find valid headers first.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use monitor_common::{
     classify::Classifier,
+    emit::Frame,
     event::{
         ALPN_MAX, Decoded, Direction, EventKind, MAX_ITEMS, SESSION_ID_MAX, SNI_MAX, TlsSummary,
     },
@@ -70,7 +74,13 @@ fn run(data: &[u8], link: LinkType) {
     }
 }
 
+/// Payloads that fit an IPv4 packet's 16-bit total length.
+const MAX_PAYLOAD: usize = 65_535 - 40;
+
 fuzz_target!(|data: &[u8]| {
     run(data, LinkType::ETHERNET);
     run(data, LinkType::RAW);
+    if data.len() <= MAX_PAYLOAD {
+        run(&Frame::default().emit(data), LinkType::ETHERNET);
+    }
 });

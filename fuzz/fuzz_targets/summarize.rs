@@ -3,6 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use monitor_common::{
+    emit::Frame,
     event::{ALPN_MAX, MAX_ITEMS, SESSION_ID_MAX, SNI_MAX, TlsSummary},
     tls::summarize,
 };
@@ -16,13 +17,13 @@ fuzz_target!(|data: &[u8]| {
     assert!(usize::from(h.sni_len) <= SNI_MAX);
     assert!(usize::from(h.alpn_len) <= ALPN_MAX);
 
-    // The same payload behind a prefix (as in a frame): offsets shift, the
+    // The same payload in a frame, behind its headers: offsets shift, the
     // summary otherwise must not change.
     if data.len() < 4096 {
-        let mut framed = vec![0u8; 54];
-        framed.extend_from_slice(data);
+        let framed = Frame::default().emit(data);
+        let start = framed.len() - data.len();
         let mut t = TlsSummary::default();
-        summarize(&framed[..], 54, framed.len(), &mut t);
+        summarize(&framed[..], start, framed.len(), &mut t);
         assert_eq!(t.n_items, s.n_items);
         assert_eq!(t.items, s.items);
         assert_eq!(t.hello, s.hello);

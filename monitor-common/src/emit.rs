@@ -1,6 +1,20 @@
-//! The emit side of the link, network and tunnel headers that `net` and
-//! `tunnel` parse: packets for tests, built with the same constants the
-//! parsers read, so a test states a packet's shape rather than its bytes.
+//! The test kit: the emit side of the wire formats that `net`, `tunnel`
+//! and `tls` parse and of the events `event` defines, so that tests,
+//! benchmarks and fuzz targets build packets and events with the same
+//! knowledge that reads them, in one place, and state a packet's shape
+//! rather than its bytes.
+//!
+//! Learnt from smoltcp's `wire`: each header is a `*Repr` of its fields
+//! ([`EthernetRepr`], [`Ipv4Repr`], [`Ipv6Repr`], [`TcpRepr`],
+//! [`tls::ClientHello`], [`tls::ServerHello`]) whose `emit` writes it
+//! through the named ranges of [`field`]; every builder's output is
+//! parsed back by the parser it mirrors in `emit/tests.rs`.
+//!
+//! - [`net`]'s headers and [`Frame`], one TCP segment in an Ethernet frame;
+//! - the tunnels (below), around such frames or IP packets;
+//! - [`tls`]: records, handshake messages, hellos, extensions;
+//! - [`event`]: event headers and TLS summaries as the kernel sends them;
+//! - [`Flow`]: sequence numbers for a connection's packets, both kinds.
 //!
 //! Lengths are checked (a test that builds a packet too big for its length
 //! fields panics); checksums are left zero except where a parser or a
@@ -11,76 +25,24 @@ use std::{vec, vec::Vec};
 
 use crate::net::{ETHERTYPE_PPPOE_SESSION, IPPROTO_UDP};
 
+pub mod event;
+pub mod field;
+mod flow;
+pub mod net;
+#[cfg(test)]
+mod tests;
+pub mod tls;
+
+pub use flow::{Flow, Step};
+pub use net::{
+    EthernetRepr, Frame, IpRepr, Ipv4Repr, Ipv6Repr, TcpRepr, checksum, ethernet, ipv4, ipv6, tcp,
+    tcp_option,
+};
+
 fn be16(n: usize) -> [u8; 2] {
     u16::try_from(n)
         .expect("a length that fits 16 bits")
         .to_be_bytes()
-}
-
-/// RFC 1071's checksum of `bytes`.
-#[must_use]
-pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).expect("folded to 16 bits")
-}
-
-/// An Ethernet frame (IEEE 802.3) with VLAN tags, each a TPID (0x8100,
-/// 0x88a8 or 0x9100) and VLAN ID 100, outermost first.
-#[must_use]
-pub fn ethernet(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
-    for tpid in tags {
-        v.extend_from_slice(&tpid.to_be_bytes());
-        v.extend_from_slice(&100u16.to_be_bytes());
-    }
-    v.extend_from_slice(&ethertype.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-/// An IPv4 header without options (RFC 791 §3.1), DF set, TTL 64, with
-/// its checksum, and `payload`.
-#[must_use]
-pub fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x45, 0];
-    v.extend_from_slice(&be16(20 + payload.len()));
-    v.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(&dst);
-    let sum = checksum(&v);
-    v[10..12].copy_from_slice(&sum.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-/// An IPv6 header (RFC 8200 §3), hop limit 64, and `payload`.
-#[must_use]
-pub fn ipv6(next: u8, src: [u8; 16], dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x60, 0, 0, 0];
-    v.extend_from_slice(&be16(payload.len()));
-    v.extend_from_slice(&[next, 64]);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(&dst);
-    v.extend_from_slice(payload);
-    v
-}
-
-/// A TCP header without options (RFC 9293 §3.1) and `payload`.
-#[must_use]
-pub fn tcp(src_port: u16, dst_port: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = src_port.to_be_bytes().to_vec();
-    v.extend_from_slice(&dst_port.to_be_bytes());
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&0u32.to_be_bytes());
-    v.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    v.extend_from_slice(payload);
-    v
 }
 
 /// A UDP header (RFC 768), checksum 0 (none, allowed over IPv4), and

@@ -414,7 +414,7 @@ mod tests {
     use std::{vec, vec::Vec};
 
     use super::{LinkType, Skip, TCP_ACK, TCP_PSH, TcpSegment, plain_ipv4, segment};
-    use crate::bytes::Bytes;
+    use crate::{bytes::Bytes, emit};
 
     /// A frame through the general path only: no [`Bytes::block`].
     struct General<'a>(&'a [u8]);
@@ -434,22 +434,28 @@ mod tests {
     }
 
     /// Ethernet, IPv4 without options, TCP with 12 bytes of options (the
-    /// timestamps Linux sends), then `payload`.
+    /// room of the timestamps Linux sends, left zero), then `payload`.
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 32];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        let total = u16::try_from(20 + 32 + payload.len()).unwrap();
-        f[16..18].copy_from_slice(&total.to_be_bytes());
-        f[20] = 0x40; // DF
-        f[22] = 64;
-        f[23] = 6;
-        f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-        f[34..38].copy_from_slice(&[0x01, 0xbb, 0xc3, 0x50]);
-        f[46] = 8 << 4;
-        f[47] = TCP_ACK | TCP_PSH;
-        f.extend_from_slice(payload);
-        f
+        emit::Frame {
+            eth: emit::EthernetRepr {
+                dst: [0; 6],
+                src: [0; 6],
+                tags: vec![],
+            },
+            ip: emit::IpRepr::V4(emit::Ipv4Repr {
+                ident: 0,
+                checksum: false,
+                ..emit::Ipv4Repr::default()
+            }),
+            tcp: emit::TcpRepr {
+                src_port: 443,
+                dst_port: 50_000,
+                window: 0,
+                options: vec![0; 12],
+                ..emit::TcpRepr::default()
+            },
+        }
+        .emit(payload)
     }
 
     #[test]

@@ -456,7 +456,11 @@ fn extensions<B: Bytes + ?Sized>(
         }
         e = data + len;
     }
-    if e < ext_end && e + 4 > end {
+    // Stopped with extensions left: their bytes are missing, or there are
+    // more than MAX_EXTENSIONS. Either way what was read may be incomplete
+    // (a pre_shared_key offer comes last, RFC 8446 §4.2.11), and the hello
+    // is counted as truncated rather than taken as whole.
+    if e < ext_end && (e + 4 > end || e + 4 <= ext_end) {
         h.flags |= hello_flags::TRUNCATED;
     }
 }

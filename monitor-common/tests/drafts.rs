@@ -9,32 +9,10 @@
 //! extensions with supported_versions carrying the version, §4.2.1).
 
 use monitor_common::{
+    emit::tls::{ClientHello, Extension, ServerHello},
     event::{TlsSummary, hello_flags as hf},
     tls::{ProtocolVersion, Rules, summarize},
 };
-
-fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = ty.to_be_bytes().to_vec();
-    v.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-fn with_len16(body: &[u8]) -> Vec<u8> {
-    let mut v = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    v
-}
-
-/// A handshake message in a handshake record (RFC 8446 §4, §5.1).
-fn record(msg_type: u8, body: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
-    let mut msg = vec![msg_type, len[1], len[2], len[3]];
-    msg.extend_from_slice(body);
-    let mut v = vec![22, 3, 3];
-    v.extend(with_len16(&msg));
-    v
-}
 
 fn summary(record: &[u8]) -> TlsSummary {
     let mut s = TlsSummary::default();
@@ -46,44 +24,46 @@ fn summary(record: &[u8]) -> TlsSummary {
 /// method, the version where TLS 1.2 has legacy_version. key_share was
 /// extension 40 then, pre_shared_key 41 (draft-18 §4.2).
 fn draft18_server_hello() -> Vec<u8> {
-    let mut body = vec![0x7f, 18];
-    body.extend_from_slice(&[0xa6; 32]); // random
-    body.extend_from_slice(&[0x13, 0x01]); // TLS_AES_128_GCM_SHA256
-    let exts = [ext(40, &[0, 0x1d, 0, 4, 1, 2, 3, 4]), ext(41, &[0, 0])].concat();
-    body.extend(with_len16(&exts));
-    record(2, &body)
+    ServerHello {
+        legacy_version: 0x7f12,
+        random: [0xa6; 32],
+        extensions: vec![
+            Extension::new(40, &[0, 0x1d, 0, 4, 1, 2, 3, 4]),
+            Extension::selected_identity(0),
+        ],
+        ..ServerHello::default()
+    }
+    .record()
 }
 
 /// A ServerHello in draft-22's and RFC 8446's layout selecting `version`,
 /// echoing a 32-byte compatibility session ID (RFC 8446 §D.4), with
 /// pre_shared_key when `psk`.
 fn server_hello(version: u16, psk: bool) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x3c; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]);
-    body.extend_from_slice(&[0x13, 0x01, 0]);
-    let mut exts = ext(43, &version.to_be_bytes());
-    exts.extend(ext(51, &[0, 0x1d, 0, 4, 1, 2, 3, 4]));
+    let mut extensions = vec![
+        Extension::selected_version(version),
+        Extension::new(51, &[0, 0x1d, 0, 4, 1, 2, 3, 4]),
+    ];
     if psk {
-        exts.extend(ext(41, &[0, 0]));
+        extensions.push(Extension::selected_identity(0));
     }
-    body.extend(with_len16(&exts));
-    record(2, &body)
+    ServerHello {
+        random: [0x3c; 32],
+        session_id: vec![0x22; 32],
+        extensions,
+        ..ServerHello::default()
+    }
+    .record()
 }
 
 /// A ClientHello whose supported_versions lists `versions`.
 fn client_hello(versions: &[u16]) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x11; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    let list: Vec<u8> = versions.iter().flat_map(|v| v.to_be_bytes()).collect();
-    let mut sv = vec![u8::try_from(list.len()).unwrap()];
-    sv.extend(list);
-    body.extend(with_len16(&ext(43, &sv)));
-    record(1, &body)
+    ClientHello {
+        session_id: vec![0x22; 32],
+        extensions: vec![Extension::supported_versions(versions)],
+        ..ClientHello::default()
+    }
+    .record()
 }
 
 #[test]

@@ -5,12 +5,10 @@
 //! noted next to each record), not from what the parser printed. Every
 //! record is also cut at every length to check that a short segment never
 //! panics and never claims more than it saw.
-//!
-//! Run with `cargo test -p monitor-common --features user`.
-#![cfg(feature = "user")]
 
 use monitor_common::{
     classify::classify,
+    emit,
     event::{Decoded, Direction, EventKind, MAX_ITEMS, TlsSummary, hello_flags as hf},
     net::{LinkType, TCP_ACK, TCP_PSH},
     tls::summarize,
@@ -380,76 +378,45 @@ const PLAIN_V6: Layout = Layout {
     tcp_opt_words: 0,
 };
 
-fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap()
-}
-
-/// TCP header with PSH|ACK. Options, when asked for, are NOP NOP and a
-/// timestamp option (RFC 7323), then NOPs to fill the words.
-fn tcp_header(tcp_opt_words: usize) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(&SRC_PORT.to_be_bytes());
-    t.extend_from_slice(&DST_PORT.to_be_bytes());
-    t.extend_from_slice(&SEQ.to_be_bytes());
-    t.extend_from_slice(&ACK.to_be_bytes());
-    t.push(u8::try_from(5 + tcp_opt_words).unwrap() << 4);
-    t.push(TCP_PSH | TCP_ACK);
-    t.extend_from_slice(&[0xfa, 0xf0]); // window
-    t.extend_from_slice(&[0, 0]); // checksum (not verified by the parser)
-    t.extend_from_slice(&[0, 0]); // urgent pointer
-    let mut opts = Vec::new();
-    if tcp_opt_words > 0 {
-        opts.extend_from_slice(&[0x01, 0x01, 0x08, 0x0a, 0, 0, 0, 1, 0, 0, 0, 2]);
-    }
-    opts.resize(tcp_opt_words * 4, 0x01);
-    t.extend_from_slice(&opts[..tcp_opt_words * 4]);
-    t
-}
-
-/// An Ethernet frame carrying `payload` in one TCP segment. `trailer` is
-/// appended after the IP packet (bytes the IP length fields exclude, like
-/// Ethernet padding).
+/// An Ethernet frame carrying `payload` in one TCP segment with PSH|ACK.
+/// IPv4 options are Router Alert (RFC 2113), one word each; TCP options,
+/// when asked for, NOP NOP and a timestamp option (RFC 7323), then NOPs to
+/// fill the words. `trailer` is appended after the IP packet (bytes the IP
+/// length fields exclude, like Ethernet padding).
 fn frame(layout: Layout, payload: &[u8], trailer: &[u8]) -> Vec<u8> {
-    let tcp = tcp_header(layout.tcp_opt_words);
-    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
-    match layout.ip {
-        Ip::V4 => {
-            f.extend_from_slice(&0x0800u16.to_be_bytes());
-            let ihl = 5 + layout.ip_opt_words;
-            let total = ihl * 4 + tcp.len() + payload.len();
-            let mut ip = vec![0x40 | u8::try_from(ihl).unwrap(), 0];
-            ip.extend_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
-            ip.extend_from_slice(&[0x12, 0x34, 0x40, 0x00]); // id, DF
-            ip.extend_from_slice(&[64, 6, 0, 0]); // ttl, TCP, checksum
-            ip.extend_from_slice(&SRC_V4);
-            ip.extend_from_slice(&DST_V4);
-            for _ in 0..layout.ip_opt_words {
-                // Router Alert (RFC 2113): a 4-byte option.
-                ip.extend_from_slice(&[0x94, 0x04, 0x00, 0x00]);
-            }
-            let c = ipv4_checksum(&ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&ip);
-        }
-        Ip::V6 => {
-            f.extend_from_slice(&0x86ddu16.to_be_bytes());
-            let plen = u16::try_from(tcp.len() + payload.len()).unwrap();
-            f.extend_from_slice(&[0x60, 0, 0, 0]);
-            f.extend_from_slice(&plen.to_be_bytes());
-            f.extend_from_slice(&[6, 64]); // next header TCP, hop limit
-            f.extend_from_slice(&SRC_V6);
-            f.extend_from_slice(&DST_V6);
-        }
+    let ip = match layout.ip {
+        Ip::V4 => emit::IpRepr::V4(emit::Ipv4Repr {
+            src: SRC_V4,
+            dst: DST_V4,
+            options: [0x94, 0x04, 0x00, 0x00].repeat(layout.ip_opt_words),
+            ..emit::Ipv4Repr::default()
+        }),
+        Ip::V6 => emit::IpRepr::V6(emit::Ipv6Repr {
+            src: SRC_V6,
+            dst: DST_V6,
+            ..emit::Ipv6Repr::default()
+        }),
+    };
+    let mut options = emit::tcp_option::timestamps(1, 2).to_vec();
+    options.resize(layout.tcp_opt_words * 4, emit::tcp_option::NOP);
+    let mut f = emit::Frame {
+        eth: emit::EthernetRepr {
+            dst: [0x02, 0, 0, 0, 0, 0x02],
+            src: [0x02, 0, 0, 0, 0, 0x01],
+            tags: Vec::new(),
+        },
+        ip,
+        tcp: emit::TcpRepr {
+            src_port: SRC_PORT,
+            dst_port: DST_PORT,
+            seq: SEQ,
+            ack: ACK,
+            flags: TCP_PSH | TCP_ACK,
+            window: 0xfaf0,
+            options,
+        },
     }
-    f.extend_from_slice(&tcp);
-    f.extend_from_slice(payload);
+    .emit(payload);
     f.extend_from_slice(trailer);
     f
 }

@@ -21,7 +21,15 @@ use std::hint::black_box;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use monitor::tracker::{Limits, Tracker};
 use monitor_common::{
-    event::{Decoded, Direction, EventHeader, EventKind, TlsSummary, hello_flags as hf},
+    emit::event::{
+        self as ev, Summary,
+        items::{
+            APPLICATION_DATA as APP_DATA, CERTIFICATE, CHANGE_CIPHER_SPEC as CCS,
+            CLIENT_KEY_EXCHANGE, ENCRYPTED_ALERT, ENCRYPTED_HANDSHAKE,
+            NEW_SESSION_TICKET as NEW_TICKET, SERVER_HELLO_DONE, SERVER_KEY_EXCHANGE,
+        },
+    },
+    event::{Decoded, Direction, EventHeader, TlsSummary, hello_flags as hf},
     net::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST},
 };
 
@@ -31,19 +39,6 @@ const HANDSHAKES_PER_ROUND: u32 = 10_000;
 const SERVERS: u32 = 8;
 /// Round trip between the client's and the server's flights.
 const RTT_NS: u64 = 500_000;
-
-// `content_type << 8 | detail` items, as the kernel lists them.
-const CLIENT_HELLO: u16 = 0x1601;
-const SERVER_HELLO: u16 = 0x1602;
-const NEW_TICKET: u16 = 0x1604;
-const CERTIFICATE: u16 = 0x160b;
-const SERVER_KEY_EXCHANGE: u16 = 0x160c;
-const SERVER_HELLO_DONE: u16 = 0x160e;
-const CLIENT_KEY_EXCHANGE: u16 = 0x1610;
-const CCS: u16 = 0x1401;
-const ENCRYPTED_HANDSHAKE: u16 = 0x16ff;
-const ENCRYPTED_ALERT: u16 = 0x15ff;
-const APP_DATA: u16 = 0x17ff;
 
 /// One event of the workload. Addresses get the round number patched in
 /// when it is replayed, so each simulated second has its own clients.
@@ -83,41 +78,30 @@ fn session_id(i: u32) -> [u8; 32] {
 }
 
 fn summary(items: &[u16]) -> TlsSummary {
-    let mut t = TlsSummary::default();
-    for &it in items {
-        t.push((it >> 8) as u8, (it & 0xff) as u8);
-    }
-    t
+    Summary::items(items).build()
 }
 
 fn client_hello(sid: Option<[u8; 32]>, flags: u16) -> TlsSummary {
-    let mut t = summary(&[CLIENT_HELLO]);
-    let h = &mut t.hello;
-    h.flags = hf::CLIENT_HELLO | hf::TICKET_EXT | flags;
-    h.legacy_version = 0x0303;
+    let mut t = Summary::client_hello()
+        .flags(hf::TICKET_EXT | flags)
+        .sni(b"api.backend.example")
+        .alpn(b"h2")
+        .extensions(16);
     if let Some(sid) = sid {
-        h.session_id = sid;
-        h.session_id_len = 32;
+        t = t.session_id(&sid);
     }
-    let sni = b"api.backend.example";
-    h.sni[..sni.len()].copy_from_slice(sni);
-    h.sni_len = u8::try_from(sni.len()).expect("short name");
-    h.alpn[..2].copy_from_slice(b"h2");
-    h.alpn_len = 2;
-    h.extensions = 16;
-    t
+    t.build()
 }
 
-fn server_hello(items: &[u16], sid: [u8; 32], version: u16, flags: u16) -> TlsSummary {
-    let mut t = summary(items);
-    let h = &mut t.hello;
-    h.flags = hf::SERVER_HELLO | flags;
-    h.legacy_version = 0x0303;
-    h.selected_version = if version == 0x0304 { version } else { 0 };
-    h.cipher_suite = if version == 0x0304 { 0x1301 } else { 0xc02f };
-    h.session_id = sid;
-    h.session_id_len = 32;
-    t
+/// A ServerHello, then the rest of the flight.
+fn server_hello(rest: &[u16], sid: [u8; 32], version: u16, flags: u16) -> TlsSummary {
+    let tls13 = version == 0x0304;
+    Summary::server_hello(rest)
+        .flags(flags)
+        .selected_version(if tls13 { version } else { 0 })
+        .cipher_suite(if tls13 { 0x1301 } else { 0xc02f })
+        .session_id(&sid)
+        .build()
 }
 
 /// The events of handshake `i` of a round, with connections that stay
@@ -156,25 +140,15 @@ fn connection(i: u32, lifetime_ns: u64, resume_back: u32, out: &mut Vec<Ev>) {
         } else {
             ((server, 443), (client, client_port))
         };
-        let mut h = EventHeader {
-            kind: if tls.is_some() {
-                EventKind::TLS.0
-            } else {
-                EventKind::TEARDOWN.0
-            },
+        let h = EventHeader {
             direction: if from_client { client_dir } else { server_dir }.0,
-            family: 4,
             tcp_flags: flags,
-            src_port: src.1,
-            dst_port: dst.1,
-            ..EventHeader::default()
+            ..ev::header(src.into(), dst.into())
         };
-        h.src_addr[..4].copy_from_slice(&src.0);
-        h.dst_addr[..4].copy_from_slice(&dst.0);
         out.push(Ev {
             event: match tls {
-                Some(t) => Decoded::Tls(h, t),
-                None => Decoded::Teardown(h),
+                Some(t) => ev::tls(h, t),
+                None => ev::teardown(h),
             },
             from_client,
             at_ns: at % ROUND_NS,
@@ -189,12 +163,7 @@ fn connection(i: u32, lifetime_ns: u64, resume_back: u32, out: &mut Vec<Ev>) {
     let tls12 = match kind(i) {
         Kind::Tls12Full => {
             push(0, true, data, Some(client_hello(None, 0)));
-            let flight = [
-                SERVER_HELLO,
-                CERTIFICATE,
-                SERVER_KEY_EXCHANGE,
-                SERVER_HELLO_DONE,
-            ];
+            let flight = [CERTIFICATE, SERVER_KEY_EXCHANGE, SERVER_HELLO_DONE];
             push(
                 RTT_NS,
                 false,
@@ -203,16 +172,18 @@ fn connection(i: u32, lifetime_ns: u64, resume_back: u32, out: &mut Vec<Ev>) {
             );
             let fin = [CLIENT_KEY_EXCHANGE, CCS, ENCRYPTED_HANDSHAKE];
             push(2 * RTT_NS, true, data, Some(summary(&fin)));
-            let mut nst = summary(&[NEW_TICKET, CCS, ENCRYPTED_HANDSHAKE]);
-            nst.hello.flags = hf::NEW_TICKET;
-            nst.hello.ticket_id[..4].copy_from_slice(&i.to_be_bytes());
-            push(3 * RTT_NS, false, data, Some(nst));
+            let mut ticket = [0; 16];
+            ticket[..4].copy_from_slice(&i.to_be_bytes());
+            let nst = Summary::items(&[NEW_TICKET, CCS, ENCRYPTED_HANDSHAKE])
+                .flags(hf::NEW_TICKET)
+                .ticket_id(ticket);
+            push(3 * RTT_NS, false, data, Some(nst.build()));
             true
         }
         Kind::Tls12Resumed => {
             let sid = session_id(origin);
             push(0, true, data, Some(client_hello(Some(sid), 0)));
-            let flight = [SERVER_HELLO, CCS, ENCRYPTED_HANDSHAKE];
+            let flight = [CCS, ENCRYPTED_HANDSHAKE];
             push(
                 RTT_NS,
                 false,
@@ -240,7 +211,7 @@ fn connection(i: u32, lifetime_ns: u64, resume_back: u32, out: &mut Vec<Ev>) {
                 data,
                 Some(client_hello(Some(sid), hf::OFFERS_TLS13 | psk)),
             );
-            let flight = [SERVER_HELLO, CCS, APP_DATA, APP_DATA];
+            let flight = [CCS, APP_DATA, APP_DATA];
             push(
                 RTT_NS,
                 false,

@@ -48,9 +48,17 @@ use monitor::{
     tracker::{Limits, Tracker},
 };
 use monitor_common::{
-    emit,
-    event::{Decoded, Direction, EventHeader, TlsEvent, TlsSummary, decode, hello_flags},
-    net::{TCP_ACK, TCP_PSH, TCP_RST},
+    emit::{
+        self, EthernetRepr, Flow, Frame, IpRepr, Ipv4Repr, TcpRepr,
+        event::{self as ev, Summary},
+        field, tcp_option,
+        tls::{self, ClientHello, Extension, ServerHello, handshake, record},
+    },
+    event::{
+        Decoded, Direction, EventHeader, EventKind, TlsEvent, TlsSummary, decode, hello_flags,
+    },
+    net::{self, LinkType, TCP_ACK, TCP_PSH, TCP_RST},
+    tls::{ContentType, HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN},
     tunnel::VXLAN_PORT,
 };
 use serde_json::{Value, json};
@@ -138,198 +146,115 @@ fn in_place(ifaces: &[String]) -> anyhow::Result<Value> {
 
 // ---- frames ------------------------------------------------------------------
 
-/// Ethernet + IPv4 + TCP with the timestamp option, as Linux sends them.
-const PAYLOAD_OFF: usize = 14 + 20 + 32;
-const IP_SRC: usize = 26;
-const IP_DST: usize = 30;
-const TCP_SPORT: usize = 34;
-const TCP_DPORT: usize = 36;
-const TCP_SEQ: usize = 38;
-/// Where the session ID starts in a hello that opens the payload: record
-/// header, handshake header, legacy_version, random, session ID length.
-const HELLO_SID_OFF: usize = 5 + 4 + 2 + 32 + 1;
-
 const CLIENT_IP: [u8; 4] = [10, 1, 0, 1];
 const SERVER_IP: [u8; 4] = [10, 2, 0, 1];
 const CLIENT_PORT: u16 = 40_000;
 const SERVER_PORT: u16 = 443;
 const SNI: &[u8] = b"api.backend.example";
+/// The client's and the server's first sequence numbers.
+const ISN: [u32; 2] = [0x1000_0000, 0x2000_0000];
 
-/// Builds TLS and TCP bytes. Lengths are checked: the frames are fixed
-/// shapes far below every limit.
-mod wire {
-    fn be16(n: usize) -> [u8; 2] {
-        u16::try_from(n).expect("length fits u16").to_be_bytes()
-    }
+/// Bytes that look random (encrypted records, keys, signatures).
+fn noise(n: usize, seed: u8) -> Vec<u8> {
+    let mut x = 0x2545_f491_u32 ^ u32::from(seed);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
 
-    /// `body` behind a one-byte length.
-    pub fn vec8(body: &[u8]) -> Vec<u8> {
-        let mut v = vec![u8::try_from(body.len()).expect("length fits u8")];
-        v.extend_from_slice(body);
-        v
-    }
-
-    /// `body` behind a two-byte length.
-    pub fn vec16(body: &[u8]) -> Vec<u8> {
-        let mut v = be16(body.len()).to_vec();
-        v.extend_from_slice(body);
-        v
-    }
-
-    /// `body` behind a three-byte length.
-    pub fn vec24(body: &[u8]) -> Vec<u8> {
-        let n = u32::try_from(body.len()).expect("length fits u24");
-        assert!(n < 1 << 24);
-        let mut v = n.to_be_bytes()[1..].to_vec();
-        v.extend_from_slice(body);
-        v
-    }
-
-    pub fn ext(ty: u16, body: &[u8]) -> Vec<u8> {
-        let mut v = ty.to_be_bytes().to_vec();
-        v.extend(vec16(body));
-        v
-    }
-
-    pub fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![ty];
-        v.extend(vec24(body));
-        v
-    }
-
-    /// A record with legacy_record_version 0x0303 (RFC 8446 §5.1).
-    pub fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![content_type, 3, 3];
-        v.extend(vec16(body));
-        v
-    }
-
-    /// Bytes that look random (encrypted records, keys, signatures).
-    pub fn noise(n: usize, seed: u8) -> Vec<u8> {
-        let mut x = 0x2545_f491_u32 ^ u32::from(seed);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x.to_le_bytes()[0]
-            })
-            .collect()
-    }
-
-    /// An Ethernet/IPv4/TCP frame with the timestamp option
-    /// (RFC 7323 §3.2), checksums left zero: nothing on this path checks them.
-    pub fn frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8, payload: &[u8]) -> Vec<u8> {
-        let tcp_len = 32;
-        let mut v = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
-        v.extend_from_slice(&[0x45, 0]);
-        v.extend_from_slice(&be16(20 + tcp_len + payload.len()));
-        v.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0]);
-        v.extend_from_slice(&src.0);
-        v.extend_from_slice(&dst.0);
-        v.extend_from_slice(&src.1.to_be_bytes());
-        v.extend_from_slice(&dst.1.to_be_bytes());
-        v.extend_from_slice(&0x1000_0000_u32.to_be_bytes());
-        v.extend_from_slice(&0x2000_0000_u32.to_be_bytes());
-        v.push(u8::try_from((tcp_len / 4) << 4).expect("data offset"));
-        v.push(flags);
-        v.extend_from_slice(&[0x01, 0xf5, 0, 0, 0, 0]); // window, checksum, urgent
-        v.extend_from_slice(&[1, 1, 8, 10]); // NOP NOP timestamps
-        v.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0x20, 0]);
-        v.extend_from_slice(payload);
-        v
-    }
+fn random(seed: u8) -> [u8; 32] {
+    noise(32, seed).try_into().expect("32 bytes")
 }
 
 /// The ClientHello of a current browser or proxy that speaks TLS 1.3 and
 /// 1.2: SNI, ALPN, an empty session_ticket (it accepts tickets), key_share,
 /// supported_versions, GREASE, padded to 512 bytes as Chrome pads.
 fn client_hello_payload() -> Vec<u8> {
-    use wire::{ext, handshake, noise, record, vec8, vec16};
-    let mut body = vec![3, 3];
-    body.extend(noise(32, 1)); // random
-    body.extend(vec8(&noise(32, 2))); // legacy_session_id (RFC 8446 §D.4)
-    let suites: &[u16] = &[
-        0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
-        0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
-    ];
-    body.extend(vec16(
-        &suites
-            .iter()
-            .flat_map(|s| s.to_be_bytes())
-            .collect::<Vec<_>>(),
-    ));
-    body.extend_from_slice(&[1, 0]); // null compression
-    let mut exts = ext(0x1a1a, &[]);
-    let mut host = vec![0];
-    host.extend(vec16(SNI));
-    exts.extend(ext(0, &vec16(&host))); // server_name
-    exts.extend(ext(23, &[])); // extended_master_secret
-    exts.extend(ext(0xff01, &[0])); // renegotiation_info
-    exts.extend(ext(10, &vec16(&[0x2a, 0x2a, 0, 0x1d, 0, 0x17, 0, 0x18]))); // supported_groups
-    exts.extend(ext(11, &[1, 0])); // ec_point_formats
-    exts.extend(ext(35, &[])); // session_ticket, no ticket: a full handshake
-    let mut alpn = vec8(b"h2");
-    alpn.extend(vec8(b"http/1.1"));
-    exts.extend(ext(16, &vec16(&alpn)));
-    exts.extend(ext(5, &[1, 0, 0, 0, 0])); // status_request
-    exts.extend(ext(
-        13,
-        &vec16(&[
-            4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1, // signature_algorithms
-        ]),
-    ));
-    exts.extend(ext(18, &[])); // signed_certificate_timestamp
     let mut shares = vec![0x2a, 0x2a, 0, 1, 0];
     shares.extend_from_slice(&[0, 0x1d, 0, 32]);
     shares.extend(noise(32, 3));
-    exts.extend(ext(51, &vec16(&shares))); // key_share
-    exts.extend(ext(45, &[1, 1])); // psk_key_exchange_modes
-    exts.extend(ext(43, &vec8(&[0x3a, 0x3a, 3, 4, 3, 3]))); // supported_versions
-    exts.extend(ext(27, &[2, 0, 2])); // compress_certificate
-    exts.extend(ext(0x4a4a, &[0]));
-    // padding (RFC 7685) up to a 512-byte ClientHello message.
-    let so_far = 4 + body.len() + 2 + exts.len() + 4;
-    exts.extend(ext(21, &vec![0; 512usize.saturating_sub(so_far)]));
-    body.extend(vec16(&exts));
-    record(22, &handshake(1, &body))
+    let mut hello = ClientHello {
+        random: random(1),
+        session_id: noise(32, 2), // legacy_session_id (RFC 8446 §D.4)
+        cipher_suites: vec![
+            0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+        ],
+        extensions: vec![
+            Extension::new(0x1a1a, &[]),
+            Extension::server_name(SNI),
+            Extension::new(23, &[]),      // extended_master_secret
+            Extension::new(0xff01, &[0]), // renegotiation_info
+            // supported_groups
+            Extension::new(10, &tls::vec16(&[0x2a, 0x2a, 0, 0x1d, 0, 0x17, 0, 0x18])),
+            Extension::new(11, &[1, 0]),    // ec_point_formats
+            Extension::session_ticket(&[]), // no ticket: a full handshake
+            Extension::alpn(&[b"h2", b"http/1.1"]),
+            Extension::new(5, &[1, 0, 0, 0, 0]), // status_request
+            // signature_algorithms
+            Extension::new(
+                13,
+                &tls::vec16(&[4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1]),
+            ),
+            Extension::new(18, &[]), // signed_certificate_timestamp
+            Extension::new(51, &tls::vec16(&shares)), // key_share
+            Extension::new(45, &[1, 1]), // psk_key_exchange_modes
+            Extension::supported_versions(&[0x3a3a, 0x0304, 0x0303]),
+            Extension::new(27, &[2, 0, 2]), // compress_certificate
+            Extension::new(0x4a4a, &[0]),
+        ],
+        ..ClientHello::default()
+    };
+    hello.pad_to(512);
+    hello.record()
 }
 
 /// A TLS 1.2 ECDHE-RSA server flight in one segment, the way OpenSSL
 /// writes it: ServerHello, Certificate (one ~1000-byte certificate),
 /// ServerKeyExchange, ServerHelloDone in one record, about 1400 bytes.
 fn server_flight_payload() -> Vec<u8> {
-    use wire::{ext, handshake, noise, record, vec8, vec16, vec24};
-    let mut sh = vec![3, 3];
-    sh.extend(noise(32, 4));
-    sh.extend(vec8(&noise(32, 5))); // a new session ID: a full handshake
-    sh.extend_from_slice(&[0xc0, 0x2f, 0]); // ECDHE-RSA-AES128-GCM-SHA256, null
-    let mut exts = ext(0xff01, &[0]);
-    exts.extend(ext(11, &[1, 0]));
-    exts.extend(ext(35, &[])); // will send a NewSessionTicket
-    exts.extend(ext(23, &[]));
-    exts.extend(ext(16, &vec16(&vec8(b"h2"))));
-    sh.extend(vec16(&exts));
+    let hello = ServerHello {
+        random: random(4),
+        session_id: noise(32, 5), // a new session ID: a full handshake
+        cipher_suite: 0xc02f,     // ECDHE-RSA-AES128-GCM-SHA256
+        extensions: vec![
+            Extension::new(0xff01, &[0]),
+            Extension::new(11, &[1, 0]),
+            Extension::session_ticket(&[]), // will send a NewSessionTicket
+            Extension::new(23, &[]),
+            Extension::alpn(&[b"h2"]),
+        ],
+        ..ServerHello::default()
+    };
     let mut cert = vec![0x30, 0x82, 0x03, 0xe4];
     cert.extend(noise(996, 6));
-    let mut msgs = handshake(2, &sh);
-    msgs.extend(handshake(11, &vec24(&vec24(&cert))));
     let mut ske = vec![3, 0, 0x1d]; // named_curve x25519
-    ske.extend(vec8(&noise(32, 7)));
+    ske.extend(tls::vec8(&noise(32, 7)));
     ske.extend_from_slice(&[8, 4]); // rsa_pss_rsae_sha256
-    ske.extend(vec16(&noise(256, 8)));
-    msgs.extend(handshake(12, &ske));
-    msgs.extend(handshake(14, &[]));
-    record(22, &msgs)
+    ske.extend(tls::vec16(&noise(256, 8)));
+    tls::handshake_record(&[
+        hello.message(),
+        handshake(HandshakeType::CERTIFICATE.0, &tls::certificate(&[&cert])),
+        handshake(HandshakeType::SERVER_KEY_EXCHANGE.0, &ske),
+        handshake(HandshakeType::SERVER_HELLO_DONE.0, &[]),
+    ])
 }
 
 /// The client's second flight: ClientKeyExchange, ChangeCipherSpec, and the
 /// encrypted Finished.
 fn client_finish_payload() -> Vec<u8> {
-    use wire::{handshake, noise, record, vec8};
-    let mut v = record(22, &handshake(16, &vec8(&noise(32, 9))));
-    v.extend(record(20, &[1]));
-    v.extend(record(22, &noise(40, 10)));
+    let cke = handshake(
+        HandshakeType::CLIENT_KEY_EXCHANGE.0,
+        &tls::vec8(&noise(32, 9)),
+    );
+    let mut v = tls::handshake_record(&[cke]);
+    v.extend(record(ContentType::CHANGE_CIPHER_SPEC.0, &[1]));
+    v.extend(record(ContentType::HANDSHAKE.0, &noise(40, 10)));
     v
 }
 
@@ -337,31 +262,47 @@ fn client_finish_payload() -> Vec<u8> {
 const TICKET_LEN: usize = 192;
 /// The server's last flight: NewSessionTicket, ChangeCipherSpec, Finished.
 fn server_finish_payload() -> Vec<u8> {
-    use wire::{handshake, noise, record, vec16};
-    let mut nst = 7200u32.to_be_bytes().to_vec(); // lifetime hint
-    nst.extend(vec16(&noise(TICKET_LEN, 11)));
-    let mut v = record(22, &handshake(4, &nst));
-    v.extend(record(20, &[1]));
-    v.extend(record(22, &noise(40, 12)));
+    let nst = tls::new_session_ticket(7200, &noise(TICKET_LEN, 11));
+    let mut v = tls::handshake_record(&[handshake(HandshakeType::NEW_SESSION_TICKET.0, &nst)]);
+    v.extend(record(ContentType::CHANGE_CIPHER_SPEC.0, &[1]));
+    v.extend(record(ContentType::HANDSHAKE.0, &noise(40, 12)));
     v
 }
 
+/// The client's frame: Ethernet, IPv4 and TCP with the timestamp option
+/// (RFC 7323 §3.2), as Linux sends them, checksums left zero (nothing on
+/// this path checks them), sequence numbers [`ISN`].
+fn headers(flags: u8) -> Frame {
+    Frame {
+        eth: EthernetRepr {
+            dst: [0x02, 0, 0, 0, 0, 0x02],
+            src: [0x02, 0, 0, 0, 0, 0x01],
+            tags: Vec::new(),
+        },
+        ip: IpRepr::V4(Ipv4Repr {
+            src: CLIENT_IP,
+            dst: SERVER_IP,
+            checksum: false,
+            ..Ipv4Repr::default()
+        }),
+        tcp: TcpRepr {
+            src_port: CLIENT_PORT,
+            dst_port: SERVER_PORT,
+            seq: ISN[0],
+            ack: ISN[1],
+            flags,
+            window: 0x01f5,
+            options: tcp_option::timestamps(0x1000, 0x2000).to_vec(),
+        },
+    }
+}
+
 fn to_server(flags: u8, payload: &[u8]) -> Vec<u8> {
-    wire::frame(
-        (CLIENT_IP, CLIENT_PORT),
-        (SERVER_IP, SERVER_PORT),
-        flags,
-        payload,
-    )
+    headers(flags).emit(payload)
 }
 
 fn to_client(flags: u8, payload: &[u8]) -> Vec<u8> {
-    wire::frame(
-        (SERVER_IP, SERVER_PORT),
-        (CLIENT_IP, CLIENT_PORT),
-        flags,
-        payload,
-    )
+    headers(flags).reply().emit(payload)
 }
 
 /// What the kernel program must make of a frame, checked once before it
@@ -382,7 +323,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let psh = TCP_ACK | TCP_PSH;
-    let app = wire::record(23, &wire::noise(1400, 13));
+    let app = record(ContentType::APPLICATION_DATA.0, &noise(1400, 13));
     let http = b"GET /api/v1/items?page=2 HTTP/1.1\r\nHost: api.backend.example\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
 Accept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\n\
@@ -678,30 +619,21 @@ fn client(i: u32) -> ([u8; 4], u16) {
 /// A ClientHello event from client `i`: its own address and port, so every
 /// one opens a connection that waits for its ServerHello.
 fn client_hello_event(i: u32, ts_ns: u64) -> (EventHeader, TlsSummary) {
-    let mut h = EventHeader {
-        kind: 2,
+    let h = EventHeader {
+        kind: EventKind::TLS.0,
         direction: Direction::INGRESS.0,
-        family: 4,
         tcp_flags: TCP_ACK | TCP_PSH,
-        src_port: client(i).1,
-        dst_port: SERVER_PORT,
         ts_ns,
-        ..EventHeader::default()
+        ..ev::header(client(i).into(), (SERVER_IP, SERVER_PORT).into())
     };
-    h.src_addr[..4].copy_from_slice(&client(i).0);
-    h.dst_addr[..4].copy_from_slice(&SERVER_IP);
-    let mut t = TlsSummary::default();
-    t.push(22, 1);
-    let hello = &mut t.hello;
-    hello.flags = hello_flags::CLIENT_HELLO | hello_flags::TICKET_EXT | hello_flags::OFFERS_TLS13;
-    hello.legacy_version = 0x0303;
-    hello.session_id = [0; 32];
-    hello.session_id[..4].copy_from_slice(&i.to_be_bytes());
-    hello.session_id_len = 32;
-    hello.sni[..SNI.len()].copy_from_slice(SNI);
-    hello.sni_len = u8::try_from(SNI.len()).expect("short SNI");
-    hello.alpn[..2].copy_from_slice(b"h2");
-    hello.alpn_len = 2;
+    let mut session_id = [0; 32];
+    session_id[..4].copy_from_slice(&i.to_be_bytes());
+    let t = Summary::client_hello()
+        .flags(hello_flags::TICKET_EXT | hello_flags::OFFERS_TLS13)
+        .session_id(&session_id)
+        .sni(SNI)
+        .alpn(b"h2")
+        .build();
     (h, t)
 }
 
@@ -743,58 +675,65 @@ struct Handshake {
     client_finish: Vec<u8>,
     server_finish: Vec<u8>,
     rst: Vec<u8>,
+    /// Where the IP header, the TCP header and the payload start in each
+    /// of them, as the parser finds them.
+    at: (usize, usize, usize),
 }
 
 impl Handshake {
     fn new() -> Self {
         let psh = TCP_ACK | TCP_PSH;
-        let mut hs = Self {
-            client_hello: to_server(psh, &client_hello_payload()),
-            server_flight: to_client(psh, &server_flight_payload()),
-            client_finish: to_server(psh, &client_finish_payload()),
-            server_finish: to_client(psh, &server_finish_payload()),
-            rst: to_server(TCP_RST | TCP_ACK, &[]),
-        };
         // Each packet acknowledges what the other side sent, as in a real
         // exchange: the tracker counts only a ServerHello that acknowledges
         // the ClientHello.
-        let mut next = [0x1000_0000_u32, 0x2000_0000];
-        for (f, side) in [
-            (&mut hs.client_hello, 0),
-            (&mut hs.server_flight, 1),
-            (&mut hs.client_finish, 0),
-            (&mut hs.server_finish, 1),
-            (&mut hs.rst, 0),
-        ] {
-            f[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&next[side].to_be_bytes());
-            f[TCP_SEQ + 4..TCP_SEQ + 8].copy_from_slice(&next[1 - side].to_be_bytes());
-            let len = u32::try_from(f.len() - PAYLOAD_OFF).expect("short frames");
-            next[side] = next[side].wrapping_add(len);
+        let mut flow = Flow::new(
+            (CLIENT_IP, CLIENT_PORT).into(),
+            (SERVER_IP, SERVER_PORT).into(),
+            ISN,
+        );
+        let base = headers(0);
+        let mut frame =
+            |from_client, flags, payload: &[u8]| flow.frame(&base, from_client, flags, payload);
+        let client_hello = frame(true, psh, &client_hello_payload());
+        let seg = net::segment(&client_hello[..], LinkType::ETHERNET).expect("a TCP segment");
+        Self {
+            client_hello,
+            server_flight: frame(false, psh, &server_flight_payload()),
+            client_finish: frame(true, psh, &client_finish_payload()),
+            server_finish: frame(false, psh, &server_finish_payload()),
+            rst: frame(true, TCP_RST | TCP_ACK, &[]),
+            at: (seg.l3_off, seg.l4_off, seg.payload_off),
         }
-        hs
     }
 
     fn set_client(&mut self, i: u32) {
         let (addr, port) = client(i);
         let port = port.to_be_bytes();
+        let (ip, tcp, payload) = self.at;
         for f in [
             &mut self.client_hello,
             &mut self.client_finish,
             &mut self.rst,
         ] {
-            f[IP_SRC..IP_SRC + 4].copy_from_slice(&addr);
-            f[TCP_SPORT..TCP_SPORT + 2].copy_from_slice(&port);
+            f[ip..][field::ipv4::SRC].copy_from_slice(&addr);
+            f[tcp..][field::tcp::SRC_PORT].copy_from_slice(&port);
         }
         for f in [&mut self.server_flight, &mut self.server_finish] {
-            f[IP_DST..IP_DST + 4].copy_from_slice(&addr);
-            f[TCP_DPORT..TCP_DPORT + 2].copy_from_slice(&port);
+            f[ip..][field::ipv4::DST].copy_from_slice(&addr);
+            f[tcp..][field::tcp::DST_PORT].copy_from_slice(&port);
         }
         let id = i.to_be_bytes();
-        let sid = PAYLOAD_OFF + HELLO_SID_OFF;
+        // Both hellos open their payload: record and handshake headers,
+        // then the hello's own fields.
+        let sid = payload + RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + field::hello::SESSION_ID;
         self.client_hello[sid..sid + 4].copy_from_slice(&id);
         self.server_flight[sid..sid + 4].copy_from_slice(&id);
         // The ticket's last bytes identify it (RFC 5077 §4's MAC).
-        let ticket_end = PAYLOAD_OFF + 5 + 4 + 4 + 2 + TICKET_LEN;
+        let ticket_end = payload
+            + RECORD_HEADER_LEN
+            + HANDSHAKE_HEADER_LEN
+            + field::new_session_ticket::TICKET
+            + TICKET_LEN;
         self.server_finish[ticket_end - 4..ticket_end].copy_from_slice(&id);
     }
 }

@@ -7,13 +7,14 @@
 //! I/O), so the live loop, `replay`, the tests and the rendering snapshots
 //! all drive it the same way. Time only enters through [`AppEvent::Tick`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use crossterm::event::KeyEvent;
 use monitor_common::event::{Decoded, Direction};
 
 use crate::{
     columns::{self, Column, Row},
+    diagnosis::{Change, Diagnoses, Shown},
     escape::escape,
     keys::{self, Action, Key, Mode},
     names::Names,
@@ -21,8 +22,9 @@ use crate::{
     tracker::{Limits, Tracker},
 };
 
-/// Seconds of per-server history kept for the sparklines.
-pub const HISTORY_SECS: usize = 300;
+mod history;
+
+pub use self::history::{HISTORY_SECS, History};
 /// How long a notice stays in the status line.
 pub const NOTICE_NS: u64 = 10 * NS_PER_SEC;
 
@@ -48,6 +50,9 @@ pub enum AppEvent {
     /// Output lines dropped so far because a reader did not keep up (the
     /// outputs' running total).
     OutputDropped(u64),
+    /// Diagnostics dropped so far because their queue was full
+    /// (`logging::dropped`).
+    DiagnosticsDropped(u64),
     /// A diagnostic for the dashboard's status line.
     Notice(String),
 }
@@ -78,67 +83,6 @@ pub enum Control {
     Quit,
 }
 
-/// Full and resumed handshakes per second, the last [`HISTORY_SECS`].
-#[derive(Clone, Debug, Default)]
-pub struct History {
-    /// (full, resumed), oldest first; the last one is the current second.
-    /// 32 bits: a second's handshakes to one server fit, and the history of
-    /// every server the tracker keeps costs half of 64 bits' 4.8 kB each.
-    buckets: VecDeque<(u32, u32)>,
-    last_sec: Option<u64>,
-}
-
-impl History {
-    /// Adds counts to second `sec` (since the dashboard started), opening
-    /// empty seconds for any skipped.
-    fn add(&mut self, sec: u64, full: u64, resumed: u64) {
-        let open = match self.last_sec {
-            None => 1,
-            Some(last) if sec > last => usize::try_from(sec - last)
-                .unwrap_or(HISTORY_SECS)
-                .min(HISTORY_SECS),
-            // Same second, or a clock that went back: keep adding here.
-            Some(_) => 0,
-        };
-        for _ in 0..open {
-            self.buckets.push_back((0, 0));
-        }
-        if open > 0 || self.last_sec.is_none() {
-            self.last_sec = Some(sec);
-        }
-        while self.buckets.len() > HISTORY_SECS {
-            self.buckets.pop_front();
-        }
-        if let Some(b) = self.buckets.back_mut() {
-            let add = |to: u32, n: u64| to.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-            b.0 = add(b.0, full);
-            b.1 = add(b.1, resumed);
-        }
-    }
-
-    /// Full handshakes per second, oldest first.
-    #[must_use]
-    pub fn full(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| u64::from(b.0)).collect()
-    }
-
-    /// Resumed handshakes per second, oldest first.
-    #[must_use]
-    pub fn resumed(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| u64::from(b.1)).collect()
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.buckets.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
-    }
-}
-
 /// What is computed on each tick from the tracker's cumulative counters.
 #[derive(Clone, Debug, Default)]
 struct Derived {
@@ -159,6 +103,7 @@ struct Frozen {
     servers: Vec<ServerStats>,
     totals: Totals,
     connections: usize,
+    diagnoses: HashMap<Endpoint, Shown>,
 }
 
 /// Counts over all servers: the dashboard's header and the summary line.
@@ -211,6 +156,9 @@ pub struct App {
     /// Cumulative (full, resumed) per server at the last tick.
     last_counts: HashMap<Endpoint, (u64, u64)>,
     live: Derived,
+    /// Each server's diagnoses over the recent window (see
+    /// `diagnosis::window`), judged on every tick.
+    diagnoses: Diagnoses,
     /// While paused the display shows this copy. Events keep going into
     /// the tracker (and ticks into the history) so nothing is lost and the
     /// numbers are right again the moment the pause ends; only the screen
@@ -246,6 +194,7 @@ impl App {
                 now_ns,
                 ..Derived::default()
             },
+            diagnoses: Diagnoses::new(now_ns),
             frozen: None,
             losses: Losses::default(),
             notice: None,
@@ -278,6 +227,7 @@ impl App {
             AppEvent::Captured(d, at) => self.tracker.on_event(at.onto(d)),
             AppEvent::Undecodable => self.losses.undecodable += 1,
             AppEvent::OutputDropped(n) => self.losses.output_dropped = n,
+            AppEvent::DiagnosticsDropped(n) => self.losses.diagnostics_dropped = n,
             AppEvent::Notice(text) => {
                 // Our own messages, but they may quote a path or an OS
                 // error: the status line gets safe text like everything else.
@@ -348,6 +298,36 @@ impl App {
     pub fn selected_row(&self) -> Option<Row<'_>> {
         let rows = self.rows();
         self.selected_in(&rows).map(|i| rows[i])
+    }
+
+    /// A server's diagnoses over the recent window, as displayed (frozen
+    /// while paused).
+    #[must_use]
+    pub fn shown_diagnoses(&self, server: &Endpoint) -> Shown {
+        match &self.frozen {
+            Some(f) => f.diagnoses.get(server).cloned().unwrap_or_default(),
+            None => self.diagnoses.shown(server),
+        }
+    }
+
+    /// Every server's diagnoses now (not frozen: the metrics page and the
+    /// diagnosis lines are never paused).
+    #[must_use]
+    pub fn diagnoses(&self) -> &Diagnoses {
+        &self.diagnoses
+    }
+
+    /// The diagnoses that appeared, changed or went since the last tick
+    /// (a tick replaces them): the live loop writes them as lines after
+    /// each tick and key.
+    #[must_use]
+    pub fn diagnosis_changes(&self) -> &[Change] {
+        self.diagnoses.changes()
+    }
+
+    /// Takes [`Self::diagnosis_changes`], so that each is written once.
+    pub fn take_diagnosis_changes(&mut self) -> Vec<Change> {
+        self.diagnoses.take_changes()
     }
 
     /// History of a server, as displayed.
@@ -566,6 +546,7 @@ impl App {
             servers: self.tracker.servers().into_iter().cloned().collect(),
             totals: self.tracker.totals,
             connections: self.tracker.connections(),
+            diagnoses: self.diagnoses.all_shown(),
         }
     }
 
@@ -574,6 +555,7 @@ impl App {
     /// attributed right after a reset.
     fn reset(&mut self) {
         self.tracker.reset_counters();
+        self.diagnoses.reset();
         self.last_counts.clear();
         self.live.rate = 0.0;
         self.live.rates.clear();
@@ -626,6 +608,7 @@ impl App {
             self.live.rates = rates;
             self.last_tick_ns = now_ns;
         }
+        self.diagnoses.tick(now_ns, &servers);
         self.live.summary = Summary::of(servers);
         self.live.now_ns = now_ns.max(self.live.now_ns);
         self.live.kernel = kernel;

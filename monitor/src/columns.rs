@@ -4,7 +4,10 @@
 
 use std::{cmp::Ordering, fmt::Write as _};
 
-use crate::stats::{Role, ServerStats};
+use crate::{
+    diagnosis::{Counts, dominant, short_name},
+    stats::{Role, ServerStats},
+};
 
 /// One line of the server table.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +58,7 @@ pub enum Column {
     Offered,
     Rejected,
     RejectedUnclean,
+    Cause,
     Rst,
     Versions,
     P50,
@@ -116,7 +120,7 @@ pub const COLUMNS: &[ColumnDef] = &[
         Column::Name,
         "name",
         4,
-        9,
+        10,
         false,
         false,
         "from a names file or the HAProxy configuration, when known",
@@ -194,10 +198,19 @@ pub const COLUMNS: &[ColumnDef] = &[
         "rejected, and the session came from a connection that ended without close_notify",
     ),
     col(
+        Column::Cause,
+        "cause",
+        8,
+        9,
+        false,
+        false,
+        "the cause of most rejected offers since start (`unclean`, `clean`, `expired`, `restart`, `no cache`, `ticket`, `unknown`), `mixed` when no cause has most of them, `-` before any",
+    ),
+    col(
         Column::Rst,
         "RST c/s",
         11,
-        10,
+        11,
         true,
         false,
         "RSTs sent by the client / by the server",
@@ -206,7 +219,7 @@ pub const COLUMNS: &[ColumnDef] = &[
         Column::Versions,
         "versions",
         16,
-        11,
+        12,
         false,
         false,
         "share of each TLS version, e.g. `1.2:95% 1.3:5%`",
@@ -215,7 +228,7 @@ pub const COLUMNS: &[ColumnDef] = &[
         Column::P50,
         "p50 ms",
         7,
-        12,
+        13,
         true,
         false,
         "ClientHello to ServerHello of full handshakes, median",
@@ -224,7 +237,7 @@ pub const COLUMNS: &[ColumnDef] = &[
         Column::P99,
         "p99 ms",
         7,
-        13,
+        14,
         true,
         false,
         "the same, 99th percentile",
@@ -282,7 +295,7 @@ impl Column {
             Self::Rst => {
                 (x.rst_by_client + x.rst_by_server).cmp(&(y.rst_by_client + y.rst_by_server))
             }
-            Self::Versions | Self::P50 | Self::P99 => Ordering::Equal,
+            Self::Cause | Self::Versions | Self::P50 | Self::P99 => Ordering::Equal,
         }
     }
 
@@ -303,12 +316,21 @@ impl Column {
             Self::Offered => count(s.offered),
             Self::Rejected => count(s.rejected),
             Self::RejectedUnclean => count(s.rejected_after_unclean),
+            Self::Cause => cause(s).to_owned(),
             Self::Rst => format!("{}/{}", count(s.rst_by_client), count(s.rst_by_server)),
             Self::Versions => versions(s),
             Self::P50 => ms(s, 0.5),
             Self::P99 => ms(s, 0.99),
         }
     }
+}
+
+/// The cause of most of `s`'s rejections since start.
+fn cause(s: &ServerStats) -> &'static str {
+    if s.rejected == 0 {
+        return "-";
+    }
+    dominant(&Counts::of(s)).map_or("mixed", short_name)
 }
 
 /// Role of a row as the table shows it.

@@ -101,7 +101,7 @@ pub const BINDINGS: &[Binding] = &[
         &[Char('r')],
         "r",
         Action::Reset,
-        "reset counters and history",
+        "reset counters, history and diagnoses",
         Some(("r", "reset")),
     ),
     bind(

@@ -24,7 +24,9 @@ use crate::{
     metrics::{self, Page},
     names::Names,
     output::{LogFile, Sink},
-    report::{epoch_offset_ns, handshake_lines, now_unix, server_lines, summary_line},
+    report::{
+        diagnosis_line, epoch_offset_ns, handshake_lines, now_unix, server_lines, summary_line,
+    },
     source::{EventSource, KernelSource},
     tracker::Limits,
 };
@@ -148,6 +150,7 @@ where
                     if app.handle(AppEvent::Key(k)) == Control::Quit {
                         break;
                     }
+                    write_diagnoses(out, app);
                     redraw = true;
                 }
                 Some(Ok(_)) => redraw = true,
@@ -202,6 +205,7 @@ fn tick<S: EventSource, B: Backend, K>(
     if let Some(sink) = &out.lines {
         app.handle(AppEvent::OutputDropped(sink.dropped()));
     }
+    app.handle(AppEvent::DiagnosticsDropped(crate::logging::dropped()));
     let kernel = source.counters();
     app.handle(AppEvent::Tick { now_ns, kernel });
     // The connections the tick let go (`--log-handshakes`).
@@ -209,12 +213,34 @@ fn tick<S: EventSource, B: Backend, K>(
         let offset = epoch_offset_ns(source.real_time(), source.now_ns());
         sink.lines(handshake_lines(app.tracker(), offset, false));
     }
+    write_diagnoses(out, app);
     if let Some(page) = &out.metrics {
         page.publish(&metrics::Sources {
             tracker: app.tracker(),
             kernel: &app.kernel(),
             losses: app.losses(),
+            diagnoses: app.diagnoses(),
         });
+    }
+}
+
+/// A line for each diagnosis that appeared, changed or went since the
+/// last tick (or key: a reset forgets them), at once rather than at the
+/// next `--interval`: the systemd unit runs headless, and this is how it
+/// tells that a diagnosis came or cleared.
+fn write_diagnoses<B: Backend>(out: &mut Outputs<B>, app: &mut App) {
+    let changes = app.take_diagnosis_changes();
+    if changes.is_empty() {
+        return;
+    }
+    if let Some(sink) = out.lines.as_mut() {
+        let ts = now_unix();
+        sink.lines(
+            changes
+                .iter()
+                .map(|c| diagnosis_line(c, out.format, ts))
+                .collect(),
+        );
     }
 }
 
@@ -255,6 +281,7 @@ pub fn finish(mut sink: Sink, app: &App, format: LogFormat, within: Duration) ->
         "undecodable_events": losses.undecodable,
         // Lines dropped before this one; it is the last.
         "dropped_output_lines": sink.dropped(),
+        "dropped_diagnostics": losses.diagnostics_dropped,
     });
     lines.push(summary_line(app.tracker(), Some(app.kernel()), &extra, ts).to_string());
     let start = std::time::Instant::now();

@@ -29,8 +29,9 @@ use tokio::sync::watch;
 
 pub use self::endpoint::{Config, Endpoint};
 use crate::{
+    diagnosis::Diagnoses,
     histogram::Histogram,
-    stats::{KernelStats, Losses, ServerStats},
+    stats::{self, KernelStats, Losses, Role, ServerStats, Totals},
     tracker::Tracker,
 };
 
@@ -43,6 +44,8 @@ pub struct Sources<'a> {
     /// What the daemon itself lost (records that did not decode, output
     /// lines nobody read).
     pub losses: Losses,
+    /// The diagnoses that hold now (`tlsmon_diagnosis`).
+    pub diagnoses: &'a Diagnoses,
 }
 
 /// The two renderings of one refresh. `Bytes` is reference-counted: every
@@ -243,21 +246,42 @@ const PER_SERVER: &[PerServer] = &[
     },
     PerServer {
         name: "tlsmon_rejected",
-        help: "Offered resumptions answered with a full handshake, by how the session's connection ended.",
+        help: "Offered resumptions answered with a full handshake, by cause (docs/classification.md, \"Why sessions are rejected\"); a rejection that may be a server restart is counted once decided, within 5 s.",
         label: "cause",
         values: &[
-            ("after_unclean", |s| s.rejected_after_unclean),
-            ("after_clean", |s| s.rejected_after_clean),
-            ("origin_unknown", |s| s.rejected_origin_unknown),
+            ("after_unclean", |s| s.rejected_by_cause.after_unclean),
+            ("after_clean", |s| s.rejected_by_cause.after_clean),
+            ("expired", |s| s.rejected_by_cause.expired),
+            ("server_restart", |s| s.rejected_by_cause.server_restart),
+            ("no_cache", |s| s.rejected_by_cause.no_cache),
+            ("ticket_rejected", |s| s.rejected_by_cause.ticket_rejected),
+            ("unknown", |s| s.rejected_by_cause.unknown),
         ],
     },
     PerServer {
+        name: "tlsmon_rejected_by_last_close",
+        help: "Rejected offers by how the session's last holder ended (TLS 1.3: every connection that may have delivered the ticket), whatever the cause; they sum to the rejections.",
+        label: "close",
+        values: &[
+            ("unclean", |s| s.rejected_after_unclean),
+            ("clean", |s| s.rejected_after_clean),
+            ("unknown", |s| s.rejected_origin_unknown),
+        ],
+    },
+    PerServer {
+        name: "tlsmon_rejected_after_idle_unclean",
+        help: "Rejected offers of cause after_unclean whose unclean holders sent no application data: the signature of health checks sharing the traffic's session.",
+        label: "",
+        values: &[("", |s| s.rejected_after_idle_unclean)],
+    },
+    PerServer {
         name: "tlsmon_closes",
-        help: "TLS <= 1.2 connections closed with (clean) or without (unclean) an alert first.",
+        help: "Connection ends per side: with close_notify first (clean), without (unclean), or not told (unknown: TLS 1.3 whose last record was not seen or is ambiguous).",
         label: "kind",
         values: &[
             ("clean", |s| s.clean_closes),
             ("unclean", |s| s.unclean_closes),
+            ("unknown", |s| s.unknown_closes),
         ],
     },
     PerServer {
@@ -303,9 +327,13 @@ const PER_SERVER: &[PerServer] = &[
 
 /// A server's identifying labels, plus `extra`.
 fn server_labels(s: &ServerStats, extra: &[(&'static str, &str)]) -> Labels {
+    endpoint_labels(s.server, s.role, extra)
+}
+
+fn endpoint_labels(server: stats::Endpoint, role: Role, extra: &[(&'static str, &str)]) -> Labels {
     let mut labels = Vec::with_capacity(2 + extra.len());
-    labels.push(("server", s.server.to_string()));
-    labels.push(("role", s.role.as_str().to_owned()));
+    labels.push(("server", server.to_string()));
+    labels.push(("role", role.as_str().to_owned()));
     labels.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     labels
 }
@@ -314,6 +342,7 @@ fn server_labels(s: &ServerStats, extra: &[(&'static str, &str)]) -> Labels {
 fn families(src: &Sources<'_>, endpoint: Option<&endpoint::Stats>) -> Arc<Families> {
     let mut f = Families::default();
     per_server(&mut f, &src.tracker.servers());
+    diagnoses(&mut f, src.diagnoses);
     totals(&mut f, src);
     if let Some(e) = endpoint {
         e.families(&mut f);
@@ -366,6 +395,73 @@ fn per_server(f: &mut Families, servers: &[&ServerStats]) {
     }
 }
 
+/// `tlsmon_diagnosis`: 1 for each diagnosis that holds now, judged over
+/// the recent window (`diagnosis::window`); a diagnosis that clears is no
+/// longer a series, as Prometheus's own `ALERTS` do.
+fn diagnoses(f: &mut Families, diagnoses: &Diagnoses) {
+    let family = f.gauge(
+        "tlsmon_diagnosis",
+        "1 while a diagnosis holds for a server over the last five minutes, by rule and severity (docs/dashboard.md).",
+    );
+    for (server, role, d) in diagnoses.active() {
+        family.sample(
+            endpoint_labels(
+                server,
+                role,
+                &[("rule", d.rule), ("severity", d.severity.as_str())],
+            ),
+            Value::Gauge(1),
+        );
+    }
+}
+
+/// A counter without labels: name, help, and where it is read.
+type Total = (&'static str, &'static str, fn(&Totals) -> u64);
+
+/// The tracker's totals that are one counter each, without labels.
+const TRACKER_TOTALS: &[Total] = &[
+    (
+        "tlsmon_evicted_flows",
+        "Connections evicted from the full connection table.",
+        |t| t.evicted_flows,
+    ),
+    (
+        "tlsmon_evicted_sessions",
+        "Remembered sessions evicted from the full session store.",
+        |t| t.evicted_sessions,
+    ),
+    (
+        "tlsmon_evicted_servers",
+        "Servers whose counters were dropped, the idlest first, past --max-servers.",
+        |t| t.evicted_servers,
+    ),
+    (
+        "tlsmon_evicted_timed_out",
+        "Timed-out handshakes dropped from the store kept for late answers.",
+        |t| t.evicted_timed_out,
+    ),
+    (
+        "tlsmon_evicted_holders",
+        "Ends of connections that held TLS <= 1.2 sessions, dropped because that store was full.",
+        |t| t.evicted_holders,
+    ),
+    (
+        "tlsmon_evicted_ticket_sets",
+        "TLS 1.3 ticket candidate sets (per client address and server) dropped because that store was full.",
+        |t| t.evicted_ticket_sets,
+    ),
+    (
+        "tlsmon_evicted_evidence",
+        "Servers' evidence about their sessions (accepted ages, a watched restart) dropped because that store was full.",
+        |t| t.evicted_evidence,
+    ),
+    (
+        "tlsmon_dropped_handshake_records",
+        "Connection records (--log-handshakes) dropped because the output had not taken them.",
+        |t| t.dropped_records,
+    ),
+];
+
 /// The families without a server label: what was lost, skipped or counted
 /// in all.
 fn totals(f: &mut Families, src: &Sources<'_>) {
@@ -390,26 +486,16 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         )
         .sample(vec![], Value::Count(c.runs));
     }
+    for (name, help, field) in TRACKER_TOTALS {
+        f.counter(name, help)
+            .sample(vec![], Value::Count(field(totals)));
+    }
     f.counter(
-        "tlsmon_evicted_flows",
-        "Connections evicted from the full connection table.",
+        "tlsmon_tls13_origins",
+        "Rejected TLS 1.3 offers by whether the ticket's possible origins all ended alike (decided) or not (undecided).",
     )
-    .sample(vec![], Value::Count(totals.evicted_flows));
-    f.counter(
-        "tlsmon_evicted_sessions",
-        "Remembered sessions evicted from the full session store.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_sessions));
-    f.counter(
-        "tlsmon_evicted_servers",
-        "Servers whose counters were dropped, the idlest first, past --max-servers.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_servers));
-    f.counter(
-        "tlsmon_evicted_timed_out",
-        "Timed-out handshakes dropped from the store kept for late answers.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_timed_out));
+    .sample(vec![("outcome", "decided".to_owned())], Value::Count(totals.tls13_origins_decided))
+    .sample(vec![("outcome", "undecided".to_owned())], Value::Count(totals.tls13_origins_undecided));
     f.counter(
         "tlsmon_unanswered_hellos",
         "ClientHellos whose server never answered: counted here, not per server.",
@@ -450,6 +536,11 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         "Output lines dropped or not written because their reader did not keep up.",
     )
     .sample(vec![], Value::Count(src.losses.output_dropped));
+    f.counter(
+        "tlsmon_dropped_diagnostics",
+        "Diagnostics dropped because stderr or the dashboard's status line did not take them.",
+    )
+    .sample(vec![], Value::Count(src.losses.diagnostics_dropped));
     f.counter("tlsmon_events", "Events processed.")
         .sample(vec![], Value::Count(totals.events));
     f.gauge("tlsmon_connections", "Connections currently tracked.")
@@ -460,117 +551,4 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use monitor_common::event::{Direction, EventHeader, TlsSummary, hello_flags};
-
-    use super::*;
-    use crate::tracker::Limits;
-
-    /// A tracker that saw one resumed TLS 1.3 handshake to 10.0.0.2:443.
-    fn one_resumption() -> Tracker {
-        let mut t = Tracker::new(Limits::default());
-        let mut h = EventHeader {
-            family: 4,
-            direction: Direction::EGRESS.0,
-            tcp_flags: monitor_common::net::TCP_ACK,
-            src_port: 5000,
-            dst_port: 443,
-            ts_ns: 1,
-            ..EventHeader::default()
-        };
-        h.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        h.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
-        let mut ch = TlsSummary::default();
-        ch.push(22, 1);
-        ch.hello.flags = hello_flags::CLIENT_HELLO | hello_flags::OFFERS_TLS13 | hello_flags::PSK;
-        ch.hello.legacy_version = 0x0303;
-        t.on_tls(&h, &ch);
-        let mut back = h;
-        (back.src_addr, back.dst_addr, back.src_port, back.dst_port) =
-            (h.dst_addr, h.src_addr, 443, 5000);
-        back.direction = Direction::INGRESS.0;
-        // 1.5 ms after the ClientHello.
-        back.ts_ns = 1_500_001;
-        let mut sh = TlsSummary::default();
-        sh.push(22, 2);
-        sh.hello.flags = hello_flags::SERVER_HELLO | hello_flags::PSK;
-        sh.hello.legacy_version = 0x0303;
-        sh.hello.selected_version = 0x0304;
-        t.on_tls(&back, &sh);
-        t
-    }
-
-    #[test]
-    fn both_formats_parse_with_the_reference_parser() {
-        let t = one_resumption();
-        let k = KernelStats {
-            lost_events: 7,
-            ..KernelStats::default()
-        };
-        let src = Sources {
-            tracker: &t,
-            kernel: &k,
-            losses: Losses {
-                undecodable: 0,
-                output_dropped: 0,
-            },
-        };
-        for format in [Format::Text, Format::OpenMetrics] {
-            let page = render(&src, format);
-            let samples = xtask::programs::prometheus_samples(&page)
-                .unwrap_or_else(|e| panic!("{format:?}: {e:#}\n{page}"));
-            let server = "role=backend,server=10.0.0.2:443";
-            for want in [
-                format!("tlsmon_handshakes_total kind=resumed,{server} 1"),
-                format!("tlsmon_handshakes_total kind=full,{server} 0"),
-                format!("tlsmon_resumed_total method=psk,{server} 1"),
-                format!("tlsmon_offered_total method=psk,{server} 1"),
-                format!("tlsmon_handshakes_by_version_total {server},version=TLSv1.3 1"),
-                // 1.5 ms: above the 1 ms bucket, inside the 2.5 ms one.
-                format!(
-                    "tlsmon_handshake_duration_seconds_bucket kind=resumed,le=0.001,{server} 0"
-                ),
-                format!(
-                    "tlsmon_handshake_duration_seconds_bucket kind=resumed,le=0.0025,{server} 1"
-                ),
-                format!("tlsmon_handshake_duration_seconds_bucket kind=resumed,le=+Inf,{server} 1"),
-                format!("tlsmon_handshake_duration_seconds_count kind=resumed,{server} 1"),
-                format!("tlsmon_handshake_duration_seconds_sum kind=resumed,{server} 0.0015"),
-                "tlsmon_lost_events_total  7".to_owned(),
-                "tlsmon_connections  1".to_owned(),
-            ] {
-                assert!(
-                    samples.contains(&want),
-                    "{format:?}: missing {want:?} in {samples:#?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn text_names_counters_with_total_and_openmetrics_ends_with_eof() {
-        let t = one_resumption();
-        let k = KernelStats::default();
-        let src = Sources {
-            tracker: &t,
-            kernel: &k,
-            losses: Losses {
-                undecodable: 0,
-                output_dropped: 0,
-            },
-        };
-        let text = render(&src, Format::Text);
-        assert!(
-            text.contains("# TYPE tlsmon_handshakes_total counter\n"),
-            "{text}"
-        );
-        assert!(!text.contains("# EOF"), "{text}");
-        let om = render(&src, Format::OpenMetrics);
-        assert!(om.contains("# TYPE tlsmon_handshakes counter\n"), "{om}");
-        assert!(
-            om.contains("# UNIT tlsmon_handshake_duration_seconds seconds\n"),
-            "{om}"
-        );
-        assert!(om.ends_with("# EOF\n"), "{om}");
-    }
-}
+mod tests;

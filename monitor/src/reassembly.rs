@@ -208,55 +208,50 @@ fn reversed(k: &FlowKey) -> FlowKey {
 mod tests {
     use monitor_common::{
         classify::Classifier,
+        emit::{
+            self,
+            tls::{ClientHello, Extension, ServerHello},
+        },
         event::{Direction, Hello, hello_flags as hf},
         net::LinkType,
     };
 
     use super::*;
 
-    fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
-        let mut v = ty.to_be_bytes().to_vec();
-        v.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
-        v.extend_from_slice(data);
-        v
+    /// A ClientHello record (version 0x0301, as a first one may be) with
+    /// these extensions.
+    fn client_hello(extensions: Vec<Extension>) -> Vec<u8> {
+        ClientHello {
+            record_version: 0x0301,
+            random: [7; 32],
+            extensions,
+            ..ClientHello::default()
+        }
+        .record()
     }
 
-    /// A hello record (`ty` 1: ClientHello, 2: ServerHello) with a
-    /// session ID and these extensions; a ServerHello picks
-    /// TLS_AES_128_GCM_SHA256.
-    fn hello(ty: u8, sid: &[u8], exts: &[u8]) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(u8::try_from(sid.len()).unwrap());
-        body.extend_from_slice(sid);
-        if ty == 1 {
-            body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-        } else {
-            body.extend_from_slice(&[0x13, 0x01, 0]);
+    /// A ServerHello record that picks TLS_AES_128_GCM_SHA256, with these
+    /// extensions.
+    fn server_hello(extensions: Vec<Extension>) -> Vec<u8> {
+        ServerHello {
+            record_version: 0x0301,
+            random: [7; 32],
+            extensions,
+            ..ServerHello::default()
         }
-        body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-        body.extend_from_slice(exts);
-        let mut msg = vec![ty];
-        msg.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
-        msg.extend_from_slice(&body);
-        let mut rec = vec![22, 3, 1];
-        rec.extend_from_slice(&u16::try_from(msg.len()).unwrap().to_be_bytes());
-        rec.extend_from_slice(&msg);
-        rec
+        .record()
     }
 
     /// A TLS 1.3 ClientHello offering a PSK, which comes last (RFC 8446
     /// §4.2.11): record header, handshake header, body.
     fn psk_hello() -> Vec<u8> {
-        let exts = [
-            // supported_versions: TLS 1.3.
-            ext(43, &[2, 3, 4]),
+        client_hello(vec![
+            Extension::supported_versions(&[0x0304]),
             // A 1,200-byte key_share stand-in (as large as a post-quantum one).
-            ext(51, &[0xab; 1200]),
+            Extension::new(51, &[0xab; 1200]),
             // pre_shared_key: identities and binders, contents irrelevant here.
-            ext(41, &[0; 10]),
-        ];
-        hello(1, &[], &exts.concat())
+            Extension::new(41, &[0; 10]),
+        ])
     }
 
     /// Ethernet + IPv4 + TCP frame from 10.0.0.1:40000 to 10.0.0.2:443.
@@ -265,30 +260,32 @@ mod tests {
     }
 
     /// A frame of the connection from 10.0.0.1:`port` to 10.0.0.2:443
-    /// (from the server if `reply`), with PSH and ACK set.
+    /// (from the server if `reply`), with PSH and ACK set. Link addresses,
+    /// IP identification, flags, TTL and checksum, and the window are
+    /// zero: nothing here reads them.
     fn frame_on(port: u16, seq: u32, ack: u32, payload: &[u8], reply: bool) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&[8, 0]);
-        f[14] = 0x45;
-        let total = u16::try_from(40 + payload.len()).unwrap();
-        f[16..18].copy_from_slice(&total.to_be_bytes());
-        f[23] = 6;
-        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-        let (src, dst, sp, dp) = if reply {
-            (b, a, 443u16, port)
-        } else {
-            (a, b, port, 443)
+        let f = emit::Frame {
+            eth: emit::EthernetRepr {
+                dst: [0; 6],
+                src: [0; 6],
+                tags: vec![],
+            },
+            ip: emit::IpRepr::V4(emit::Ipv4Repr {
+                ident: 0,
+                dont_fragment: false,
+                ttl: 0,
+                checksum: false,
+                ..emit::Ipv4Repr::default()
+            }),
+            tcp: emit::TcpRepr {
+                src_port: port,
+                seq,
+                ack,
+                window: 0,
+                ..emit::TcpRepr::default()
+            },
         };
-        f[26..30].copy_from_slice(&src);
-        f[30..34].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sp.to_be_bytes());
-        f[36..38].copy_from_slice(&dp.to_be_bytes());
-        f[38..42].copy_from_slice(&seq.to_be_bytes());
-        f[42..46].copy_from_slice(&ack.to_be_bytes());
-        f[46] = 0x50;
-        f[47] = 0x18;
-        f.extend_from_slice(payload);
-        f
+        if reply { f.reply() } else { f }.emit(payload)
     }
 
     /// The hello cut into segments of `mss`, as (seq, frame).
@@ -368,7 +365,7 @@ mod tests {
         let segs = segments(&psk_hello(), 536);
         // The middle segment never arrives; the server's reply (any TLS
         // record) releases what the first segment showed.
-        let reply = frame(5000, &[21, 3, 3, 0, 2, 2, 40], true);
+        let reply = frame(5000, &emit::tls::record(21, &[2, 40]), true);
         let (out, _) = run(&[segs[0].clone(), segs[2].clone(), reply]);
         let [Decoded::Tls(h, t), Decoded::Tls(r, _)] = &out[..] else {
             panic!("expected the held hello, then the reply: {out:?}");
@@ -428,19 +425,22 @@ mod tests {
     /// and the tracker, each answered by a ServerHello that acknowledges
     /// all of it. Every one is counted as a hello and as a handshake; the
     /// first was lost before: its first segment ends inside the handshake
-    /// message header, so nothing marked it as a ClientHello.
+    /// message header, so nothing marked it as a ClientHello. Now the
+    /// record header starts its reassembly (`split::cut_hello`), and its
+    /// 1,000 extensions, more than the walk reads, make it truncated.
     #[test]
     fn hostile_split_hellos_are_each_counted() {
         use crate::tracker::{Limits, Tracker};
-        let many: Vec<u8> = (0..1000u16).flat_map(|i| ext(0xf000 + i, &[])).collect();
-        let big = hello(
-            1,
-            &[],
-            &[ext(43, &[2, 3, 4]), ext(51, &[0xab; 16_300])].concat(),
-        );
+        let many = (0..1000u16)
+            .map(|i| Extension::new(0xf000 + i, &[]))
+            .collect();
+        let big = client_hello(vec![
+            Extension::supported_versions(&[0x0304]),
+            Extension::new(51, &[0xab; 16_300]),
+        ]);
         // (hello, bytes per segment)
         let cases = [
-            (hello(1, &[], &many), 7),
+            (client_hello(many), 7),
             (psk_hello(), psk_hello().len() / 2 + 1),
             (big.clone(), 1448),
         ];
@@ -453,7 +453,10 @@ mod tests {
                 t.on_event(d);
             }
         };
-        let accept = hello(2, &[], &[ext(43, &[3, 4]), ext(41, &[0, 0])].concat());
+        let accept = server_hello(vec![
+            Extension::selected_version(0x0304),
+            Extension::selected_identity(0),
+        ]);
         for (i, (h, mss)) in cases.iter().enumerate() {
             let port = 40001 + u16::try_from(i).unwrap();
             for (j, piece) in h.chunks(*mss).enumerate() {
@@ -473,7 +476,7 @@ mod tests {
         }
         assert_eq!(
             (t.totals.truncated_hellos, t.totals.reassembled_hellos),
-            (1, 2),
+            (1, 3),
             "{:?}",
             t.totals
         );

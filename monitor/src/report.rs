@@ -10,6 +10,7 @@ use crate::{
     app::Summary,
     columns::percent,
     connection_log::HandshakeRecord,
+    diagnosis::{Change, ChangeKind},
     histogram::Histogram,
     stats::{KernelStats, Method, ServerStats, Totals},
     tracker::Tracker,
@@ -288,6 +289,45 @@ pub fn text_line(s: &ServerStats, ts: f64) -> String {
         s.failed,
         s.incomplete,
     )
+}
+
+/// The line written when a diagnosis appears, changes or goes away
+/// (`diagnosis::window`): what happened, the rule and its text, and the
+/// window's counts behind it.
+#[must_use]
+pub fn diagnosis_line(c: &Change, format: LogFormat, ts: f64) -> String {
+    let d = &c.diagnosis;
+    match format {
+        LogFormat::Json => {
+            #[expect(clippy::cast_precision_loss, reason = "seconds for output")]
+            let window_s = (c.span_ns as f64 / 1e9).round();
+            json!({
+                "type": "diagnosis",
+                "ts": ts,
+                "event": c.kind.as_str(),
+                "active": matches!(c.kind, ChangeKind::Appeared | ChangeKind::Changed),
+                "server": c.server.to_string(),
+                "role": c.role.as_str(),
+                "rule": d.rule,
+                "severity": d.severity.as_str(),
+                "previous": c.previous,
+                "text": d.text,
+                "window_s": window_s,
+                "counts": c.counts,
+            })
+            .to_string()
+        }
+        LogFormat::Text => format!(
+            "{} diagnosis {} {} {} {} {}: {}",
+            rfc3339(ts),
+            c.kind.as_str(),
+            c.role.as_str(),
+            c.server,
+            d.severity.as_str(),
+            d.rule,
+            d.text
+        ),
+    }
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp (civil-from-days, proleptic

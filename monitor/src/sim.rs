@@ -2,16 +2,19 @@
 //! kernel program would report them, between a proxy, its backends and its
 //! clients, and a realistic dashboard built from them ([`demo_app`]).
 //!
-//! Test support only (`#[cfg(test)]`). It belongs in the shared packet and
-//! event test kit that issue 15 asks for; until that exists, this is its
-//! one place.
+//! Test support only (`#[cfg(test)]`). The events themselves come from
+//! the shared test kit (`monitor_common::emit::event`); what is here is
+//! the app's side: which events a handshake of each kind makes, in what
+//! order and direction for a proxy's roles, and the scenario of a busy
+//! proxy that the dashboard tests draw.
 
 use std::net::Ipv4Addr;
 
 use monitor_common::{
-    event::{Decoded, Direction, EventHeader, EventKind, TlsSummary, hello_flags},
+    emit::event::{self as ev, Summary, item, items},
+    event::{Decoded, Direction, EventHeader, TlsSummary, hello_flags},
     net::{TCP_ACK, TCP_FIN, TCP_RST},
-    tls::{ContentType, HandshakeType, ProtocolVersion},
+    tls::{ContentType, ProtocolVersion},
 };
 
 use crate::{
@@ -25,11 +28,9 @@ pub const PROXY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
 pub const T0: u64 = 1_000 * 1_000_000_000;
 const MS: u64 = 1_000_000;
 
-const HS: u8 = ContentType::HANDSHAKE.0;
-const CCS: u8 = ContentType::CHANGE_CIPHER_SPEC.0;
-const ALERT: u8 = ContentType::ALERT.0;
-const APP: u8 = ContentType::APPLICATION_DATA.0;
-const OPAQUE: u8 = monitor_common::event::ITEM_OPAQUE;
+const CCS: u16 = items::CHANGE_CIPHER_SPEC;
+const ENCRYPTED: u16 = items::ENCRYPTED_HANDSHAKE;
+const APP: u16 = items::APPLICATION_DATA;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
@@ -108,36 +109,12 @@ fn header(
     } else {
         (server, client)
     };
-    let mut src_addr = [0; 16];
-    src_addr[..4].copy_from_slice(&src.0.octets());
-    let mut dst_addr = [0; 16];
-    dst_addr[..4].copy_from_slice(&dst.0.octets());
     EventHeader {
-        kind: EventKind::TLS.0,
         direction: direction.0,
-        family: 4,
         tcp_flags: flags | TCP_ACK,
-        src_port: src.1,
-        dst_port: dst.1,
         ts_ns: ts,
-        src_addr,
-        dst_addr,
-        ..EventHeader::default()
+        ..ev::header(src.into(), dst.into())
     }
-}
-
-fn summary(items: &[(u8, u8)]) -> TlsSummary {
-    let mut t = TlsSummary::default();
-    for &(ct, d) in items {
-        t.push(ct, d);
-    }
-    t
-}
-
-fn set_name(buf: &mut [u8], len: &mut u8, s: &str) {
-    let n = s.len().min(buf.len());
-    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-    *len = u8::try_from(n).unwrap();
 }
 
 fn client_hello(
@@ -147,20 +124,17 @@ fn client_hello(
     sni: &str,
     alpn: &str,
 ) -> TlsSummary {
-    let mut t = summary(&[(HS, HandshakeType::CLIENT_HELLO.0)]);
-    t.hello.flags = hello_flags::CLIENT_HELLO | flags;
-    t.hello.legacy_version = ProtocolVersion::TLS1_2.0;
+    let mut t = Summary::client_hello()
+        .flags(flags)
+        .sni(sni.as_bytes())
+        .alpn(alpn.as_bytes());
     if let Some(sid) = sid {
-        t.hello.session_id = sid;
-        t.hello.session_id_len = 32;
+        t = t.session_id(&sid);
     }
     if let Some(tid) = ticket {
-        t.hello.flags |= hello_flags::TICKET_OFFERED;
-        t.hello.ticket_id = tid;
+        t = t.flags(hello_flags::TICKET_OFFERED).ticket_id(tid);
     }
-    set_name(&mut t.hello.sni, &mut t.hello.sni_len, sni);
-    set_name(&mut t.hello.alpn, &mut t.hello.alpn_len, alpn);
-    t
+    t.build()
 }
 
 impl Sim {
@@ -172,7 +146,7 @@ impl Sim {
     }
 
     fn push(&mut self, h: EventHeader, t: TlsSummary) {
-        self.events.push(AppEvent::Kernel(Decoded::Tls(h, t)));
+        self.events.push(AppEvent::Kernel(ev::tls(h, t)));
     }
 
     /// Events of one TLS ≤ 1.2 connection starting at `t`; returns what
@@ -196,39 +170,34 @@ impl Sim {
             client_hello(flags, sid, ticket, c.sni, c.alpn),
         );
         let resumed = c.accept && c.offer != Offer::None;
-        let mut sh = if resumed {
-            summary(&[(HS, HandshakeType::SERVER_HELLO.0), (CCS, 1), (HS, OPAQUE)])
+        let sh = Summary::server_hello(if resumed {
+            &[CCS, ENCRYPTED]
         } else {
-            summary(&[
-                (HS, HandshakeType::SERVER_HELLO.0),
-                (HS, HandshakeType::CERTIFICATE.0),
-                (HS, HandshakeType::SERVER_KEY_EXCHANGE.0),
-                (HS, HandshakeType::SERVER_HELLO_DONE.0),
-            ])
-        };
-        sh.hello.flags = hello_flags::SERVER_HELLO;
-        if c.tickets {
-            sh.hello.flags |= hello_flags::TICKET_EXT;
-        }
-        sh.hello.legacy_version = ProtocolVersion::TLS1_2.0;
-        sh.hello.cipher_suite = 0xc02f;
+            &[
+                items::CERTIFICATE,
+                items::SERVER_KEY_EXCHANGE,
+                items::SERVER_HELLO_DONE,
+            ]
+        })
+        .flags(if c.tickets {
+            hello_flags::TICKET_EXT
+        } else {
+            0
+        })
+        .cipher_suite(0xc02f);
         let new_sid = self.fresh_id();
-        sh.hello.session_id_len = 32;
-        sh.hello.session_id = match (resumed, sid) {
+        let sh = sh.session_id(&match (resumed, sid) {
             (true, Some(s)) => s,
             _ => new_sid,
-        };
+        });
         let t_sh = t + c.rtt_ns;
-        self.push(h(false, t_sh, 0), sh);
+        self.push(h(false, t_sh, 0), sh.build());
         let client_fin = if resumed {
-            summary(&[(CCS, 1), (HS, OPAQUE)])
+            Summary::items(&[CCS, ENCRYPTED])
         } else {
-            summary(&[
-                (HS, HandshakeType::CLIENT_KEY_EXCHANGE.0),
-                (CCS, 1),
-                (HS, OPAQUE),
-            ])
-        };
+            Summary::items(&[items::CLIENT_KEY_EXCHANGE, CCS, ENCRYPTED])
+        }
+        .build();
         self.push(h(true, t_sh + MS / 5, 0), client_fin);
         let mut next = if resumed {
             c.offer
@@ -236,26 +205,20 @@ impl Sim {
             Offer::SessionId(new_sid)
         };
         if !resumed {
-            let mut fin = if c.tickets {
-                summary(&[
-                    (HS, HandshakeType::NEW_SESSION_TICKET.0),
-                    (CCS, 1),
-                    (HS, OPAQUE),
-                ])
-            } else {
-                summary(&[(CCS, 1), (HS, OPAQUE)])
-            };
-            if c.tickets {
+            let fin = if c.tickets {
                 let tid: [u8; 16] = self.fresh_id()[..16].try_into().unwrap();
-                fin.hello.flags = hello_flags::NEW_TICKET;
-                fin.hello.ticket_id = tid;
                 next = Offer::Ticket(tid);
-            }
-            self.push(h(false, t_sh + MS / 2, 0), fin);
+                Summary::items(&[items::NEW_SESSION_TICKET, CCS, ENCRYPTED])
+                    .flags(hello_flags::NEW_TICKET)
+                    .ticket_id(tid)
+            } else {
+                Summary::items(&[CCS, ENCRYPTED])
+            };
+            self.push(h(false, t_sh + MS / 2, 0), fin.build());
         }
         // A request and its response.
-        self.push(h(true, t_sh + MS, 0), summary(&[(APP, OPAQUE)]));
-        self.push(h(false, t_sh + 2 * MS, 0), summary(&[(APP, OPAQUE)]));
+        self.push(h(true, t_sh + MS, 0), Summary::items(&[APP]).build());
+        self.push(h(false, t_sh + 2 * MS, 0), Summary::items(&[APP]).build());
         self.close(c.role, c.client, c.server, c.close, t_sh + 3 * MS);
         next
     }
@@ -272,36 +235,32 @@ impl Sim {
         );
         let mut t = t;
         if c.hrr {
-            let mut hrr = summary(&[(HS, HandshakeType::SERVER_HELLO.0)]);
-            hrr.hello.flags = hello_flags::SERVER_HELLO | hello_flags::HRR;
-            hrr.hello.legacy_version = ProtocolVersion::TLS1_2.0;
-            hrr.hello.selected_version = ProtocolVersion::TLS1_3.0;
-            self.push(h(false, t + c.rtt_ns / 2, 0), hrr);
+            let hrr = Summary::server_hello(&[])
+                .flags(hello_flags::HRR)
+                .selected_version(ProtocolVersion::TLS1_3.0);
+            self.push(h(false, t + c.rtt_ns / 2, 0), hrr.build());
             t += c.rtt_ns / 2;
             self.push(
                 h(true, t + MS / 10, 0),
                 client_hello(flags, Some(compat), None, c.sni, c.alpn),
             );
         }
-        let mut sh = summary(&[(HS, HandshakeType::SERVER_HELLO.0), (CCS, 1), (APP, OPAQUE)]);
-        sh.hello.flags = hello_flags::SERVER_HELLO
-            | if c.psk && c.accept {
+        let sh = Summary::server_hello(&[CCS, APP])
+            .flags(if c.psk && c.accept {
                 hello_flags::PSK
             } else {
                 0
-            };
-        sh.hello.legacy_version = ProtocolVersion::TLS1_2.0;
-        sh.hello.selected_version = ProtocolVersion::TLS1_3.0;
-        sh.hello.cipher_suite = 0x1301;
-        sh.hello.session_id = compat;
-        sh.hello.session_id_len = 32;
+            })
+            .selected_version(ProtocolVersion::TLS1_3.0)
+            .cipher_suite(0x1301)
+            .session_id(&compat);
         let t_sh = t + c.rtt_ns;
-        self.push(h(false, t_sh, 0), sh);
+        self.push(h(false, t_sh, 0), sh.build());
         self.push(
             h(true, t_sh + MS / 5, 0),
-            summary(&[(CCS, 1), (APP, OPAQUE)]),
+            Summary::items(&[CCS, APP]).build(),
         );
-        self.push(h(false, t_sh + MS, 0), summary(&[(APP, OPAQUE)]));
+        self.push(h(false, t_sh + MS, 0), Summary::items(&[APP]).build());
         self.close(c.role, c.client, c.server, Close::Rst, t_sh + 2 * MS);
     }
 
@@ -309,8 +268,10 @@ impl Sim {
     pub fn failed(&mut self, role: Role, client: (Ipv4Addr, u16), server: (Ipv4Addr, u16), t: u64) {
         let h = |from_client, ts, flags| header(role, from_client, client, server, ts, flags);
         self.push(h(true, t, 0), client_hello(0, None, None, "", ""));
-        self.push(h(false, t + MS, 0), summary(&[(ALERT, 40)]));
-        self.push(h(true, t + 2 * MS, TCP_FIN), summary(&[]));
+        // handshake_failure (RFC 5246 §7.2).
+        let failure = item(ContentType::ALERT, 40);
+        self.push(h(false, t + MS, 0), Summary::items(&[failure]).build());
+        self.push(h(true, t + 2 * MS, TCP_FIN), Summary::items(&[]).build());
     }
 
     fn close(
@@ -324,18 +285,16 @@ impl Sim {
         match close {
             Close::Rst => {
                 let mut hd = header(role, true, client, server, t, TCP_RST);
-                hd.kind = EventKind::TEARDOWN.0;
                 hd.tcp_flags = TCP_RST;
-                self.events.push(AppEvent::Kernel(Decoded::Teardown(hd)));
+                self.events.push(AppEvent::Kernel(ev::teardown(hd)));
             }
             Close::Clean => {
                 self.push(
                     header(role, true, client, server, t, TCP_FIN),
-                    summary(&[(ALERT, OPAQUE)]),
+                    Summary::items(&[items::ENCRYPTED_ALERT]).build(),
                 );
-                let mut hd = header(role, false, client, server, t + MS / 10, TCP_FIN);
-                hd.kind = EventKind::TEARDOWN.0;
-                self.events.push(AppEvent::Kernel(Decoded::Teardown(hd)));
+                let hd = header(role, false, client, server, t + MS / 10, TCP_FIN);
+                self.events.push(AppEvent::Kernel(ev::teardown(hd)));
             }
         }
     }

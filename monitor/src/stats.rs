@@ -512,4 +512,7 @@ pub struct Losses {
     pub undecodable: u64,
     /// Output lines dropped because a reader did not keep up.
     pub output_dropped: u64,
+    /// Diagnostics dropped because stderr (or the dashboard's status line)
+    /// did not take them (`logging::dropped`).
+    pub diagnostics_dropped: u64,
 }

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path};
 
 use crate::{
     columns::{self, Column, Row},
-    diagnosis::diagnose,
+    diagnosis::{Counts, diagnose},
     tracker::Tracker,
 };
 
@@ -71,7 +71,7 @@ pub fn plain(tracker: &Tracker, file: &Path, packets: u64) -> String {
         );
     }
     for r in &rows {
-        for d in diagnose(r.stats) {
+        for d in diagnose(r.stats.role, &Counts::of(r.stats)) {
             let _ = write!(
                 out,
                 "\n{} ({}), {}: {}\n",
@@ -117,6 +117,11 @@ mod tests {
             text.contains("10.0.1.11:8443 (backend), critical: "),
             "{text}"
         );
+        // The whole text, with the fix (health checks: the simulated holders
+        // carried no data), and the cause column.
+        assert!(text.contains("no-check-ssl"), "{text}");
+        assert!(header.contains("cause"), "{header}");
+        assert!(text.lines().nth(3).unwrap().ends_with(" unclean"), "{text}");
         assert!(!text.contains('\u{1b}'));
     }
 }

@@ -4,12 +4,20 @@
 //! timestamp, interface and direction, which only the kernel knows) and the
 //! same counters, so the kernel's environment — ring buffer, maps, tail
 //! call, socket-buffer reads — is checked against the host's. Needs root.
+//!
+//! Longer than 600 lines: every test here shares the loaded program and
+//! the frame builders, and each test is a case of the same comparison.
 
 use monitor::{live::monotonic_ns, replay::KernelEngine, stats::KernelStats};
 use monitor_common::{
     classify::Classifier,
+    emit::{
+        self,
+        tcp_option::NOP,
+        tls::{self, ClientHello, Extension, ServerHello, handshake, record},
+    },
     event::{Decoded, Direction, hello_flags as hf},
-    net::LinkType,
+    net::{ETHERTYPE_VLAN, LinkType},
 };
 
 /// The kernel program and its host build, each with its own state (the
@@ -96,109 +104,77 @@ fn both(e: &mut Engines, frame: &[u8]) -> Option<Decoded> {
 
 // ---- frame building -------------------------------------------------------
 
-fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = ty.to_be_bytes().to_vec();
-    v.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
-    let mut v = vec![ty, len[1], len[2], len[3]];
-    v.extend_from_slice(body);
-    v
-}
-
-fn record(ct: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![ct, 3, 3];
-    v.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
 /// A ClientHello as a TLS 1.3-capable browser sends it, offering a ticket
 /// and a PSK, with SNI and ALPN.
+fn client_hello_repr() -> ClientHello {
+    ClientHello {
+        random: [0x11; 32],
+        session_id: vec![0x22; 32],
+        cipher_suites: vec![0x1301, 0xc02f],
+        extensions: vec![
+            Extension::new(0x0a0a, &[]), // GREASE
+            Extension::server_name(b"backend.example"),
+            Extension::alpn(&[b"h2"]),
+            Extension::session_ticket(&[0x33; 48]),
+            Extension::supported_versions(&[0x0304, 0x0303]),
+            Extension::early_data(),
+            Extension::new(41, &[0, 6, 0, 0, 0, 0, 0, 0, 0, 0]), // pre_shared_key (shape only)
+        ],
+        ..ClientHello::default()
+    }
+}
+
 fn client_hello() -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x11; 32]); // random
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]); // session id
-    body.extend_from_slice(&[0, 4, 0x13, 0x01, 0xc0, 0x2f]); // cipher suites
-    body.extend_from_slice(&[1, 0]); // compression
-    let mut exts = Vec::new();
-    exts.extend(ext(0x0a0a, &[])); // GREASE
-    let host = b"backend.example";
-    let mut sni = (u16::try_from(host.len() + 3).unwrap())
-        .to_be_bytes()
-        .to_vec();
-    sni.push(0);
-    sni.extend_from_slice(&u16::try_from(host.len()).unwrap().to_be_bytes());
-    sni.extend_from_slice(host);
-    exts.extend(ext(0, &sni));
-    exts.extend(ext(16, &[0, 3, 2, b'h', b'2']));
-    exts.extend(ext(35, &[0x33; 48])); // session_ticket with a ticket
-    exts.extend(ext(43, &[4, 0x03, 0x04, 0x03, 0x03])); // supported_versions
-    exts.extend(ext(42, &[])); // early_data
-    exts.extend(ext(41, &[0, 6, 0, 0, 0, 0, 0, 0, 0, 0])); // pre_shared_key (shape only)
-    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&exts);
-    record(22, &handshake(1, &body))
+    client_hello_repr().record()
 }
 
 /// [`client_hello`] grown past one segment by a 1,216-byte key_share, the
-/// size of an X25519MLKEM768 share, placed before pre_shared_key.
+/// size of an X25519MLKEM768 share, placed before pre_shared_key (which
+/// comes last, RFC 8446 §4.2.11).
 fn large_client_hello() -> Vec<u8> {
-    let small = client_hello();
-    // Record header, handshake header, then the body; the extensions block
-    // ends the body, and pre_shared_key (last, 4 + 10 bytes) ends it.
-    let mut body = small[9..].to_vec();
-    let psk = body.split_off(body.len() - 14);
-    body.extend(ext(51, &[0x5a; 1216]));
-    body.extend_from_slice(&psk);
-    // Fix the extensions length: it sits right after compression methods.
-    let ext_len_at = 2 + 32 + 1 + 32 + 2 + 4 + 2;
-    let n = u16::try_from(body.len() - ext_len_at - 2).unwrap();
-    body[ext_len_at..ext_len_at + 2].copy_from_slice(&n.to_be_bytes());
-    record(22, &handshake(1, &body))
+    grown_client_hello(vec![Extension::new(51, &[0x5a; 1216])])
 }
 
-/// Sets the TCP sequence number of a [`PLAIN`] frame.
-fn with_seq(mut f: Vec<u8>, seq: u32) -> Vec<u8> {
-    f[38..42].copy_from_slice(&seq.to_be_bytes());
-    f
+/// [`client_hello`] with the extensions `more` before pre_shared_key,
+/// which stays last (RFC 8446 §4.2.11).
+fn grown_client_hello(more: Vec<Extension>) -> Vec<u8> {
+    let mut hello = client_hello_repr();
+    let psk = hello.extensions.len() - 1;
+    hello.extensions.splice(psk..psk, more);
+    hello.record()
 }
 
 /// A TLS 1.2 full-handshake server flight: ServerHello, Certificate,
 /// ServerHelloDone in one record.
 fn server_flight() -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x44; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x55; 32]);
-    body.extend_from_slice(&[0xc0, 0x2f, 0]);
-    let exts = ext(35, &[]);
-    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&exts);
-    let mut msgs = handshake(2, &body);
-    msgs.extend(handshake(11, &[0, 0, 3, 0, 0, 0]));
-    msgs.extend(handshake(14, &[]));
-    record(22, &msgs)
+    let hello = ServerHello {
+        random: [0x44; 32],
+        session_id: vec![0x55; 32],
+        cipher_suite: 0xc02f,
+        extensions: vec![Extension::session_ticket(&[])],
+        ..ServerHello::default()
+    };
+    tls::handshake_record(&[
+        hello.message(),
+        handshake(11, &tls::certificate(&[&[]])),
+        handshake(14, &[]),
+    ])
 }
 
 /// The body of a ServerHello selecting `version` (supported_versions) and
 /// accepting a PSK (RFC 8446 §4.2.11: its pre_shared_key names the
 /// identity chosen), echoing a 32-byte session ID.
 fn psk_server_hello(version: u16) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x44; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x22; 32]);
-    body.extend_from_slice(&[0x13, 0x01, 0]);
-    let exts = [ext(43, &version.to_be_bytes()), ext(41, &[0, 0])].concat();
-    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&exts);
-    body
+    ServerHello {
+        random: [0x44; 32],
+        session_id: vec![0x22; 32],
+        extensions: vec![
+            Extension::selected_version(version),
+            Extension::selected_identity(0),
+        ],
+        ..ServerHello::default()
+    }
+    .body()
 }
 
 struct Frame {
@@ -217,44 +193,48 @@ const PLAIN: Frame = Frame {
     flags: 0x18,
 };
 
-fn frame(f: &Frame, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    if f.vlan {
-        v.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
-    }
-    let tcp_len = 20 + f.tcp_options;
-    if f.ipv6 {
-        v.extend_from_slice(&[0x86, 0xdd]);
-        v.extend_from_slice(&[0x60, 0, 0, 0]);
-        v.extend_from_slice(
-            &u16::try_from(tcp_len + payload.len())
-                .unwrap()
-                .to_be_bytes(),
-        );
-        v.extend_from_slice(&[6, 64]);
-        v.extend_from_slice(&[0xfd; 16]);
-        v.extend_from_slice(&[0xfe; 16]);
+/// The headers of a frame of this shape from 10.0.0.1:40000 (fd…fd in
+/// IPv6) to 10.0.0.2:443 (fe…fe), sequence number 1000, options made of
+/// NOPs.
+fn headers(f: &Frame) -> emit::Frame {
+    let ip = if f.ipv6 {
+        emit::IpRepr::V6(emit::Ipv6Repr {
+            src: [0xfd; 16],
+            dst: [0xfe; 16],
+            ..emit::Ipv6Repr::default()
+        })
     } else {
-        v.extend_from_slice(&[0x08, 0x00]);
-        let ihl = 20 + f.ip_options;
-        let total = u16::try_from(ihl + tcp_len + payload.len()).unwrap();
-        v.push(0x40 | u8::try_from(ihl / 4).unwrap());
-        v.push(0);
-        v.extend_from_slice(&total.to_be_bytes());
-        v.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-        v.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-        v.extend(std::iter::repeat_n(1u8, f.ip_options)); // NOP options
+        emit::IpRepr::V4(emit::Ipv4Repr {
+            ident: 0,
+            options: vec![NOP; f.ip_options],
+            checksum: false,
+            ..emit::Ipv4Repr::default()
+        })
+    };
+    emit::Frame {
+        eth: emit::EthernetRepr {
+            tags: if f.vlan { vec![ETHERTYPE_VLAN] } else { vec![] },
+            ..emit::EthernetRepr::default()
+        },
+        ip,
+        tcp: emit::TcpRepr {
+            seq: 1000,
+            flags: f.flags,
+            options: vec![NOP; f.tcp_options],
+            ..emit::TcpRepr::default()
+        },
     }
-    v.extend_from_slice(&40000u16.to_be_bytes());
-    v.extend_from_slice(&443u16.to_be_bytes());
-    v.extend_from_slice(&1000u32.to_be_bytes());
-    v.extend_from_slice(&0u32.to_be_bytes());
-    v.push(u8::try_from(tcp_len / 4).unwrap() << 4);
-    v.push(f.flags);
-    v.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
-    v.extend(std::iter::repeat_n(1u8, f.tcp_options));
-    v.extend_from_slice(payload);
-    v
+}
+
+fn frame(f: &Frame, payload: &[u8]) -> Vec<u8> {
+    headers(f).emit(payload)
+}
+
+/// [`frame`] with TCP sequence number `seq`.
+fn frame_at(f: &Frame, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut h = headers(f);
+    h.tcp.seq = seq;
+    h.emit(payload)
 }
 
 // ---- tests ----------------------------------------------------------------
@@ -318,6 +298,21 @@ fn server_flight_lists_messages_in_order() {
     assert!(t.hello.flags & hf::TICKET_EXT != 0);
 }
 
+/// A draft-18 ServerHello accepting a PSK (draft-18's key_share was
+/// extension 40).
+fn draft18_server_hello() -> Vec<u8> {
+    ServerHello {
+        legacy_version: 0x7f12,
+        random: [0xa6; 32],
+        extensions: vec![
+            Extension::new(40, &[0, 0x1d, 0, 2, 1, 2]),
+            Extension::selected_identity(0),
+        ],
+        ..ServerHello::default()
+    }
+    .record()
+}
+
 /// ServerHellos of TLS 1.3 drafts: draft-18's own layout (version,
 /// random, cipher_suite, extensions: draft-ietf-tls-tls13-18 §4.1.3) and
 /// a vendor's variant of draft 26 in RFC 8446's layout, both accepting a
@@ -325,15 +320,9 @@ fn server_flight_lists_messages_in_order() {
 #[test]
 fn draft_server_hellos_are_parsed_identically_in_kernel_and_host() {
     let mut k = engine();
-    let mut draft18 = vec![0x7f, 18];
-    draft18.extend_from_slice(&[0xa6; 32]);
-    draft18.extend_from_slice(&[0x13, 0x01]);
-    let exts = [ext(40, &[0, 0x1d, 0, 2, 1, 2]), ext(41, &[0, 0])].concat();
-    draft18.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
-    draft18.extend_from_slice(&exts);
-    let fb26 = psk_server_hello(0xfb1a);
-    for (body, version) in [(draft18, 0x7f12), (fb26, 0xfb1a)] {
-        let f = frame(&PLAIN, &record(22, &handshake(2, &body)));
+    let fb26 = record(22, &handshake(2, &psk_server_hello(0xfb1a)));
+    for (hello, version) in [(draft18_server_hello(), 0x7f12), (fb26, 0xfb1a)] {
+        let f = frame(&PLAIN, &hello);
         let Some(Decoded::Tls(_, t)) = both(&mut k, &f) else {
             panic!("no TLS event for the {version:#x} ServerHello");
         };
@@ -395,9 +384,70 @@ fn truncated_frames_never_report_a_whole_hello() {
     }
 }
 
+/// The server's answer to `hello`, sent from port 1000 in
+/// [`frame_at`] frames: a TLS 1.3 ServerHello accepting the PSK, from
+/// 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole hello (the
+/// tracker counts only a ServerHello that does).
+fn psk_answer(hello: &[u8]) -> Vec<u8> {
+    let body = psk_server_hello(0x0304);
+    // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
+    // hello (the tracker counts only a ServerHello that does).
+    let mut reply = headers(&PLAIN).reply();
+    let hello_end = 1000 + u32::try_from(hello.len()).unwrap();
+    (reply.tcp.seq, reply.tcp.ack) = (77, hello_end);
+    reply.emit(&record(22, &handshake(2, &body)))
+}
+
+/// `events` through the tracker, as on the client's host: the client's
+/// packets leave and the server's arrive. Teardowns are left out: in the
+/// made-up orders of these tests they would end the connection before the
+/// server could answer.
+fn tracked(events: Vec<Decoded>) -> monitor::tracker::Tracker {
+    use monitor::tracker::{Limits, Tracker};
+    let mut t = Tracker::new(Limits::default());
+    for mut d in events {
+        let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
+        h.direction = if h.src_port == 443 {
+            Direction::INGRESS.0
+        } else {
+            Direction::EGRESS.0
+        };
+        if !matches!(d, Decoded::Teardown(_)) {
+            t.on_event(d);
+        }
+    }
+    t
+}
+
+/// `hello` cut into pieces of the sizes in `sizes`, each its own segment
+/// from port 40000 starting at sequence number 1000, through both engines,
+/// then [`psk_answer`]: every event.
+fn in_pieces(k: &mut Engines, hello: &[u8], sizes: &[usize]) -> Vec<Decoded> {
+    let mut events = Vec::new();
+    let mut at = 0;
+    for &n in sizes {
+        let seq = 1000 + u32::try_from(at).unwrap();
+        events.extend(all(k, &frame_at(&PLAIN, seq, &hello[at..at + n])));
+        at += n;
+    }
+    assert_eq!(at, hello.len());
+    events.extend(all(k, &psk_answer(hello)));
+    events
+}
+
+/// The offsets and lengths of the chunks among `events`.
+fn chunks(events: &[Decoded]) -> Vec<(u32, usize)> {
+    events
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Chunk(_, c) => Some((c.offset, c.data.len())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_client_hello_split_over_segments_is_reassembled() {
-    use monitor::tracker::{Limits, Tracker};
     let hello = large_client_hello();
     // The whole hello in one frame, for reference.
     let mut k = engine();
@@ -422,57 +472,23 @@ fn a_client_hello_split_over_segments_is_reassembled() {
             PLAIN
         };
         let seq = 1000 + u32::try_from(i * mss).unwrap();
-        events.extend(all(&mut k, &with_seq(frame(&f, piece), seq)));
+        events.extend(all(&mut k, &frame_at(&f, seq, piece)));
     }
-    let chunks: Vec<(u32, usize)> = events
-        .iter()
-        .filter_map(|d| match d {
-            Decoded::Chunk(_, c) => Some((c.offset, c.data.len())),
-            _ => None,
-        })
-        .collect();
     // Each segment's bytes exactly once; the retransmission came after the
     // hello was complete, when nothing was pending any more.
     assert_eq!(
-        chunks,
+        chunks(&events),
         vec![(0, 536), (536, 536), (1072, hello.len() - 1072)]
     );
     assert!(matches!(&events[0], Decoded::Tls(_, t) if t.hello.flags & hf::TRUNCATED != 0));
     assert!(matches!(events.last(), Some(Decoded::Teardown(h)) if h.tcp_flags == 0x19));
     // Application data on the flow now: nothing, as before any hello.
-    assert!(
-        all(
-            &mut k,
-            &with_seq(frame(&PLAIN, &record(23, &[1; 64])), 9000)
-        )
-        .is_empty()
-    );
+    assert!(all(&mut k, &frame_at(&PLAIN, 9000, &record(23, &[1; 64]))).is_empty());
     // The server accepts the PSK.
-    let body = psk_server_hello(0x0304);
-    let mut server_hello = with_seq(frame(&PLAIN, &record(22, &handshake(2, &body))), 77);
-    // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
-    // hello (the tracker counts only a ServerHello that does).
-    server_hello[26..34].rotate_left(4);
-    server_hello[34..38].rotate_left(2);
-    let hello_end = 1000 + u32::try_from(hello.len()).unwrap();
-    server_hello[42..46].copy_from_slice(&hello_end.to_be_bytes());
-    events.extend(all(&mut k, &server_hello));
+    events.extend(all(&mut k, &psk_answer(&hello)));
     // The tracker sees the whole hello: the PSK offer from the last
-    // segment. (Without the FIN, which in this made-up order would end the
-    // connection before the server could answer.) The client's packets
-    // leave and the server's arrive, as on the client's host.
-    let mut t = Tracker::new(Limits::default());
-    for mut d in events {
-        let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
-        h.direction = if h.src_port == 443 {
-            Direction::INGRESS.0
-        } else {
-            Direction::EGRESS.0
-        };
-        if !matches!(d, Decoded::Teardown(_)) {
-            t.on_event(d);
-        }
-    }
+    // segment.
+    let t = tracked(events);
     assert_eq!(
         (t.totals.reassembled_hellos, t.totals.truncated_hellos),
         (1, 0)
@@ -485,6 +501,89 @@ fn a_client_hello_split_over_segments_is_reassembled() {
         s[0]
     );
     assert_eq!(k.kernel.counters().split_hellos, 1);
+}
+
+/// Issue 14's hostile hellos: written 7 bytes at a time, so that the
+/// first segment ends inside the handshake message's header and shows no
+/// message at all; or the record header on its own, as some stacks write
+/// it. The record header starts the reassembly in both engines, and the
+/// tracker sees the whole hello, PSK offer included.
+#[test]
+fn a_client_hello_in_small_pieces_is_reassembled() {
+    let hello = large_client_hello();
+    // (first piece, the flags of its summary): the message type is known
+    // from the sixth byte on.
+    for (piece, flags) in [(7, hf::CLIENT_HELLO | hf::TRUNCATED), (5, hf::TRUNCATED)] {
+        let mut sizes = vec![piece; 40];
+        sizes.push(hello.len() - piece * 40);
+        let mut k = engine();
+        let events = in_pieces(&mut k, &hello, &sizes);
+        let Decoded::Tls(_, first) = &events[0] else {
+            panic!("no TLS event for the first {piece} bytes: {:?}", events[0]);
+        };
+        assert_eq!(first.hello.flags, flags, "{piece}-byte pieces");
+        assert_eq!(first.n_items, 0, "no message is visible in {piece} bytes");
+        let step = u32::try_from(piece).unwrap();
+        let want: Vec<(u32, usize)> = (0..40)
+            .map(|i| (i * step, piece))
+            .chain([(40 * step, hello.len() - piece * 40)])
+            .collect();
+        assert_eq!(chunks(&events), want, "{piece}-byte pieces");
+        assert_eq!(k.kernel.counters().split_hellos, 1);
+        let t = tracked(events);
+        assert_eq!(
+            (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+            (1, 0),
+            "{piece}-byte pieces"
+        );
+        let s = t.servers();
+        assert_eq!((s[0].offered_by.psk, s[0].resumed_by.psk), (1, 1), "{s:?}");
+    }
+}
+
+/// A hello with 1,000 extensions before its PSK offer (issue 14), in
+/// 7-byte pieces and then 512-byte ones: reassembled, and, since the walk
+/// reads `MAX_EXTENSIONS` of them, counted as truncated rather than taken
+/// as a hello without an offer. Whole in one segment, the same (with 40
+/// extensions: BPF_PROG_TEST_RUN takes frames of less than a page).
+#[test]
+fn a_psk_offer_past_the_extension_limit_is_counted_as_truncated() {
+    let unknown = (0..1000u16)
+        .map(|i| Extension::new(0x1000 + i, &[]))
+        .collect();
+    let hello = grown_client_hello(unknown);
+    let mut sizes = vec![7; 20];
+    let rest = hello.len() - 140;
+    sizes.extend(std::iter::repeat_n(512, rest / 512));
+    sizes.push(rest % 512);
+    let mut k = engine();
+    let events = in_pieces(&mut k, &hello, &sizes);
+    let t = tracked(events);
+    assert_eq!(
+        (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+        (1, 1)
+    );
+    // The server accepted a PSK that tlsmon could not see offered: a
+    // resumption counts its method as offered all the same.
+    let s = t.servers();
+    assert_eq!((s[0].resumed_by.psk, s[0].full), (1, 0), "{s:?}");
+    // In one segment.
+    let unknown = (0..40u16)
+        .map(|i| Extension::new(0x1000 + i, &[]))
+        .collect();
+    let hello = grown_client_hello(unknown);
+    let mut k = engine();
+    let events = in_pieces(&mut k, &hello, &[hello.len()]);
+    let Decoded::Tls(_, whole) = &events[0] else {
+        panic!("no TLS event for the hello: {:?}", events[0]);
+    };
+    assert_eq!(whole.hello.flags & (hf::PSK | hf::TRUNCATED), hf::TRUNCATED);
+    assert!(chunks(&events).is_empty(), "nothing to reassemble");
+    let t = tracked(events);
+    assert_eq!(
+        (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+        (0, 1)
+    );
 }
 
 #[test]

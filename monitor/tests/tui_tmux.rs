@@ -12,11 +12,19 @@ use std::{
 
 use common::{Lab, Side, TLS_PORT, TLSMON, must_output, read, reconnect, start_s_server};
 
-fn tmux(args: &[&str]) -> String {
-    must_output(xtask::programs::command("tmux").args(args))
+/// `tmux -L SOCKET args…`: every session has a server of its own. On the
+/// shared default server, one test ending its last session stopped the
+/// server under another test starting its own ("server exited
+/// unexpectedly").
+fn tmux(socket: &str, args: &[&str]) -> String {
+    must_output(
+        xtask::programs::command("tmux")
+            .args(["-L", socket])
+            .args(args),
+    )
 }
 
-/// Kills the tmux session however the test ends.
+/// Kills the tmux session and its server however the test ends.
 struct Session(String);
 
 impl Session {
@@ -24,7 +32,10 @@ impl Session {
     fn start(tag: &str, width: u16, height: u16, cmd: &str) -> Self {
         let s = Self(format!("tlsmon-{tag}-{}", std::process::id()));
         let (w, h) = (width.to_string(), height.to_string());
-        tmux(&["new-session", "-d", "-s", &s.0, "-x", &w, "-y", &h, cmd]);
+        tmux(
+            &s.0,
+            &["new-session", "-d", "-s", &s.0, "-x", &w, "-y", &h, cmd],
+        );
         s
     }
 }
@@ -32,13 +43,13 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let _ = xtask::programs::command("tmux")
-            .args(["kill-session", "-t", &self.0])
+            .args(["-L", &self.0, "kill-server"])
             .status();
     }
 }
 
 fn screen(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session])
+    tmux(session, &["capture-pane", "-p", "-t", session])
 }
 
 fn wait_screen(session: &str, timeout: Duration, what: &str, ok: impl Fn(&str) -> bool) -> String {
@@ -103,7 +114,7 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
     );
     assert!(shown.contains("q quit"), "footer missing:\n{shown}");
 
-    tmux(&["send-keys", "-t", &session.0, "q"]);
+    tmux(&session.0, &["send-keys", "-t", &session.0, "q"]);
     let after = wait_screen(&session.0, Duration::from_secs(15), "tlsmon's exit", |s| {
         s.contains("TLSMON-EXIT=")
     });
@@ -111,7 +122,10 @@ fn dashboard_shows_live_counts_and_q_restores_the_terminal() {
         after.contains("TLSMON-EXIT=0"),
         "tlsmon failed on q:\n{after}"
     );
-    let alt = tmux(&["display-message", "-p", "-t", &session.0, "#{alternate_on}"]);
+    let alt = tmux(
+        &session.0,
+        &["display-message", "-p", "-t", &session.0, "#{alternate_on}"],
+    );
     assert_eq!(alt.trim(), "0", "the alternate screen is still on after q");
     // The final JSON lines follow the dashboard, starting on a clean line.
     assert!(
@@ -152,13 +166,16 @@ fn a_hostile_server_name_reaches_the_terminal_only_escaped() {
         |s| s.contains("tlsmon") && s.contains(lab.iface(Side::Client)) && s.contains("up "),
     );
     // From here on, every byte the program writes to the pane.
-    tmux(&[
-        "pipe-pane",
-        "-O",
-        "-t",
+    tmux(
         &session.0,
-        &format!("exec /bin/cat >> {}", pane.display()),
-    ]);
+        &[
+            "pipe-pane",
+            "-O",
+            "-t",
+            &session.0,
+            &format!("exec /bin/cat >> {}", pane.display()),
+        ],
+    );
 
     let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
     let out = lab.run(
@@ -189,11 +206,11 @@ fn a_hostile_server_name_reaches_the_terminal_only_escaped() {
         "the escaped server name",
         |s| s.contains(escaped),
     );
-    tmux(&["send-keys", "-t", &session.0, "q"]);
+    tmux(&session.0, &["send-keys", "-t", &session.0, "q"]);
     wait_screen(&session.0, Duration::from_secs(15), "tlsmon's exit", |s| {
         s.contains("TLSMON-EXIT=0")
     });
-    tmux(&["pipe-pane", "-t", &session.0]);
+    tmux(&session.0, &["pipe-pane", "-t", &session.0]);
 
     let bytes = fs::read(&pane).expect("the pane's bytes");
     assert!(

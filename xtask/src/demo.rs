@@ -2,12 +2,15 @@
 //!
 //! Brings the proxy lab up in its `broken` scenario — HAProxy terminating
 //! client TLS and re-encrypting to three real backends, closing backend
-//! connections with a bare RST (tcp mode, `option nolinger`) — drives a
-//! bounded load through it in the background, and runs tlsmon in the proxy's
-//! namespace on its client-facing and backend-facing interfaces: the
-//! dashboard on a terminal, JSON lines otherwise. The OpenSSL-style Python
-//! backend rejects every session HAProxy offers, and tlsmon says why.
-//! Everything is torn down on exit, on error and on Ctrl-C.
+//! connections with a bare RST (tcp mode, `option nolinger`) — with the
+//! backends at TLS 1.3 as HAProxy negotiates today (`--tls12` for the
+//! seed's own TLS 1.2; `xtask::lab::demo` says why), drives a bounded load
+//! through it in the background, and runs tlsmon in the proxy's namespace
+//! on its client-facing and backend-facing interfaces: the dashboard on a
+//! terminal, JSON lines otherwise (with a `"type":"diagnosis"` line when
+//! the diagnosis appears). The OpenSSL-style Python backend rejects every
+//! session HAProxy offers, and tlsmon says why. Everything is torn down on
+//! exit, on error and on Ctrl-C.
 
 use std::{
     io::IsTerminal as _,
@@ -19,15 +22,16 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use xtask::lab::{Lab, LoadOptions, Scenario};
+use xtask::lab::{
+    Lab,
+    demo::{self as plan, DemoTls, MAX_TRAFFIC_TIME},
+};
 
 use crate::{
     setup::setup,
     util::{cargo, describe, is_root, run, target_dir, workspace_root},
 };
 
-/// The load stops by itself after this long.
-const MAX_TRAFFIC_TIME: Duration = Duration::from_mins(10);
 /// How long tlsmon gets to print its final lines after SIGINT.
 const MONITOR_GRACE: Duration = Duration::from_secs(10);
 
@@ -86,7 +90,7 @@ impl Drop for Demo {
     }
 }
 
-pub fn demo() -> Result<()> {
+pub fn demo(tls: DemoTls) -> Result<()> {
     if !is_root() {
         bail!(
             "cargo xtask demo must run as root: it creates network namespaces and loads eBPF programs"
@@ -102,7 +106,7 @@ pub fn demo() -> Result<()> {
     }
     catch_signals()?;
 
-    let scenario = Scenario::parse("broken")?;
+    let scenario = plan::scenario(tls);
     let lab = Lab::standard();
     println!("demo: bringing the proxy lab up — {}", scenario.describe());
     // `up` first removes whatever an interrupted earlier demo left behind.
@@ -112,7 +116,7 @@ pub fn demo() -> Result<()> {
         load: None,
         monitor: None,
     };
-    demo.load = Some(demo.lab.spawn_load(&LoadOptions::live(MAX_TRAFFIC_TIME))?);
+    demo.load = Some(demo.lab.spawn_load(&plan::load(MAX_TRAFFIC_TIME))?);
     if interrupted() {
         println!("demo: interrupted before tlsmon started");
         return Ok(());
@@ -136,15 +140,8 @@ pub fn demo() -> Result<()> {
 /// Runs tlsmon in the proxy namespace in the foreground until it exits;
 /// forwards an interrupt to it if the terminal's Ctrl-C did not reach it.
 fn run_monitor(demo: &mut Demo, tlsmon: &Path) -> Result<ExitStatus> {
-    let mut cmd = demo.lab.tlsmon_command(tlsmon);
-    let config = demo.lab.state_dir().join("haproxy.cfg");
-    if config.is_file() {
-        cmd.arg("--haproxy-config").arg(&config);
-    }
-    if !std::io::stdout().is_terminal() {
-        cmd.args(["--headless", "--interval", "5"]);
-        cmd.args(["--duration", &MAX_TRAFFIC_TIME.as_secs().to_string()]);
-    }
+    let headless = !std::io::stdout().is_terminal();
+    let mut cmd = plan::tlsmon_command(&demo.lab, tlsmon, headless);
     println!("demo: starting tlsmon; press q or Ctrl-C to stop the demo");
     println!("+ {}", describe(&cmd));
     let text = describe(&cmd);

@@ -390,3 +390,40 @@ fn ticks_compute_rates_and_history_from_cumulative_counters() {
     assert!(web1.stats.rejected_after_unclean > 100, "{:?}", web1.stats);
     assert_eq!(Column::Versions.text(&web1), "1.2:100%");
 }
+
+#[test]
+fn diagnoses_are_judged_each_tick_frozen_by_pause_and_forgotten_by_reset() {
+    use crate::diagnosis::{ChangeKind, RULE_UNCLEAN_REJECTIONS};
+    let web1 = Endpoint::from_wire(4, sim_addr(WEB1.0), WEB1.1);
+    // Ten seconds of web1's resets: enough offers to judge.
+    let mut app = demo_app(10, 0);
+    let shown = app.shown_diagnoses(&web1);
+    assert_eq!(shown.diagnoses[0].rule, RULE_UNCLEAN_REJECTIONS);
+    assert_eq!(shown.span_ns, 10_000_000_000);
+    assert!(
+        app.diagnoses()
+            .active()
+            .iter()
+            .any(|(s, _, d)| *s == web1 && d.rule == RULE_UNCLEAN_REJECTIONS)
+    );
+    // Paused, the screen keeps it; a reset takes it away from the live
+    // state, and says so.
+    app.handle(key('p'));
+    let frozen = app.shown_diagnoses(&web1);
+    app.handle(key('r'));
+    assert!(
+        app.diagnosis_changes()
+            .iter()
+            .any(|c| c.kind == ChangeKind::Forgotten && c.server == web1)
+    );
+    assert!(app.diagnoses().active().is_empty());
+    app.handle(key('p'));
+    assert!(app.shown_diagnoses(&web1).diagnoses.is_empty());
+    assert!(!frozen.diagnoses.is_empty());
+}
+
+fn sim_addr(a: Ipv4Addr) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..4].copy_from_slice(&a.octets());
+    out
+}

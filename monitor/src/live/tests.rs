@@ -82,13 +82,21 @@ impl Write for Shared {
 /// `n` full handshakes to app/web1, one every 100 ms from T0, and one
 /// event that does not decode.
 fn script(n: u16) -> Script {
+    script_with(n, false)
+}
+
+/// As [`script`]; with `offer`, each connection after the first offers
+/// the session of the one before, which the server rejects (each ended
+/// with a RST: the seed's problem).
+fn script_with(n: u16, offer: bool) -> Script {
     let mut sim = sim::Sim::default();
+    let mut next = Offer::None;
     for i in 0..n {
         let c = Tls12 {
             role: Role::Backend,
             client: (PROXY, 40_000 + i),
             server: WEB1,
-            offer: Offer::None,
+            offer: if offer { next } else { Offer::None },
             accept: false,
             tickets: false,
             close: Close::Rst,
@@ -96,7 +104,7 @@ fn script(n: u16) -> Script {
             alpn: "",
             rtt_ns: 1_000_000,
         };
-        sim.tls12(&c, T0 + u64::from(i) * 100_000_000);
+        next = sim.tls12(&c, T0 + u64::from(i) * 100_000_000);
     }
     let mut events: VecDeque<(u64, AppEvent)> = sim
         .events
@@ -225,33 +233,85 @@ async fn the_whole_loop_from_events_to_frames_lines_and_metrics() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stop_signal_ends_the_loop_and_the_source_end_is_ticked() {
-    let mut source = script(5);
-    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
+/// Runs the loop without a terminal, keys or snapshot lines, writing to
+/// `lines` if given; returns it.
+async fn headless(
+    source: &mut Script,
+    app: &mut App,
+    lines: Option<Sink>,
+    signals: mpsc::Receiver<Signal>,
+) -> Option<Sink> {
     let mut out = Outputs::<TestBackend> {
         terminal: None,
-        lines: None,
+        lines,
         format: LogFormat::Json,
         metrics: None,
     };
-    let (signal_tx, signals) = mpsc::channel(1);
     let mut input = Inputs::<NoKeys> {
         keys: None,
         signals,
         notices: None,
     };
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        signal_tx.send(Signal::Stop).await.unwrap();
-    });
     let timing = Timing {
         interval: None,
         duration: None,
     };
-    event_loop(&mut source, &mut app, &mut out, &mut input, &timing)
+    event_loop(source, app, &mut out, &mut input, &timing)
         .await
         .unwrap();
+    out.lines
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_ends_the_loop_and_the_source_end_is_ticked() {
+    let mut source = script(5);
+    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
+    let (signal_tx, signals) = mpsc::channel(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        signal_tx.send(Signal::Stop).await.unwrap();
+    });
+    headless(&mut source, &mut app, None, signals).await;
     assert_eq!(app.summary().full, 5);
     assert_eq!(app.uptime_ns() / 1_000_000_000, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn headless_writes_a_line_when_a_diagnosis_appears() {
+    // 30 connections in 3 s, each offering the last one's session, each
+    // rejected: ten offers are there by the tick at 2 s.
+    let mut source = script_with(30, true);
+    let mut app = App::new(Vec::new(), Names::new(), Limits::default(), source.now_ns());
+    let written = Shared::default();
+    let (_signal_tx, signals) = mpsc::channel(1);
+    // No snapshot lines: only what the diagnoses write.
+    let sink = Sink::new(Box::new(written.clone()), None);
+    let sink = headless(&mut source, &mut app, Some(sink), signals).await;
+    assert_eq!(sink.unwrap().close(Duration::from_secs(5)), 0);
+    let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "one appearance, written once:\n{text}");
+    let d = &lines[0];
+    assert_eq!(d["type"], "diagnosis");
+    assert_eq!(d["event"], "appeared");
+    assert_eq!(d["active"], true);
+    assert_eq!(d["server"], "10.0.1.11:8443");
+    assert_eq!(d["role"], "backend");
+    assert_eq!(d["rule"], "rejected-after-unclean-close");
+    assert_eq!(d["severity"], "critical");
+    assert_eq!(d["window_s"], 2.0);
+    // The connections of the first two seconds: 20, 19 of them offering,
+    // every offer rejected after a reset.
+    assert_eq!(d["counts"]["offered"], 19, "{d}");
+    assert_eq!(d["counts"]["rejected_by_cause"]["after_unclean"], 19, "{d}");
+    assert!(
+        d["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("100% of 19 offered sessions were rejected (19)."),
+        "{d}"
+    );
 }

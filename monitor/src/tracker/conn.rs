@@ -28,11 +28,21 @@ pub(super) enum Peer {
 pub(super) struct Name<const N: usize> {
     bytes: [u8; N],
     len: u8,
+    /// The kernel had to cut the name (`hello_flags::NAME_CUT`).
+    cut: bool,
 }
 
 impl<const N: usize> Name<N> {
-    pub(super) fn new(bytes: &[u8; N], len: u8) -> Self {
-        Self { bytes: *bytes, len }
+    /// `flags` are the hello's: the one `NAME_CUT` bit covers SNI and ALPN
+    /// alike, so a name is taken as cut when the bit is set and the name
+    /// fills its whole buffer (a name that fills it exactly, beside one
+    /// that was cut, is marked too: the kernel cannot tell them apart).
+    pub(super) fn new(bytes: &[u8; N], len: u8, flags: u16) -> Self {
+        Self {
+            bytes: *bytes,
+            len,
+            cut: flags & hello_flags::NAME_CUT != 0 && usize::from(len) >= N,
+        }
     }
 
     /// The name as text that is safe to show anywhere (`escape`).
@@ -46,6 +56,9 @@ impl<const N: usize> Name<N> {
         let bytes = &self.bytes[..n];
         if n == 0 {
             None
+        } else if self.cut {
+            // Shown as cut: a reader must not take it for the whole name.
+            Some(Cow::Owned(crate::escape::escape(bytes) + "…"))
         } else if bytes
             .iter()
             .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
@@ -291,8 +304,8 @@ impl Conn {
                 sid,
                 by_sid,
                 ticket: (hello.flags & hello_flags::TICKET_OFFERED != 0).then_some(hello.ticket_id),
-                sni: Name::new(&hello.sni, hello.sni_len),
-                alpn: Name::new(&hello.alpn, hello.alpn_len),
+                sni: Name::new(&hello.sni, hello.sni_len, hello.flags),
+                alpn: Name::new(&hello.alpn, hello.alpn_len, hello.flags),
             },
             exchange: Exchange::new(h, tls),
             answered: false,

@@ -119,7 +119,7 @@ pub fn exported_by(exposition: &str) -> Result<Exported> {
 }
 
 /// What docs/operations.md's metrics section says tlsmon exports: the
-/// table's counters (with `server`, `role` and the row's label) and the
+/// table's metrics (with `server`, `role` and the row's labels) and the
 /// paragraph of metrics without server labels (`name{label}`). A name
 /// without `_total` may be a histogram: its `_bucket` (with `le`), `_sum`
 /// and `_count` series count as documented too.
@@ -147,10 +147,9 @@ pub fn documented(operations_md: &str) -> Result<Exported> {
     for row in section.lines().filter(|l| l.starts_with("| `tlsmon_")) {
         let mut cells = row.split('|').skip(1);
         let (names, extra) = (cells.next().unwrap_or(""), cells.next().unwrap_or(""));
-        let label = backticked(extra).next();
         for name in backticked(names) {
             let mut labels = vec!["server", "role"];
-            labels.extend(label);
+            labels.extend(backticked(extra));
             add(name, &labels);
         }
     }
@@ -192,6 +191,8 @@ mod tests {
         let documented = documented(&docs).unwrap();
         assert!(documented["tlsmon_rejected_total"].contains("cause"));
         assert!(documented["tlsmon_rejected_total"].contains("server"));
+        assert!(documented["tlsmon_diagnosis"].contains("rule"));
+        assert!(documented["tlsmon_diagnosis"].contains("severity"));
         assert!(documented["tlsmon_lost_events_total"].is_empty());
         assert!(documented["tlsmon_skipped_packets_total"].contains("reason"));
         assert!(documented["tlsmon_split_client_hellos_total"].contains("outcome"));

@@ -25,6 +25,7 @@
 //! a time on an instance.
 
 pub mod config;
+pub mod demo;
 pub mod load;
 pub mod logs;
 pub mod oracle;

@@ -8,7 +8,13 @@ mod closes;
 mod hostile;
 mod wild;
 
+use std::net::SocketAddr;
+
 use monitor_common::{
+    emit::{
+        Flow,
+        event::{self as ev, Summary, items},
+    },
     event::{Direction, EventHeader, TlsSummary, hello_flags as hf},
     net::{TCP_ACK, TCP_FIN, TCP_RST},
 };
@@ -18,12 +24,17 @@ use crate::stats::ByMethod;
 
 pub(super) const CLIENT: (u8, u16) = (1, 40000);
 pub(super) const SERVER: (u8, u16) = (2, 443);
-pub(super) const CCS: u16 = 0x1401;
-pub(super) const CERT: u16 = 0x160b;
-pub(super) const SHD: u16 = 0x160e;
-pub(super) const NST: u16 = 0x1604;
-pub(super) const FIN_MSG: u16 = 0x16ff;
-pub(super) const ENC_ALERT: u16 = 0x15ff;
+pub(super) const CCS: u16 = items::CHANGE_CIPHER_SPEC;
+pub(super) const CERT: u16 = items::CERTIFICATE;
+pub(super) const SHD: u16 = items::SERVER_HELLO_DONE;
+pub(super) const NST: u16 = items::NEW_SESSION_TICKET;
+pub(super) const FIN_MSG: u16 = items::ENCRYPTED_HANDSHAKE;
+pub(super) const ENC_ALERT: u16 = items::ENCRYPTED_ALERT;
+
+/// Host `.0` of 10.0.0.0/24, port `.1`.
+fn addr((host, port): (u8, u16)) -> SocketAddr {
+    ([10, 0, 0, host], port).into()
+}
 
 pub(super) fn hdr(
     src: (u8, u16),
@@ -32,49 +43,33 @@ pub(super) fn hdr(
     ms: u64,
     flags: u8,
 ) -> EventHeader {
-    let mut h = EventHeader {
-        family: 4,
+    EventHeader {
         direction: dir.0,
         tcp_flags: flags,
-        src_port: src.1,
-        dst_port: dst.1,
         ts_ns: ms * 1_000_000,
-        ..EventHeader::default()
-    };
-    h.src_addr[..4].copy_from_slice(&[10, 0, 0, src.0]);
-    h.dst_addr[..4].copy_from_slice(&[10, 0, 0, dst.0]);
-    h
+        ..ev::header(addr(src), addr(dst))
+    }
 }
 
 pub(super) fn items(list: &[u16]) -> TlsSummary {
-    let mut t = TlsSummary::default();
-    for &i in list {
-        t.push((i >> 8) as u8, (i & 0xff) as u8);
-    }
-    t
+    Summary::items(list).build()
 }
 
 pub(super) fn ch(sid: &[u8], flags: u16, ticket: u8) -> TlsSummary {
-    let mut t = items(&[0x1601]);
-    t.hello.flags = hf::CLIENT_HELLO | flags;
-    t.hello.legacy_version = 0x0303;
-    t.hello.session_id[..sid.len()].copy_from_slice(sid);
-    t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
-    t.hello.ticket_id = [ticket; 16];
-    t
+    Summary::client_hello()
+        .flags(flags)
+        .session_id(sid)
+        .ticket_id([ticket; 16])
+        .build()
 }
 
 pub(super) fn sh(sid: &[u8], version: u16, flags: u16, rest: &[u16]) -> TlsSummary {
-    let mut list = vec![0x1602];
-    list.extend_from_slice(rest);
-    let mut t = items(&list);
-    t.hello.flags = hf::SERVER_HELLO | flags;
-    t.hello.legacy_version = 0x0303;
-    t.hello.selected_version = if version == 0x0304 { version } else { 0 };
-    t.hello.cipher_suite = 0xc02f;
-    t.hello.session_id[..sid.len()].copy_from_slice(sid);
-    t.hello.session_id_len = u8::try_from(sid.len()).unwrap();
-    t
+    Summary::server_hello(rest)
+        .flags(flags)
+        .selected_version(if version == 0x0304 { version } else { 0 })
+        .cipher_suite(0xc02f)
+        .session_id(sid)
+        .build()
 }
 
 /// Bytes each TLS event of [`Conn12`] carries.
@@ -105,17 +100,19 @@ impl Conn12<'_> {
         } else {
             Direction::EGRESS
         };
-        let (src, dst, dir, me) = if from_client {
-            (self.c(), SERVER, self.client_dir, 0)
+        let dir = if from_client {
+            self.client_dir
         } else {
-            (SERVER, self.c(), server_dir, 1)
+            server_dir
         };
-        let mut h = hdr(src, dst, dir, self.ms, flags);
-        h.seq = self.next[me];
-        h.ack = self.next[1 - me];
-        h.payload_len = len;
-        self.next[me] = self.next[me].wrapping_add(len + u32::from(flags & TCP_FIN != 0));
-        h
+        let mut flow = Flow::new(addr(self.c()), addr(SERVER), self.next);
+        let h = flow.header(from_client, flags, len);
+        self.next = flow.next;
+        EventHeader {
+            direction: dir.0,
+            ts_ns: self.ms * 1_000_000,
+            ..h
+        }
     }
     pub(super) fn client(&mut self, s: &TlsSummary) {
         let h = self.header(true, TCP_ACK, PAYLOAD);
