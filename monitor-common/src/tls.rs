@@ -577,6 +577,9 @@ fn new_session_ticket<B: Bytes + ?Sized>(
     // sharing `ticket_id` is safe; only server flights set NEW_TICKET.
     if h.flags & hello_flags::CLIENT_HELLO == 0 {
         h.flags |= hello_flags::NEW_TICKET;
+        // How long the server means to accept it: what tells an expired
+        // ticket from one it cannot decrypt any more.
+        h.ticket_lifetime = b.be32_at(body).unwrap_or(0);
         ticket_id(b, body + 6, tlen, h);
     }
 }

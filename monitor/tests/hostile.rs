@@ -292,16 +292,26 @@ fn hellos_to_closed_and_dropped_ports_leave_nothing_behind() {
         );
     }
     // Memory: nothing for the reset hellos; for the dropped ones, the
-    // connection table's peak and the ring of timed-out handshakes, once.
+    // connection table's peak and the ring of timed-out handshakes, once:
+    // the second round reuses what the first one took. How much of the
+    // table the allocator hands back to the system after a round's
+    // timeout varies (5 to 7 MB of 12 here), so the bound after each
+    // round is the first round's peak, not the first round's remainder.
+    let peak = rounds[0].0.rss_kb;
     assert!(
         reset.rss_kb < start.rss_kb + 2048
-            && first.rss_kb < start.rss_kb + (12 << 10)
-            && second.rss_kb < first.rss_kb + 2048,
-        "RSS {} kB at start, {} after the resets, {} and {} after each round's timeouts",
+            && peak < start.rss_kb + (16 << 10)
+            && first.rss_kb <= peak + 2048
+            && rounds[1].0.rss_kb <= peak + 2048
+            && second.rss_kb <= peak + 2048,
+        "RSS {} kB at start, {} after the resets, {} at the first round's peak, \
+         {} and {} after each round's timeouts, {} at the second round's peak",
         start.rss_kb,
         reset.rss_kb,
+        peak,
         first.rss_kb,
-        second.rss_kb
+        second.rss_kb,
+        rounds[1].0.rss_kb
     );
     assert!(
         idle_cpu < 0.05,

@@ -11,7 +11,7 @@ use monitor_common::{
 };
 
 use super::{exchange::Exchange, sessions::SessionKey, table::ConnKey};
-use crate::stats::{Endpoint, Method, Role};
+use crate::stats::{Cause, CloseStyle, Endpoint, Method, Role};
 
 /// Which end of the connection sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +203,27 @@ pub(super) struct Side {
     pub(super) fin: Option<Last>,
     /// RST sent, and what this side had sent last before it.
     pub(super) rst: Option<Last>,
+    /// The sequence number just past this side's last segment that started
+    /// with a handshake, change_cipher_spec or alert record (the client's:
+    /// past its ClientHello at first): what it sent after that, up to the
+    /// next such segment, was application data the kernel did not report.
+    pub(super) records_end: Option<u32>,
+    /// A segment of this side started past `records_end`: it sent
+    /// application data.
+    pub(super) gap: bool,
+    /// Its last short record (`EventKind::SHORT_RECORD`): the sequence
+    /// number just past it, and its length.
+    pub(super) short: Option<(u32, u8)>,
+    /// Its first FIN or RST: the sequence number and, with ACK, the
+    /// acknowledgment number it carried.
+    pub(super) end_seq: Option<u32>,
+    pub(super) end_ack: Option<u32>,
+    /// How it ended its TLS stream, decided at its first FIN or RST
+    /// (`machine::side_close`).
+    pub(super) close: Option<CloseStyle>,
+    /// Whether it sent application data before that (a health check sends
+    /// none), when the sequence numbers tell.
+    pub(super) sent_data: Option<bool>,
 }
 
 /// One TCP connection carrying a TLS handshake.
@@ -222,6 +243,32 @@ pub(super) struct Conn {
     pub(super) sides: [Side; 2],
     /// When the connection's first FIN or RST came.
     pub(super) closed_ns: Option<u64>,
+    /// What was counted for the handshake, for the connection's record.
+    pub(super) counted: Option<Counted>,
+    pub(super) judged: Judged,
+    /// Registered as a connection that may have delivered TLS 1.3 tickets
+    /// (`tickets`), until its client side's end is known.
+    pub(super) candidate: bool,
+}
+
+/// What was counted for a connection's handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Counted {
+    Full,
+    Resumed,
+    Incomplete,
+    Failed,
+}
+
+/// What tlsmon made of a connection's offer, for its record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Judged {
+    /// The method the ClientHello offered, if any.
+    pub(super) offered: Option<Method>,
+    /// The cause of a rejected offer, once decided.
+    pub(super) cause: Option<Cause>,
+    /// A rejected offer whose cause waits for evidence (`causes`).
+    pub(super) pending: bool,
 }
 
 impl Conn {
@@ -266,8 +313,17 @@ impl Conn {
                 retried: false,
                 timed_out: false,
             },
-            sides: [Side::default(); 2],
+            sides: [
+                Side {
+                    records_end: Some(Exchange::hello_end(h, tls)),
+                    ..Side::default()
+                },
+                Side::default(),
+            ],
             closed_ns: None,
+            counted: None,
+            candidate: false,
+            judged: Judged::default(),
         }
     }
 
