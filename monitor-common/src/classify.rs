@@ -7,10 +7,12 @@
 //! connection, is recognised by its record header and dropped here without
 //! further reads or map lookups ([`Class::Opaque`]); that is how the kernel
 //! stops looking at a flow once its handshake is over, while still seeing
-//! alerts, RST and FIN.
+//! alerts, RST and FIN, and the one record of close_notify size that may
+//! end a TLS 1.3 stream ([`Class::Short`], see [`crate::close`]).
 
 use crate::{
     bytes::Bytes,
+    close::{SHORT_RECORD_MAX, short_record},
     event::{CHUNK_DATA_OFF, ChunkEvent, EventHeader, EventKind, TlsSummary},
     net::{TCP_FIN, TCP_RST, TcpSegment},
     split::Span,
@@ -30,9 +32,16 @@ pub enum Class {
     Teardown,
     /// The payload starts with a handshake, change_cipher_spec or alert record.
     Tls,
+    /// No RST or FIN, and the payload is one application_data record of
+    /// close_notify size (its length): a TLS 1.3 close_notify may be it.
+    Short(u8),
 }
 
 /// Decides from the TCP flags and the first record header.
+///
+/// An application_data segment is [`Class::Short`] only if its length
+/// allows it, which is tested first: that a segment of any other length is
+/// opaque needs nothing but its length and flags.
 #[inline(always)]
 pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
     if seg.payload_len >= RECORD_HEADER_LEN
@@ -46,6 +55,11 @@ pub fn class<B: Bytes + ?Sized>(b: &B, seg: &TcpSegment) -> Class {
             return Class::Tls;
         }
         if seg.flags & (TCP_RST | TCP_FIN) == 0 {
+            if seg.payload_len <= SHORT_RECORD_MAX + RECORD_HEADER_LEN
+                && let Some(n) = short_record(&h, seg.payload_len)
+            {
+                return Class::Short(n);
+            }
             return Class::Opaque;
         }
     }

@@ -19,6 +19,11 @@ impl EventKind {
     pub const TLS: Self = Self(2);
     /// Bytes of a ClientHello that spans segments: [`ChunkEvent`].
     pub const CHUNK: Self = Self(3);
+    /// A segment without RST or FIN that is one application_data record of
+    /// close_notify size (`close::short_record`), its length in
+    /// [`EventHeader::last_record`]: [`TeardownEvent`]'s layout, a header
+    /// and nothing else.
+    pub const SHORT_RECORD: Self = Self(4);
 }
 
 /// Which way the packet crossed the interface.
@@ -52,7 +57,12 @@ pub struct EventHeader {
     /// The outermost tunnel the packet was found in (`tunnel::Tunnel`), 0
     /// for none; the rest of the header describes the inner packet.
     pub tunnel: u8,
-    pub pad0: u8,
+    /// Teardown and short-record events: the length of the
+    /// application_data record that ends the payload, if it is of
+    /// close_notify size (`close::last_record`); `close::LAST_RECORD_LONGER`
+    /// if none of that size does, `close::LAST_RECORD_NONE` (0) without
+    /// payload. 0 in other events.
+    pub last_record: u8,
     pub ifindex: u32,
     /// TCP sequence number of the first payload byte.
     pub seq: u32,
@@ -85,6 +95,9 @@ pub unsafe trait Event: Copy + Default + 'static {}
 unsafe impl Event for TeardownEvent {}
 unsafe impl Event for TlsEvent {}
 
+/// A segment that can end a side's TLS stream: RST or FIN without a TLS
+/// record at the start of its payload ([`EventKind::TEARDOWN`]), or a
+/// short record ([`EventKind::SHORT_RECORD`]). The header says it all.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TeardownEvent {
@@ -162,7 +175,9 @@ pub struct Hello {
     pub alpn_len: u8,
     /// Number of extensions walked.
     pub extensions: u8,
-    pub pad0: u32,
+    /// A NewSessionTicket's ticket_lifetime_hint in seconds (RFC 5077
+    /// §3.3; TLS ≤ 1.2, in clear), with [`hello_flags::NEW_TICKET`].
+    pub ticket_lifetime: u32,
     pub session_id: [u8; SESSION_ID_MAX],
     /// Last bytes of the offered (ClientHello session_ticket) or issued
     /// (NewSessionTicket) ticket.
@@ -182,7 +197,7 @@ impl Default for Hello {
             sni_len: 0,
             alpn_len: 0,
             extensions: 0,
-            pad0: 0,
+            ticket_lifetime: 0,
             session_id: [0; SESSION_ID_MAX],
             ticket_id: [0; TICKET_ID_LEN],
             sni: [0; SNI_MAX],
@@ -298,7 +313,9 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
     }
     let header: EventHeader = read(bytes)?;
     match EventKind(header.kind) {
-        EventKind::TEARDOWN => read::<TeardownEvent>(bytes).map(|e| Decoded::Teardown(e.header)),
+        EventKind::TEARDOWN | EventKind::SHORT_RECORD => {
+            read::<TeardownEvent>(bytes).map(|e| Decoded::Teardown(e.header))
+        }
         EventKind::TLS => read::<TlsEvent>(bytes).map(|e| Decoded::Tls(e.header, e.tls)),
         EventKind::CHUNK => {
             let meta: [u8; 8] = bytes
@@ -321,6 +338,8 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
 #[cfg(feature = "user")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
+    /// [`TeardownEvent`]: a teardown or a short record (the header's kind
+    /// says which).
     Teardown(EventHeader),
     Tls(EventHeader, TlsSummary),
     Chunk(EventHeader, Chunk),
@@ -363,6 +382,9 @@ mod tests {
         let mut ev = TeardownEvent::default();
         ev.header.kind = EventKind::TEARDOWN.0;
         ev.header.tcp_flags = crate::net::TCP_RST;
+        assert_eq!(decode(as_bytes(&ev)), Some(Decoded::Teardown(ev.header)));
+        ev.header.kind = EventKind::SHORT_RECORD.0;
+        ev.header.last_record = 19;
         assert_eq!(decode(as_bytes(&ev)), Some(Decoded::Teardown(ev.header)));
         ev.header.kind = 99;
         assert_eq!(decode(as_bytes(&ev)), None);

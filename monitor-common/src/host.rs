@@ -9,6 +9,7 @@ use std::{boxed::Box, collections::HashMap, vec::Vec};
 
 use crate::{
     classify::fill_tls,
+    close::last_record,
     event::{
         CHUNK_DATA_OFF, ChunkEvent, Decoded, Direction, Event, EventHeader, TlsSummary, decode,
         stat,
@@ -117,6 +118,14 @@ impl Packet for Host<'_> {
 
     fn summarize(&mut self, seg: &TcpSegment, out: &mut TlsSummary) {
         fill_tls(self.frame, seg, out);
+    }
+
+    fn last_record(&mut self, seg: &TcpSegment) -> u8 {
+        last_record(
+            self.frame,
+            seg.payload_off,
+            seg.payload_off + seg.payload_len,
+        )
     }
 }
 

@@ -9,7 +9,8 @@
 //! for `tlsmon replay --engine host` and the tests). [`pipeline`] ties them
 //! together, once for both: one packet in, at most one summary event out
 //! (and the bytes of a ClientHello split over segments); [`host`] runs it
-//! on captured frames.
+//! on captured frames. [`close`] holds what a segment says about how a side
+//! ended its TLS 1.3 stream.
 #![no_std]
 #![expect(
     clippy::inline_always,
@@ -21,6 +22,7 @@ extern crate std;
 
 pub mod bytes;
 pub mod classify;
+pub mod close;
 #[cfg(feature = "user")]
 pub mod emit;
 pub mod event;

@@ -26,7 +26,7 @@ use crate::{
     bytes::Bytes,
     event::{EventHeader, TlsSummary, hello_flags},
     net::TcpSegment,
-    tls::{HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN, record_header},
+    tls::{ContentType, HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN, record_header},
 };
 
 /// Most hello bytes one chunk carries: a segment's worth at the usual MTUs
@@ -126,13 +126,15 @@ impl HelloAt {
     }
 
     /// A ClientHello cut at the end of its segment, well-formed so far and
-    /// short enough to reassemble: its bytes may follow as chunks. The
-    /// rule as far as the summary alone can tell; [`split_hello`] also
-    /// checks the record around it.
+    /// short enough to reassemble: its bytes may follow as chunks. Also a
+    /// handshake record cut right after its header, whose message type is
+    /// not known yet (`hello_type` 0, see [`cut_hello`]). The rule as far
+    /// as the summary alone can tell; [`split_hello`] also checks the
+    /// record around it.
     #[inline(always)]
     #[must_use]
     pub fn may_continue(self) -> bool {
-        self.hello_type == HandshakeType::CLIENT_HELLO.0
+        (self.hello_type == HandshakeType::CLIENT_HELLO.0 || self.hello_type == 0)
             && self.flags & hello_flags::TRUNCATED != 0
             && self.flags & hello_flags::MALFORMED == 0
             && RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + self.len as usize <= MAX_SPLIT_HELLO
@@ -202,6 +204,44 @@ impl SplitArgs {
             ..TcpSegment::default()
         }
     }
+}
+
+/// A segment whose payload is a handshake record cut inside its first
+/// message's 4-byte header: a hello written in small pieces (issue 14 sent
+/// one 7 bytes at a time) shows no message at all, so the record walk
+/// cannot tell it is a ClientHello and nothing would reassemble it. The
+/// record header alone says how long the record is: such a record is
+/// taken as one hello that fills it, truncated, and [`split_hello`]
+/// reassembles it like any other (`need` = the record header and the
+/// record); the summary of the whole record says what it was. A message
+/// type already there must be ClientHello's, and then the hello says so;
+/// with the record header alone the type is not known (`hello_type` 0 and
+/// only `TRUNCATED`: a ServerHello can be written so too). Returns the
+/// hello to put in the segment's summary, with no flags when the segment
+/// is not such a record.
+#[inline(always)]
+pub fn cut_hello<B: Bytes + ?Sized>(b: &B, payload_off: usize, payload_len: usize) -> HelloAt {
+    let mut hello = HelloAt::default();
+    if payload_len >= RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN {
+        return hello;
+    }
+    let Some(record) = record_header(b, payload_off) else {
+        return hello;
+    };
+    if record.content_type != ContentType::HANDSHAKE || record.len < HANDSHAKE_HEADER_LEN {
+        return hello;
+    }
+    if payload_len > RECORD_HEADER_LEN {
+        if b.u8_at(payload_off + RECORD_HEADER_LEN) != Some(HandshakeType::CLIENT_HELLO.0) {
+            return hello;
+        }
+        hello.hello_type = HandshakeType::CLIENT_HELLO.0;
+        hello.flags = hello_flags::CLIENT_HELLO;
+    }
+    hello.at = (payload_off + RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) as u32;
+    hello.len = (record.len - HANDSHAKE_HEADER_LEN) as u32;
+    hello.flags |= hello_flags::TRUNCATED;
+    hello
 }
 
 /// After the first segment of a ClientHello was summarized: the hello
@@ -325,6 +365,65 @@ mod tests {
         let (b, s, tls) = first(348);
         let p = split_hello(&b[..], &s, HelloAt::of(&tls), 5);
         assert_eq!((p.start_seq, p.need, p.next, p.since_ns), (1000, 600, 0, 5));
+    }
+
+    #[test]
+    fn a_record_cut_inside_its_first_message_header_starts_a_hello() {
+        // 5 to 8 bytes of the 600-byte hello: the record header and 0 to 3
+        // bytes of the handshake header.
+        for have in 5..9 {
+            let (b, s, _) = first(have);
+            let hello = cut_hello(&b[..], 0, have);
+            // The message type is known from the sixth byte on.
+            let (ty, flags) = if have == 5 {
+                (0, hello_flags::TRUNCATED)
+            } else {
+                (1, hello_flags::CLIENT_HELLO | hello_flags::TRUNCATED)
+            };
+            assert_eq!(
+                (hello.hello_type, hello.flags, hello.at, hello.len),
+                (ty, flags, 9, 600 - 9),
+                "{have} bytes"
+            );
+            assert!(hello.may_continue());
+            let p = split_hello(&b[..], &s, hello, 7);
+            assert_eq!(
+                (p.start_seq, p.need, p.next),
+                (1000, 600, 0),
+                "{have} bytes"
+            );
+            assert_eq!(
+                continuation(&p, &s),
+                Span {
+                    offset: 0,
+                    len: u32::try_from(have).unwrap()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_handshake_record_cut_in_a_client_hello_header_starts_one() {
+        let none = |b: &[u8]| cut_hello(b, 0, b.len()).flags == 0;
+        let (b, _, _) = first(9);
+        // The whole header is there: the walk saw the message.
+        assert!(none(&b[..9]));
+        // Another message type (a ServerHello written in pieces).
+        let mut server = b[..7].to_vec();
+        server[5] = 2;
+        assert!(none(&server));
+        // Not a handshake record; a record too short for any message.
+        let mut alert = b[..7].to_vec();
+        alert[0] = 21;
+        assert!(none(&alert));
+        assert!(none(&[22, 3, 1, 0, 3, 1, 0]));
+        // Not a record at all.
+        assert!(none(&[22, 9, 9, 0, 3, 1, 0]));
+        assert!(none(&b[..4]));
+        // A record longer than one reassembled hello may be.
+        let mut long = b[..7].to_vec();
+        long[3..5].copy_from_slice(&u16::try_from(MAX_SPLIT_HELLO).unwrap().to_be_bytes());
+        assert!(!cut_hello(&long[..], 0, 7).may_continue());
     }
 
     #[test]

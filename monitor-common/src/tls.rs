@@ -456,7 +456,11 @@ fn extensions<B: Bytes + ?Sized>(
         }
         e = data + len;
     }
-    if e < ext_end && e + 4 > end {
+    // Stopped with extensions left: their bytes are missing, or there are
+    // more than MAX_EXTENSIONS. Either way what was read may be incomplete
+    // (a pre_shared_key offer comes last, RFC 8446 §4.2.11), and the hello
+    // is counted as truncated rather than taken as whole.
+    if e < ext_end && (e + 4 > end || e + 4 <= ext_end) {
         h.flags |= hello_flags::TRUNCATED;
     }
 }
@@ -573,6 +577,9 @@ fn new_session_ticket<B: Bytes + ?Sized>(
     // sharing `ticket_id` is safe; only server flights set NEW_TICKET.
     if h.flags & hello_flags::CLIENT_HELLO == 0 {
         h.flags |= hello_flags::NEW_TICKET;
+        // How long the server means to accept it: what tells an expired
+        // ticket from one it cannot decrypt any more.
+        h.ticket_lifetime = b.be32_at(body).unwrap_or(0);
         ticket_id(b, body + 6, tlen, h);
     }
 }

@@ -36,6 +36,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     classify::fill_tls,
+    close::last_record,
     event::{CHUNK_DATA_OFF, ChunkEvent, Direction, Event, TlsSummary},
     net::{LinkType, TcpSegment},
     pipeline::{self, Env, Events, Packet, SplitStore},
@@ -169,6 +170,23 @@ impl<'a> Packet for Tc<'a> {
         seg.payload_off = win.forget(seg.payload_off);
         seg.payload_len = win.forget(seg.payload_len);
         fill_tls(&Cached::new(ctx, win), &seg, out);
+    }
+
+    /// The tail scan reads up to 56 overlapping 5-byte headers: copied once
+    /// into the window, each is a few loads instead of a helper call.
+    #[inline(always)]
+    fn last_record(&mut self, seg: &TcpSegment) -> u8 {
+        let ctx = self.helper.0;
+        let start = seg.payload_off;
+        let end = seg.payload_off + seg.payload_len;
+        let Some(win) = WINDOW.get_ptr_mut(0) else {
+            return last_record(&self.helper, start, end);
+        };
+        // SAFETY: as in `summarize`.
+        let win = unsafe { &mut *win };
+        // As in `summarize`: one state for every header layout.
+        let (start, end) = (win.forget(start), win.forget(end));
+        last_record(&Cached::new(ctx, win), start, end)
     }
 }
 

@@ -50,6 +50,9 @@ pub enum AppEvent {
     /// Output lines dropped so far because a reader did not keep up (the
     /// outputs' running total).
     OutputDropped(u64),
+    /// Diagnostics dropped so far because their queue was full
+    /// (`logging::dropped`).
+    DiagnosticsDropped(u64),
     /// A diagnostic for the dashboard's status line.
     Notice(String),
 }
@@ -240,6 +243,7 @@ impl App {
             AppEvent::Captured(d, at) => self.tracker.on_event(at.onto(d)),
             AppEvent::Undecodable => self.losses.undecodable += 1,
             AppEvent::OutputDropped(n) => self.losses.output_dropped = n,
+            AppEvent::DiagnosticsDropped(n) => self.losses.diagnostics_dropped = n,
             AppEvent::Notice(text) => {
                 // Our own messages, but they may quote a path or an OS
                 // error: the status line gets safe text like everything else.

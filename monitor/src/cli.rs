@@ -45,6 +45,11 @@ pub struct LiveArgs {
     /// Format of the snapshot lines: json (one object per server) or text.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Also write one `"type":"handshake"` JSON line per connection, once
+    /// tlsmon is done with it: what it decided about the handshake, the
+    /// offer and each side's close (with --headless or --log).
+    #[arg(long)]
+    pub log_handshakes: bool,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,

@@ -24,7 +24,9 @@ use crate::{
     metrics::{self, Page},
     names::Names,
     output::{LogFile, Sink},
-    report::{diagnosis_line, now_unix, server_lines, summary_line},
+    report::{
+        diagnosis_line, epoch_offset_ns, handshake_lines, now_unix, server_lines, summary_line,
+    },
     source::{EventSource, KernelSource, TICK},
     tracker::Limits,
 };
@@ -210,8 +212,14 @@ fn tick<S: EventSource, B: Backend, K>(
     if let Some(sink) = &out.lines {
         app.handle(AppEvent::OutputDropped(sink.dropped()));
     }
+    app.handle(AppEvent::DiagnosticsDropped(crate::logging::dropped()));
     let kernel = source.counters();
     app.handle(AppEvent::Tick { now_ns, kernel });
+    // The connections the tick let go (`--log-handshakes`).
+    if let Some(sink) = out.lines.as_mut() {
+        let offset = epoch_offset_ns(source.real_time(), source.now_ns());
+        sink.lines(handshake_lines(app.tracker(), offset, false));
+    }
     write_diagnoses(out, app);
     if let Some(page) = &out.metrics {
         page.publish(&metrics::Sources {
@@ -280,6 +288,7 @@ pub fn finish(mut sink: Sink, app: &App, format: LogFormat, within: Duration) ->
         "undecodable_events": losses.undecodable,
         // Lines dropped before this one; it is the last.
         "dropped_output_lines": sink.dropped(),
+        "dropped_diagnostics": losses.diagnostics_dropped,
     });
     lines.push(summary_line(app.tracker(), Some(app.kernel()), &extra, ts).to_string());
     let start = std::time::Instant::now();
@@ -435,10 +444,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         drop(quiet);
         result?;
         // After the dashboard closes, the final lines go to stdout.
-        let sink = match out.lines.take() {
+        let mut sink = match out.lines.take() {
             Some(s) => s,
             None => Sink::stdout()?,
         };
+        // The connections still tracked (`--log-handshakes`).
+        let offset = epoch_offset_ns(true, source.now_ns());
+        sink.lines_within(handshake_lines(app.tracker(), offset, true), FINISH_WITHIN);
         let unwritten = finish(sink, &app, opts.log_format, FINISH_WITHIN);
         if unwritten > 0 {
             tracing::warn!("{unwritten} output lines could not be written (nobody read them)");

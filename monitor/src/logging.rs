@@ -15,7 +15,7 @@ use std::{
     fmt,
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc::{Receiver, SyncSender, sync_channel},
     },
     time::{Duration, Instant},
@@ -112,6 +112,24 @@ pub fn dashboard(on: bool) -> Receiver<String> {
     rx
 }
 
+/// Diagnostics dropped so far because their queue was full: stderr's
+/// (a stuck reader of stderr) and the dashboard's status line's. Shown
+/// with the other losses (summary `dropped_diagnostics`, metric
+/// `tlsmon_dropped_diagnostics_total`).
+#[must_use]
+pub fn dropped() -> u64 {
+    let stderr = DROPPED
+        .lock()
+        .ok()
+        .and_then(|d| d.as_ref().map(ErrorCounter::dropped_lines))
+        .unwrap_or(0);
+    u64::try_from(stderr).unwrap_or(u64::MAX) + NOTICES_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Status-line messages dropped because the dashboard had not taken the
+/// earlier ones.
+static NOTICES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// Messages handed to the stderr writer, written by it, dropped by it.
 static SUBMITTED: AtomicUsize = AtomicUsize::new(0);
 static WRITTEN: AtomicUsize = AtomicUsize::new(0);
@@ -174,9 +192,10 @@ impl<S: Subscriber> Layer<S> for NoticeLayer {
         event.record(&mut text);
         if let Ok(slot) = NOTICES.lock()
             && let Some(tx) = slot.as_ref()
-        {
             // Never waits: the dashboard takes them once a second.
-            let _ = tx.try_send(text.0);
+            && tx.try_send(text.0).is_err()
+        {
+            NOTICES_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -248,13 +267,20 @@ mod tests {
     fn with_the_dashboard_on_messages_go_to_its_status_line() {
         let sub = tracing_subscriber::registry().with(NoticeLayer);
         let rx = dashboard(true);
+        let before = dropped();
         tracing::subscriber::with_default(sub, || {
             tracing::warn!("reopening log file x: Permission denied");
+            // More than the queue holds, with nobody taking them: the rest
+            // are dropped, and counted.
+            for i in 0..NOTICE_QUEUE + 4 {
+                tracing::warn!("flood {i}");
+            }
         });
         dashboard(false);
         assert_eq!(
             rx.try_recv().as_deref(),
             Ok("reopening log file x: Permission denied")
         );
+        assert_eq!(dropped() - before, 5);
     }
 }

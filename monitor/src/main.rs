@@ -72,6 +72,7 @@ fn live_options(a: LiveArgs) -> anyhow::Result<live::Options> {
         limits: Limits {
             max_connections: a.max_connections,
             max_servers: a.max_servers,
+            keep_records: a.log_handshakes,
             ..Limits::default()
         },
     })

@@ -31,7 +31,7 @@ pub use self::endpoint::{Config, Endpoint};
 use crate::{
     diagnosis::Diagnoses,
     histogram::Histogram,
-    stats::{self, KernelStats, Losses, Role, ServerStats},
+    stats::{self, KernelStats, Losses, Role, ServerStats, Totals},
     tracker::Tracker,
 };
 
@@ -246,12 +246,11 @@ const PER_SERVER: &[PerServer] = &[
     },
     PerServer {
         name: "tlsmon_rejected",
-        help: "Offered resumptions answered with a full handshake, by cause: after_unclean, after_clean and origin_unknown say how the session's connection ended (they sum to the rejections); expired, server_restart, no_cache, ticket_rejected and unknown are the tracker's other causes.",
+        help: "Offered resumptions answered with a full handshake, by cause (docs/classification.md, \"Why sessions are rejected\"); a rejection that may be a server restart is counted once decided, within 5 s.",
         label: "cause",
         values: &[
-            ("after_unclean", |s| s.rejected_after_unclean),
-            ("after_clean", |s| s.rejected_after_clean),
-            ("origin_unknown", |s| s.rejected_origin_unknown),
+            ("after_unclean", |s| s.rejected_by_cause.after_unclean),
+            ("after_clean", |s| s.rejected_by_cause.after_clean),
             ("expired", |s| s.rejected_by_cause.expired),
             ("server_restart", |s| s.rejected_by_cause.server_restart),
             ("no_cache", |s| s.rejected_by_cause.no_cache),
@@ -260,12 +259,29 @@ const PER_SERVER: &[PerServer] = &[
         ],
     },
     PerServer {
+        name: "tlsmon_rejected_by_last_close",
+        help: "Rejected offers by how the session's last holder ended (TLS 1.3: every connection that may have delivered the ticket), whatever the cause; they sum to the rejections.",
+        label: "close",
+        values: &[
+            ("unclean", |s| s.rejected_after_unclean),
+            ("clean", |s| s.rejected_after_clean),
+            ("unknown", |s| s.rejected_origin_unknown),
+        ],
+    },
+    PerServer {
+        name: "tlsmon_rejected_after_idle_unclean",
+        help: "Rejected offers of cause after_unclean whose unclean holders sent no application data: the signature of health checks sharing the traffic's session.",
+        label: "",
+        values: &[("", |s| s.rejected_after_idle_unclean)],
+    },
+    PerServer {
         name: "tlsmon_closes",
-        help: "TLS <= 1.2 connections closed with (clean) or without (unclean) an alert first.",
+        help: "Connection ends per side: with close_notify first (clean), without (unclean), or not told (unknown: TLS 1.3 whose last record was not seen or is ambiguous).",
         label: "kind",
         values: &[
             ("clean", |s| s.clean_closes),
             ("unclean", |s| s.unclean_closes),
+            ("unknown", |s| s.unknown_closes),
         ],
     },
     PerServer {
@@ -309,18 +325,6 @@ const PER_SERVER: &[PerServer] = &[
     },
 ];
 
-/// How often the TLS 1.3 origin inference (issue 16, item 2: an offered
-/// PSK tied to the connections that could have delivered it) was decisive.
-/// The family is left out while it has no values; the lane that infers
-/// origins fills them, one line:
-/// `values: &[("decisive", |s| s.<its field>), ("undecided", |s| s.<its field>)]`.
-const ORIGIN_INFERENCE: PerServer = PerServer {
-    name: "tlsmon_origin_inferences",
-    help: "TLS 1.3 offers whose originating connections were inferred, by outcome: decisive (all candidates ended alike) or undecided.",
-    label: "outcome",
-    values: &[],
-};
-
 /// A server's identifying labels, plus `extra`.
 fn server_labels(s: &ServerStats, extra: &[(&'static str, &str)]) -> Labels {
     endpoint_labels(s.server, s.role, extra)
@@ -348,11 +352,7 @@ fn families(src: &Sources<'_>, endpoint: Option<&endpoint::Stats>) -> Arc<Famili
 
 /// The families with a sample per server.
 fn per_server(f: &mut Families, servers: &[&ServerStats]) {
-    for t in PER_SERVER
-        .iter()
-        .chain([&ORIGIN_INFERENCE])
-        .filter(|t| !t.values.is_empty())
-    {
+    for t in PER_SERVER {
         let family = f.counter(t.name, t.help);
         for s in servers {
             for (value, field) in t.values {
@@ -415,6 +415,53 @@ fn diagnoses(f: &mut Families, diagnoses: &Diagnoses) {
     }
 }
 
+/// A counter without labels: name, help, and where it is read.
+type Total = (&'static str, &'static str, fn(&Totals) -> u64);
+
+/// The tracker's totals that are one counter each, without labels.
+const TRACKER_TOTALS: &[Total] = &[
+    (
+        "tlsmon_evicted_flows",
+        "Connections evicted from the full connection table.",
+        |t| t.evicted_flows,
+    ),
+    (
+        "tlsmon_evicted_sessions",
+        "Remembered sessions evicted from the full session store.",
+        |t| t.evicted_sessions,
+    ),
+    (
+        "tlsmon_evicted_servers",
+        "Servers whose counters were dropped, the idlest first, past --max-servers.",
+        |t| t.evicted_servers,
+    ),
+    (
+        "tlsmon_evicted_timed_out",
+        "Timed-out handshakes dropped from the store kept for late answers.",
+        |t| t.evicted_timed_out,
+    ),
+    (
+        "tlsmon_evicted_holders",
+        "Ends of connections that held TLS <= 1.2 sessions, dropped because that store was full.",
+        |t| t.evicted_holders,
+    ),
+    (
+        "tlsmon_evicted_ticket_sets",
+        "TLS 1.3 ticket candidate sets (per client address and server) dropped because that store was full.",
+        |t| t.evicted_ticket_sets,
+    ),
+    (
+        "tlsmon_evicted_evidence",
+        "Servers' evidence about their sessions (accepted ages, a watched restart) dropped because that store was full.",
+        |t| t.evicted_evidence,
+    ),
+    (
+        "tlsmon_dropped_handshake_records",
+        "Connection records (--log-handshakes) dropped because the output had not taken them.",
+        |t| t.dropped_records,
+    ),
+];
+
 /// The families without a server label: what was lost, skipped or counted
 /// in all.
 fn totals(f: &mut Families, src: &Sources<'_>) {
@@ -439,26 +486,16 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         )
         .sample(vec![], Value::Count(c.runs));
     }
+    for (name, help, field) in TRACKER_TOTALS {
+        f.counter(name, help)
+            .sample(vec![], Value::Count(field(totals)));
+    }
     f.counter(
-        "tlsmon_evicted_flows",
-        "Connections evicted from the full connection table.",
+        "tlsmon_tls13_origins",
+        "Rejected TLS 1.3 offers by whether the ticket's possible origins all ended alike (decided) or not (undecided).",
     )
-    .sample(vec![], Value::Count(totals.evicted_flows));
-    f.counter(
-        "tlsmon_evicted_sessions",
-        "Remembered sessions evicted from the full session store.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_sessions));
-    f.counter(
-        "tlsmon_evicted_servers",
-        "Servers whose counters were dropped, the idlest first, past --max-servers.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_servers));
-    f.counter(
-        "tlsmon_evicted_timed_out",
-        "Timed-out handshakes dropped from the store kept for late answers.",
-    )
-    .sample(vec![], Value::Count(totals.evicted_timed_out));
+    .sample(vec![("outcome", "decided".to_owned())], Value::Count(totals.tls13_origins_decided))
+    .sample(vec![("outcome", "undecided".to_owned())], Value::Count(totals.tls13_origins_undecided));
     f.counter(
         "tlsmon_unanswered_hellos",
         "ClientHellos whose server never answered: counted here, not per server.",
@@ -499,6 +536,11 @@ fn totals(f: &mut Families, src: &Sources<'_>) {
         "Output lines dropped or not written because their reader did not keep up.",
     )
     .sample(vec![], Value::Count(src.losses.output_dropped));
+    f.counter(
+        "tlsmon_dropped_diagnostics",
+        "Diagnostics dropped because stderr or the dashboard's status line did not take them.",
+    )
+    .sample(vec![], Value::Count(src.losses.diagnostics_dropped));
     f.counter("tlsmon_events", "Events processed.")
         .sample(vec![], Value::Count(totals.events));
     f.gauge("tlsmon_connections", "Connections currently tracked.")

@@ -66,6 +66,7 @@ pub fn replay(opts: &Options) -> anyhow::Result<Outcome> {
         last_ts: 0,
         ended: false,
         capture_error: None,
+        held: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,6 +127,11 @@ struct CaptureSource<'a> {
     last_ts: u64,
     ended: bool,
     capture_error: Option<String>,
+    /// The events of a packet read past the next tick: handed over after
+    /// the loop has ticked up to the packet's time, so that time passes
+    /// for the tracker before what came after it (a ServerHello eleven
+    /// seconds after its ClientHello is late, as it was live).
+    held: Vec<AppEvent>,
 }
 
 /// Packets read per drain, between looks at signals.
@@ -139,10 +145,16 @@ impl EventSource for CaptureSource<'_> {
     async fn ready(&mut self) -> anyhow::Result<bool> {
         // Reading is the work; let the loop look at its signals between batches.
         tokio::task::yield_now().await;
-        Ok(!self.ended)
+        Ok(!self.ended || !self.held.is_empty())
     }
 
     fn drain(&mut self, until_ns: u64, mut f: impl FnMut(AppEvent)) -> anyhow::Result<()> {
+        if !self.held.is_empty() {
+            if self.last_ts > until_ns {
+                return Ok(());
+            }
+            self.held.drain(..).for_each(&mut f);
+        }
         // Past the end (or the cut) there is nothing more to read or say.
         if self.ended {
             return Ok(());
@@ -177,11 +189,15 @@ impl EventSource for CaptureSource<'_> {
                 ts_ns: p.ts_ns,
                 direction: p.direction,
             };
-            for d in self.engine.run(p.link, p.data, at)? {
-                f(AppEvent::Captured(d, at));
-            }
-            if p.ts_ns >= until_ns {
+            let events = self.engine.run(p.link, p.data, at)?;
+            if p.ts_ns > until_ns {
+                // The loop ticks at this packet's time, then takes them.
+                self.held
+                    .extend(events.into_iter().map(|d| AppEvent::Captured(d, at)));
                 break;
+            }
+            for d in events {
+                f(AppEvent::Captured(d, at));
             }
         }
         Ok(())

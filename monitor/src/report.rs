@@ -4,12 +4,15 @@
 
 use serde_json::{Value, json};
 
+use monitor_common::tls::ProtocolVersion;
+
 use crate::{
     app::Summary,
     columns::percent,
+    connection_log::HandshakeRecord,
     diagnosis::{Change, ChangeKind},
     histogram::Histogram,
-    stats::{KernelStats, ServerStats, Totals},
+    stats::{KernelStats, Method, ServerStats, Totals},
     tracker::Tracker,
 };
 
@@ -78,6 +81,7 @@ pub fn server_line(s: &ServerStats, ts: f64) -> Value {
         "rejected_after_clean": s.rejected_after_clean,
         "rejected_origin_unknown": s.rejected_origin_unknown,
         "rejected_by_cause": s.rejected_by_cause,
+        "rejected_after_idle_unclean": s.rejected_after_idle_unclean,
         "hrr": s.hrr,
         "early_data_offered": s.early_data_offered,
         "incomplete": s.incomplete,
@@ -122,6 +126,11 @@ pub fn summary_line(
         direction_unchecked,
         evicted_timed_out,
         dropped_records,
+        evicted_holders,
+        evicted_ticket_sets,
+        evicted_evidence,
+        tls13_origins_decided,
+        tls13_origins_undecided,
     } = tracker.totals;
     let k = kernel.unwrap_or_default();
     let mut v = json!({
@@ -166,6 +175,18 @@ pub fn summary_line(
             "unacknowledged": unacknowledged,
         },
     });
+    // Past json!'s recursion limit in one macro call.
+    let history = json!({
+        "evicted_holders": evicted_holders,
+        "evicted_ticket_sets": evicted_ticket_sets,
+        "evicted_evidence": evicted_evidence,
+        // How often a rejected TLS 1.3 offer's possible origins all ended
+        // alike, so that its close could be blamed (`tracker::tickets`).
+        "tls13_origins": {"decided": tls13_origins_decided, "undecided": tls13_origins_undecided},
+    });
+    if let (Value::Object(m), Value::Object(h)) = (&mut v, history) {
+        m.extend(h);
+    }
     if let (Some(c), Value::Object(m)) = (k.cost, &mut v) {
         m.insert("kernel_run_s".to_owned(), json!(c.run_seconds()));
         m.insert("kernel_runs".to_owned(), json!(c.runs));
@@ -176,6 +197,66 @@ pub fn summary_line(
         }
     }
     v
+}
+
+/// What to add to a time on the events' clock to make it nanoseconds
+/// since the Unix epoch: a live source's clock is CLOCK_MONOTONIC
+/// (`now_ns` is its reading now), a capture's is the epoch already.
+#[must_use]
+pub fn epoch_offset_ns(real_time: bool, now_ns: u64) -> i128 {
+    if !real_time {
+        return 0;
+    }
+    let epoch_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    i128::try_from(epoch_ns).unwrap_or(0) - i128::from(now_ns)
+}
+
+/// The `"type":"handshake"` lines of the connections the tracker let go
+/// since the last call, and with `open` those it still tracks
+/// (`--log-handshakes`; docs/operations.md lists the fields). Always
+/// JSON: they are for programs, such as the proxy lab's comparison with
+/// its oracle.
+#[must_use]
+pub fn handshake_lines(tracker: &Tracker, epoch_offset_ns: i128, open: bool) -> Vec<String> {
+    let mut records = Vec::new();
+    tracker.take_records(&mut records);
+    if open {
+        records.extend(tracker.open_records());
+    }
+    let ts = now_unix();
+    records
+        .iter()
+        .map(|r| handshake_line(r, epoch_offset_ns, ts).to_string())
+        .collect()
+}
+
+/// One connection's record.
+#[must_use]
+pub fn handshake_line(r: &HandshakeRecord, epoch_offset_ns: i128, ts: f64) -> Value {
+    #[expect(clippy::cast_precision_loss, reason = "ns to s, to the microsecond")]
+    let start = (i128::from(r.start_ns) + epoch_offset_ns) as f64 / 1e9;
+    let version = (r.version != 0).then(|| ProtocolVersion(r.version).to_string());
+    let offered = r.offered.map(|m| match m {
+        Method::SessionId => "session_id",
+        Method::Ticket => "ticket",
+        Method::Psk => "psk",
+    });
+    json!({
+        "type": "handshake",
+        "ts": ts,
+        "client": r.client.to_string(),
+        "server": r.server.to_string(),
+        "role": r.role.as_str(),
+        "start": (start * 1e6).round() / 1e6,
+        "kind": r.kind.as_str(),
+        "version": version,
+        "offered": offered,
+        "cause": r.cause.map(crate::stats::Cause::as_str),
+        "close_client": r.close_client.as_str(),
+        "close_server": r.close_server.as_str(),
+    })
 }
 
 /// Seconds since the Unix epoch, for the `ts` field.

@@ -248,9 +248,18 @@ pub struct ServerStats {
     /// Rejected offers whose originating connection tlsmon did not see
     /// (started before it, or TLS 1.3 where tickets travel encrypted).
     pub rejected_origin_unknown: u64,
-    /// Rejected offers by cause (`rejected` is their sum). The three
-    /// `rejected_after_*` fields above stay for scripts that read them.
+    /// Rejected offers by cause (docs/classification.md, "Why sessions are
+    /// rejected"). `rejected` is their sum once every cause is decided: a
+    /// rejection that may be a server restart waits up to 5 s for a second
+    /// one. The three `rejected_after_*` fields above stay for scripts
+    /// that read them: they say how the session's last holder ended
+    /// (TLS 1.3: every connection that may have delivered the ticket),
+    /// whatever the cause, and are counted at once.
     pub rejected_by_cause: ByCause,
+    /// Of `rejected_by_cause.after_unclean`, those whose unclean holders
+    /// sent no application data: the signature of health checks that
+    /// share the traffic's session (docs/classification.md).
+    pub rejected_after_idle_unclean: u64,
     pub hrr: u64,
     pub early_data_offered: u64,
     /// Handshakes that did not complete within the handshake timeout, or
@@ -295,6 +304,7 @@ impl ServerStats {
             rejected_after_clean: 0,
             rejected_origin_unknown: 0,
             rejected_by_cause: ByCause::default(),
+            rejected_after_idle_unclean: 0,
             hrr: 0,
             early_data_offered: 0,
             incomplete: 0,
@@ -424,6 +434,20 @@ pub struct Totals {
     /// Connection records (`--log-handshakes`) dropped because the output
     /// had not taken the earlier ones (see `Tracker::take_records`).
     pub dropped_records: u64,
+    /// Ends of connections that held TLS ≤ 1.2 sessions, dropped because
+    /// that store was full: a later rejection of their sessions has an
+    /// unknown origin.
+    pub evicted_holders: u64,
+    /// TLS 1.3 ticket candidate sets (per client address and server)
+    /// dropped because that store was full.
+    pub evicted_ticket_sets: u64,
+    /// Servers' evidence about their sessions (accepted ages, a watched
+    /// restart) dropped because that store was full.
+    pub evicted_evidence: u64,
+    /// Rejected TLS 1.3 offers whose ticket's possible origins all ended
+    /// alike (decided), or not (see `tracker::tickets`).
+    pub tls13_origins_decided: u64,
+    pub tls13_origins_undecided: u64,
 }
 
 /// Counters the kernel keeps, summed over CPUs.
@@ -488,4 +512,7 @@ pub struct Losses {
     pub undecodable: u64,
     /// Output lines dropped because a reader did not keep up.
     pub output_dropped: u64,
+    /// Diagnostics dropped because stderr (or the dashboard's status line)
+    /// did not take them (`logging::dropped`).
+    pub diagnostics_dropped: u64,
 }

@@ -117,8 +117,9 @@ mod tests {
             text.contains("10.0.1.11:8443 (backend), critical: "),
             "{text}"
         );
-        // The whole text, with the fix, and the cause column.
-        assert!(text.contains("remove it)"), "{text}");
+        // The whole text, with the fix (health checks: the simulated holders
+        // carried no data), and the cause column.
+        assert!(text.contains("no-check-ssl"), "{text}");
         assert!(header.contains("cause"), "{header}");
         assert!(text.lines().nth(3).unwrap().ends_with(" unclean"), "{text}");
         assert!(!text.contains('\u{1b}'));

@@ -218,6 +218,13 @@ fn losses(app: &App) -> Vec<Span<'static>> {
             Span::styled(format!("dropped lines {}", count(dropped)), alarm),
         ]);
     }
+    let dropped = app.losses().diagnostics_dropped;
+    if dropped > 0 {
+        spans.extend([
+            sep(),
+            Span::styled(format!("dropped messages {}", count(dropped)), alarm),
+        ]);
+    }
     spans
 }
 
@@ -592,10 +599,7 @@ mod tests {
         // app/web1's rejections come from the proxy's resets.
         let web1 = wide.lines().find(|l| l.contains("app/web1")).unwrap();
         assert!(web1.contains(" unclean "), "{web1}");
-        assert!(
-            narrow.contains("rejects 28: unclean 27 clean 1"),
-            "{narrow}"
-        );
+        assert!(narrow.contains("rejects 28: unclean 28"), "{narrow}");
         assert!(
             narrow.contains("diagnosis over the last 5s"),
             "the window the diagnoses are judged over: {narrow}"

@@ -179,13 +179,10 @@ fn the_tls12_demo_shows_the_unclean_close_diagnosis_headless_within_a_minute() {
     );
 }
 
-/// The TLS 1.3 variant, the demo's default. It passes once the tracker
-/// tells TLS 1.3 closes apart and ties each rejected PSK offer to the
-/// connections that could have delivered it (issue 16, items 1 to 3):
-/// until then its rejections have no known origin and the diagnosis it
-/// shows is `rejected-cause-unknown`.
+/// The TLS 1.3 variant, the demo's default: the tracker tells TLS 1.3
+/// closes apart by the size of the last record and ties each rejected PSK
+/// offer to the connections that could have delivered it.
 #[test]
-#[ignore = "needs TLS 1.3 close styles and origins in the tracker (issue 16, items 1-3)"]
 fn the_tls13_demo_shows_the_unclean_close_diagnosis_headless_within_a_minute() {
     let (line, took) = demo_shows(DemoTls::Tls13, "rejected-after-unclean-close");
     println!("diagnosis after {took:?}: {line}");

@@ -6,12 +6,12 @@ mod common;
 #[path = "support/procfs.rs"]
 mod procfs;
 
-use std::{fs::File, os::fd::AsRawFd as _, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use common::{
-    Lab, Proc, Side, TLS_PORT, must_output, output, read, reconnect, start_s_server, start_tlsmon,
-    wait_for_text,
+    Lab, Proc, Side, TLS_PORT, in_netns, must_output, output, read, reconnect, start_s_server,
+    start_tlsmon, wait_for_text,
 };
 use monitor::kernel;
 use serde_json::Value;
@@ -198,23 +198,6 @@ fn one_interface_named_twice_and_no_qdisc_left_behind() {
     attached_once(&lab);
     reconnect_and_stop(&mut lab, &tlsmon);
     assert!(!qdiscs().contains("clsact"), "left behind: {}", qdiscs());
-}
-
-/// Runs `f` on a thread that joined network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    thread::spawn(move || {
-        let f_ns = File::open(&path).expect("namespace file");
-        // SAFETY: setns on this thread only; the fd is valid.
-        assert_eq!(
-            unsafe { libc::setns(f_ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns {path}"
-        );
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 /// Programs attached to `iface` in this thread's namespace for one

@@ -340,19 +340,20 @@ fn expected_view(row: &Row) -> View {
                 v.flags |= hf::HRR;
             }
             v.cipher_suite = parse_u16(row.get("tls.handshake.ciphersuite"));
-            v.selected_version = row
-                .list("tls.handshake.extensions.supported_version")
-                .first()
-                .map_or(0, |s| parse_u16(s));
+            v.selected_version = selected_version(row);
         }
         None => {}
     }
     if !hellos.is_empty() {
         v.session_id = unhex(row.get("tls.handshake.session_id"));
-        assert_eq!(
-            v.session_id.len(),
-            row.number("tls.handshake.session_id_length")
-        );
+        // Draft-18's ServerHello has no session ID field at all.
+        let sid_len = row.get("tls.handshake.session_id_length");
+        if !sid_len.is_empty() {
+            assert_eq!(
+                v.session_id.len(),
+                row.number("tls.handshake.session_id_length")
+            );
+        }
         v.alpn = first("tls.handshake.extensions_alpn_str");
         if has(ExtensionType::SESSION_TICKET) {
             v.flags |= hf::TICKET_EXT;
@@ -372,6 +373,25 @@ fn expected_view(row: &Row) -> View {
         v.ticket_id = Some(ticket_tail(&unhex(ticket)));
     }
     v
+}
+
+/// The version a ServerHello selects: its supported_versions, or for a
+/// draft before -22, whose ServerHello has no such extension, the version
+/// in place of legacy_version (draft-ietf-tls-tls13-18 §4.1.3); 0 when
+/// neither (TLS ≤ 1.2).
+fn selected_version(row: &Row) -> u16 {
+    if let Some(v) = row
+        .list("tls.handshake.extensions.supported_version")
+        .first()
+    {
+        return parse_u16(v);
+    }
+    let version = parse_u16(row.get("tls.handshake.version"));
+    if (0x7f00..0x7f16).contains(&version) {
+        version
+    } else {
+        0
+    }
 }
 
 /// The outermost tunnel in tshark's protocol stack of a frame
@@ -670,6 +690,29 @@ fn ipv6_and_tunnels() {
             "{name}: tshark sees another tunnel"
         );
         assert!(!hello_rows(&rows, HandshakeType::SERVER_HELLO).is_empty());
+    }
+}
+
+/// Issue 17's captures, frame by frame (`tls13_hostile_hellos` is not:
+/// tshark dissects its hellos after reassembling them, in their last
+/// segment): real peers that half-close, send a warning alert before the
+/// ServerHello, or answer late, and the drafts' handshakes built by hand.
+#[test]
+fn captures_from_the_wild() {
+    for name in [
+        "tls_half_close",
+        "tls12_warning_alert",
+        "tls_slow_backend",
+        "tls13_fb_draft26",
+        "tls13_drafts",
+    ] {
+        let rows = compare(name);
+        let sh = hello_rows(&rows, HandshakeType::SERVER_HELLO);
+        assert_eq!(
+            sh.len(),
+            hello_rows(&rows, HandshakeType::CLIENT_HELLO).len(),
+            "{name}: every ClientHello answered"
+        );
     }
 }
 

@@ -4,6 +4,9 @@
 //! timestamp, interface and direction, which only the kernel knows) and the
 //! same counters, so the kernel's environment — ring buffer, maps, tail
 //! call, socket-buffer reads — is checked against the host's. Needs root.
+//!
+//! Longer than 600 lines: every test here shares the loaded program and
+//! the frame builders, and each test is a case of the same comparison.
 
 use monitor::{live::monotonic_ns, replay::KernelEngine, stats::KernelStats};
 use monitor_common::{
@@ -129,11 +132,15 @@ fn client_hello() -> Vec<u8> {
 /// size of an X25519MLKEM768 share, placed before pre_shared_key (which
 /// comes last, RFC 8446 §4.2.11).
 fn large_client_hello() -> Vec<u8> {
+    grown_client_hello(vec![Extension::new(51, &[0x5a; 1216])])
+}
+
+/// [`client_hello`] with the extensions `more` before pre_shared_key,
+/// which stays last (RFC 8446 §4.2.11).
+fn grown_client_hello(more: Vec<Extension>) -> Vec<u8> {
     let mut hello = client_hello_repr();
     let psk = hello.extensions.len() - 1;
-    hello
-        .extensions
-        .insert(psk, Extension::new(51, &[0x5a; 1216]));
+    hello.extensions.splice(psk..psk, more);
     hello.record()
 }
 
@@ -377,9 +384,70 @@ fn truncated_frames_never_report_a_whole_hello() {
     }
 }
 
+/// The server's answer to `hello`, sent from port 1000 in
+/// [`frame_at`] frames: a TLS 1.3 ServerHello accepting the PSK, from
+/// 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole hello (the
+/// tracker counts only a ServerHello that does).
+fn psk_answer(hello: &[u8]) -> Vec<u8> {
+    let body = psk_server_hello(0x0304);
+    // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
+    // hello (the tracker counts only a ServerHello that does).
+    let mut reply = headers(&PLAIN).reply();
+    let hello_end = 1000 + u32::try_from(hello.len()).unwrap();
+    (reply.tcp.seq, reply.tcp.ack) = (77, hello_end);
+    reply.emit(&record(22, &handshake(2, &body)))
+}
+
+/// `events` through the tracker, as on the client's host: the client's
+/// packets leave and the server's arrive. Teardowns are left out: in the
+/// made-up orders of these tests they would end the connection before the
+/// server could answer.
+fn tracked(events: Vec<Decoded>) -> monitor::tracker::Tracker {
+    use monitor::tracker::{Limits, Tracker};
+    let mut t = Tracker::new(Limits::default());
+    for mut d in events {
+        let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
+        h.direction = if h.src_port == 443 {
+            Direction::INGRESS.0
+        } else {
+            Direction::EGRESS.0
+        };
+        if !matches!(d, Decoded::Teardown(_)) {
+            t.on_event(d);
+        }
+    }
+    t
+}
+
+/// `hello` cut into pieces of the sizes in `sizes`, each its own segment
+/// from port 40000 starting at sequence number 1000, through both engines,
+/// then [`psk_answer`]: every event.
+fn in_pieces(k: &mut Engines, hello: &[u8], sizes: &[usize]) -> Vec<Decoded> {
+    let mut events = Vec::new();
+    let mut at = 0;
+    for &n in sizes {
+        let seq = 1000 + u32::try_from(at).unwrap();
+        events.extend(all(k, &frame_at(&PLAIN, seq, &hello[at..at + n])));
+        at += n;
+    }
+    assert_eq!(at, hello.len());
+    events.extend(all(k, &psk_answer(hello)));
+    events
+}
+
+/// The offsets and lengths of the chunks among `events`.
+fn chunks(events: &[Decoded]) -> Vec<(u32, usize)> {
+    events
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Chunk(_, c) => Some((c.offset, c.data.len())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_client_hello_split_over_segments_is_reassembled() {
-    use monitor::tracker::{Limits, Tracker};
     let hello = large_client_hello();
     // The whole hello in one frame, for reference.
     let mut k = engine();
@@ -406,17 +474,10 @@ fn a_client_hello_split_over_segments_is_reassembled() {
         let seq = 1000 + u32::try_from(i * mss).unwrap();
         events.extend(all(&mut k, &frame_at(&f, seq, piece)));
     }
-    let chunks: Vec<(u32, usize)> = events
-        .iter()
-        .filter_map(|d| match d {
-            Decoded::Chunk(_, c) => Some((c.offset, c.data.len())),
-            _ => None,
-        })
-        .collect();
     // Each segment's bytes exactly once; the retransmission came after the
     // hello was complete, when nothing was pending any more.
     assert_eq!(
-        chunks,
+        chunks(&events),
         vec![(0, 536), (536, 536), (1072, hello.len() - 1072)]
     );
     assert!(matches!(&events[0], Decoded::Tls(_, t) if t.hello.flags & hf::TRUNCATED != 0));
@@ -424,30 +485,10 @@ fn a_client_hello_split_over_segments_is_reassembled() {
     // Application data on the flow now: nothing, as before any hello.
     assert!(all(&mut k, &frame_at(&PLAIN, 9000, &record(23, &[1; 64]))).is_empty());
     // The server accepts the PSK.
-    let body = psk_server_hello(0x0304);
-    // From 10.0.0.2:443 back to 10.0.0.1:40000, acknowledging the whole
-    // hello (the tracker counts only a ServerHello that does).
-    let mut reply = headers(&PLAIN).reply();
-    let hello_end = 1000 + u32::try_from(hello.len()).unwrap();
-    (reply.tcp.seq, reply.tcp.ack) = (77, hello_end);
-    let server_hello = reply.emit(&record(22, &handshake(2, &body)));
-    events.extend(all(&mut k, &server_hello));
+    events.extend(all(&mut k, &psk_answer(&hello)));
     // The tracker sees the whole hello: the PSK offer from the last
-    // segment. (Without the FIN, which in this made-up order would end the
-    // connection before the server could answer.) The client's packets
-    // leave and the server's arrive, as on the client's host.
-    let mut t = Tracker::new(Limits::default());
-    for mut d in events {
-        let (Decoded::Tls(h, _) | Decoded::Teardown(h) | Decoded::Chunk(h, _)) = &mut d;
-        h.direction = if h.src_port == 443 {
-            Direction::INGRESS.0
-        } else {
-            Direction::EGRESS.0
-        };
-        if !matches!(d, Decoded::Teardown(_)) {
-            t.on_event(d);
-        }
-    }
+    // segment.
+    let t = tracked(events);
     assert_eq!(
         (t.totals.reassembled_hellos, t.totals.truncated_hellos),
         (1, 0)
@@ -460,6 +501,89 @@ fn a_client_hello_split_over_segments_is_reassembled() {
         s[0]
     );
     assert_eq!(k.kernel.counters().split_hellos, 1);
+}
+
+/// Issue 14's hostile hellos: written 7 bytes at a time, so that the
+/// first segment ends inside the handshake message's header and shows no
+/// message at all; or the record header on its own, as some stacks write
+/// it. The record header starts the reassembly in both engines, and the
+/// tracker sees the whole hello, PSK offer included.
+#[test]
+fn a_client_hello_in_small_pieces_is_reassembled() {
+    let hello = large_client_hello();
+    // (first piece, the flags of its summary): the message type is known
+    // from the sixth byte on.
+    for (piece, flags) in [(7, hf::CLIENT_HELLO | hf::TRUNCATED), (5, hf::TRUNCATED)] {
+        let mut sizes = vec![piece; 40];
+        sizes.push(hello.len() - piece * 40);
+        let mut k = engine();
+        let events = in_pieces(&mut k, &hello, &sizes);
+        let Decoded::Tls(_, first) = &events[0] else {
+            panic!("no TLS event for the first {piece} bytes: {:?}", events[0]);
+        };
+        assert_eq!(first.hello.flags, flags, "{piece}-byte pieces");
+        assert_eq!(first.n_items, 0, "no message is visible in {piece} bytes");
+        let step = u32::try_from(piece).unwrap();
+        let want: Vec<(u32, usize)> = (0..40)
+            .map(|i| (i * step, piece))
+            .chain([(40 * step, hello.len() - piece * 40)])
+            .collect();
+        assert_eq!(chunks(&events), want, "{piece}-byte pieces");
+        assert_eq!(k.kernel.counters().split_hellos, 1);
+        let t = tracked(events);
+        assert_eq!(
+            (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+            (1, 0),
+            "{piece}-byte pieces"
+        );
+        let s = t.servers();
+        assert_eq!((s[0].offered_by.psk, s[0].resumed_by.psk), (1, 1), "{s:?}");
+    }
+}
+
+/// A hello with 1,000 extensions before its PSK offer (issue 14), in
+/// 7-byte pieces and then 512-byte ones: reassembled, and, since the walk
+/// reads `MAX_EXTENSIONS` of them, counted as truncated rather than taken
+/// as a hello without an offer. Whole in one segment, the same (with 40
+/// extensions: BPF_PROG_TEST_RUN takes frames of less than a page).
+#[test]
+fn a_psk_offer_past_the_extension_limit_is_counted_as_truncated() {
+    let unknown = (0..1000u16)
+        .map(|i| Extension::new(0x1000 + i, &[]))
+        .collect();
+    let hello = grown_client_hello(unknown);
+    let mut sizes = vec![7; 20];
+    let rest = hello.len() - 140;
+    sizes.extend(std::iter::repeat_n(512, rest / 512));
+    sizes.push(rest % 512);
+    let mut k = engine();
+    let events = in_pieces(&mut k, &hello, &sizes);
+    let t = tracked(events);
+    assert_eq!(
+        (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+        (1, 1)
+    );
+    // The server accepted a PSK that tlsmon could not see offered: a
+    // resumption counts its method as offered all the same.
+    let s = t.servers();
+    assert_eq!((s[0].resumed_by.psk, s[0].full), (1, 0), "{s:?}");
+    // In one segment.
+    let unknown = (0..40u16)
+        .map(|i| Extension::new(0x1000 + i, &[]))
+        .collect();
+    let hello = grown_client_hello(unknown);
+    let mut k = engine();
+    let events = in_pieces(&mut k, &hello, &[hello.len()]);
+    let Decoded::Tls(_, whole) = &events[0] else {
+        panic!("no TLS event for the hello: {:?}", events[0]);
+    };
+    assert_eq!(whole.hello.flags & (hf::PSK | hf::TRUNCATED), hf::TRUNCATED);
+    assert!(chunks(&events).is_empty(), "nothing to reassemble");
+    let t = tracked(events);
+    assert_eq!(
+        (t.totals.reassembled_hellos, t.totals.truncated_hellos),
+        (0, 1)
+    );
 }
 
 #[test]

@@ -5,104 +5,15 @@
 //! tshark's dissection of the same file says (the `.tshark.tsv` files made
 //! by `fixtures/make.sh`). Needs root for the kernel engine.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
-use monitor::{
-    replay::{Options, replay},
-    report::server_line,
-};
+use monitor::replay::{Options, replay};
 use serde_json::Value;
 
-fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<_> = fs::read_dir(&dir)
-        .expect("fixtures directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    v.sort();
-    assert!(v.len() >= 6, "corpus has only {} captures", v.len());
-    v
-}
+#[path = "support/corpus.rs"]
+mod corpus;
 
-/// Server lines without the timestamp, and the summary's counters.
-fn run(file: &Path, kernel: bool) -> (Vec<Value>, Value) {
-    let o = replay(&Options {
-        file: file.to_owned(),
-        kernel,
-        local: Vec::new(),
-    })
-    .unwrap_or_else(|e| panic!("replay {} (kernel: {kernel}): {e:#}", file.display()));
-    let servers = o
-        .tracker
-        .servers()
-        .into_iter()
-        .map(|s| {
-            let mut v = server_line(s, 0.0);
-            v.as_object_mut().unwrap().remove("ts");
-            v
-        })
-        .collect();
-    let stats = serde_json::json!({
-        "malformed": o.stats.malformed,
-        "fragments": o.stats.fragments,
-        "too_deep": o.stats.too_deep,
-        "encapsulation": o.stats.encapsulation,
-        "tls_packets": o.stats.tls_packets,
-        "lost_events": o.stats.lost_events,
-        "events": o.tracker.totals.events,
-    });
-    (servers, stats)
-}
-
-/// Full and resumed handshakes according to tshark: one per ServerHello
-/// that is not a HelloRetryRequest. TLS 1.3 (supported_versions 0x0304):
-/// resumed when the ServerHello has pre_shared_key (41). TLS ≤ 1.2: resumed
-/// when the server's flight has ChangeCipherSpec (20) and no Certificate (11).
-fn tshark_counts(pcap: &Path) -> (u64, u64) {
-    const HRR_RANDOM: &str = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
-    let tsv = fs::read_to_string(pcap.with_extension("tshark.tsv"))
-        .expect("tshark TSV next to the capture");
-    let mut lines = tsv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
-    let (ct, ht, random, ext, sv) = (
-        col("tls.record.content_type"),
-        col("tls.handshake.type"),
-        col("tls.handshake.random"),
-        col("tls.handshake.extension.type"),
-        col("tls.handshake.extensions.supported_version"),
-    );
-    let (mut full, mut resumed) = (0, 0);
-    for line in lines {
-        let f: Vec<&str> = line.split('\t').collect();
-        let get = |i: usize| f.get(i).copied().unwrap_or("");
-        let list = |i: usize| get(i).split(',').map(str::to_owned).collect::<Vec<_>>();
-        let types = list(ht);
-        if !types.iter().any(|t| t == "2") || get(random).split(',').any(|r| r == HRR_RANDOM) {
-            continue;
-        }
-        let is_resumed = if get(sv).contains("0x0304") {
-            list(ext).iter().any(|e| e == "41")
-        } else {
-            list(ct).iter().any(|c| c == "20") && !types.iter().any(|t| t == "11")
-        };
-        if is_resumed {
-            resumed += 1;
-        } else {
-            full += 1;
-        }
-    }
-    (full, resumed)
-}
+use corpus::{corpus, run, sum, tshark, tshark_counts, tshark_psk};
 
 #[test]
 fn host_and_kernel_engines_agree_on_every_capture() {
@@ -123,7 +34,6 @@ fn host_and_kernel_engines_agree_on_every_capture() {
 fn full_and_resumed_match_tshark_on_every_capture() {
     for pcap in corpus() {
         let (servers, _) = run(&pcap, false);
-        let sum = |k: &str| servers.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
         let want = tshark_counts(&pcap);
         assert!(
             want.0 + want.1 > 0,
@@ -131,65 +41,45 @@ fn full_and_resumed_match_tshark_on_every_capture() {
             pcap.display()
         );
         assert_eq!(
-            (sum("full"), sum("resumed")),
+            (sum(&servers, "full"), sum(&servers, "resumed")),
             want,
             "{}: tlsmon (full, resumed) vs tshark",
             pcap.display()
         );
         // Every resumption counted was offered first.
         assert!(
-            sum("offered") >= sum("resumed"),
+            sum(&servers, "offered") >= sum(&servers, "resumed"),
             "{}: resumed without an offer",
             pcap.display()
         );
     }
 }
 
-/// TLS 1.3 resumption offers according to tshark: connections (by client
-/// port) whose ClientHello carries pre_shared_key (41), and how many of
-/// them the server accepted (its ServerHello carries it too). tshark
-/// reassembles a ClientHello split over segments before dissecting it.
-fn tshark_psk(pcap: &Path) -> (usize, usize) {
-    let tsv = fs::read_to_string(pcap.with_extension("tshark.tsv")).unwrap();
-    let mut lines = tsv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (src, dst, ht, ext) = (
-        col("tcp.srcport"),
-        col("tcp.dstport"),
-        col("tls.handshake.type"),
-        col("tls.handshake.extension.type"),
-    );
-    let mut offered = std::collections::BTreeSet::new();
-    let mut accepted = std::collections::BTreeSet::new();
-    for line in lines {
-        let f: Vec<&str> = line.split('\t').collect();
-        let types: Vec<&str> = f[ht].split(',').collect();
-        if !f[ext].split(',').any(|e| e == "41") {
-            continue;
-        }
-        if types.contains(&"1") {
-            offered.insert(f[src]);
-        } else if types.contains(&"2") {
-            accepted.insert(f[dst]);
-        }
-    }
-    (offered.len(), accepted.len())
-}
-
+/// TLS 1.3 resumption offers and acceptances against tshark's, and the
+/// hellos tlsmon cannot read to the end: a ClientHello with more
+/// extensions than it reads is counted as truncated, and a PSK offer after
+/// them is not seen (`support/corpus.rs`, `PskOffers::visible`).
 #[test]
 fn psk_offers_match_tshark_on_every_capture() {
     let mut split_seen = false;
     for pcap in corpus() {
-        let (servers, _) = run(&pcap, false);
-        let sum = |f: fn(&Value) -> u64| servers.iter().map(f).sum::<u64>();
-        let offered = sum(|s| s["offered_by"]["psk"].as_u64().unwrap());
-        let resumed = sum(|s| s["resumed_by"]["psk"].as_u64().unwrap());
-        let (want_offered, want_accepted) = tshark_psk(&pcap);
+        let (servers, stats) = run(&pcap, false);
+        let psk = |s: &Value, k: &str| s[k]["psk"].as_u64().unwrap();
+        let offered: u64 = servers.iter().map(|s| psk(s, "offered_by")).sum();
+        let resumed: u64 = servers.iter().map(|s| psk(s, "resumed_by")).sum();
+        let want = tshark_psk(&pcap);
         assert_eq!(
             (offered, resumed),
-            (want_offered as u64, want_accepted as u64),
-            "{}: tlsmon PSK (offered, resumed) vs tshark",
+            (want.visible(), want.accepted.len() as u64),
+            "{}: tlsmon PSK (offered, resumed) vs tshark {want:?}",
+            pcap.display()
+        );
+        // Nothing in the corpus is lost or cut by the capture: the only
+        // truncated hellos are those past the extension limit.
+        assert_eq!(
+            stats["truncated_hellos"].as_u64(),
+            Some(want.hellos_past_limit),
+            "{}: truncated hellos vs tshark's hellos past the limit",
             pcap.display()
         );
         if pcap.ends_with("tls13_split_hello.pcap") {
@@ -197,12 +87,11 @@ fn psk_offers_match_tshark_on_every_capture() {
             // The capture's point: both offers sit in a second segment, and
             // the rejected one is only visible once the hello is whole.
             assert_eq!(
-                want_offered - want_accepted,
+                want.offered.len() - want.accepted.len(),
                 1,
                 "the capture has one rejection"
             );
-            let rejected = sum(|s| s["rejected"].as_u64().unwrap());
-            assert_eq!(rejected, 1, "{servers:?}");
+            assert_eq!(sum(&servers, "rejected"), 1, "{servers:?}");
         }
     }
     assert!(split_seen, "tls13_split_hello.pcap missing from the corpus");
@@ -468,35 +357,16 @@ fn as_bsd_loopback(pcap: &Path, out: &Path, link: i32, family: Family, inet6: u3
 /// tshark's dissection of `pcap`, next to it, with the fields
 /// `tshark_counts` reads (as `fixtures/make.sh` makes it for the corpus).
 fn dissect(pcap: &Path) {
-    let mut cmd = xtask::programs::command("tshark");
-    cmd.arg("-n").arg("-r").arg(pcap);
-    cmd.args(["-Y", "tls.handshake.type", "-T", "fields", "-E", "header=y"]);
-    cmd.args([
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for field in [
+    let fields = [
         "tls.record.content_type",
         "tls.handshake.type",
+        "tls.handshake.version",
         "tls.handshake.random",
         "tls.handshake.extension.type",
         "tls.handshake.extensions.supported_version",
-    ] {
-        cmd.args(["-e", field]);
-    }
-    let out = cmd
-        .output()
-        .expect("tshark (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::write(pcap.with_extension("tshark.tsv"), out.stdout).unwrap();
+    ];
+    let tsv = tshark(pcap, "tls.handshake.type", &fields, true);
+    fs::write(pcap.with_extension("tshark.tsv"), tsv).unwrap();
 }
 
 #[test]

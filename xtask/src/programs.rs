@@ -85,6 +85,12 @@ pub const PACKAGES: &[Package] = &[
         name: "python3-prometheus-client",
         programs: &[],
     },
+    // A firewall in the monitored namespace for the hostile tests
+    // (monitor/tests/hostile.rs): hellos it drops are never answered.
+    Package {
+        name: "nftables",
+        programs: &["nft"],
+    },
     Package {
         name: "procps",
         programs: &["ps"],

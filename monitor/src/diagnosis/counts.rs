@@ -19,7 +19,8 @@ pub struct Counts {
     pub rejected_by_cause: ByCause,
     /// Of the offers rejected `after_unclean`, those whose session's last
     /// holder was a short connection that carried no application data: the
-    /// signature of health checks. See [`unclean_holders_without_data`].
+    /// signature of health checks. From the tracker's
+    /// `rejected_after_idle_unclean`.
     pub after_unclean_without_data: u64,
     pub hrr: u64,
     pub incomplete: u64,
@@ -29,18 +30,6 @@ pub struct Counts {
     pub unknown_closes: u64,
     pub rst_by_client: u64,
     pub rst_by_server: u64,
-}
-
-/// Input for the health-check signature (issue 16, item 3): of `s`'s
-/// offers rejected `after_unclean`, how many had as the session's last
-/// holder a connection that ended without close_notify and carried no
-/// application data after its handshake (HAProxy's SSL health checks).
-/// The tracker does not count this yet: the lane that ties a rejection to
-/// the session's last holder returns its counter here, and the
-/// `rejected-after-unclean-close` diagnosis then names health checks and
-/// their fix.
-const fn unclean_holders_without_data(_s: &ServerStats) -> u64 {
-    0
 }
 
 /// Applies `$do` to every counter of a [`Counts`], named by its path: the
@@ -77,33 +66,16 @@ macro_rules! each_counter {
 
 impl Counts {
     /// `s`'s counters as they are now.
-    ///
-    /// Until the tracker names a cause per rejected offer
-    /// (`rejected_by_cause` all zero while offers were rejected), the
-    /// causes are read from the origin of the rejected sessions, which it
-    /// has always counted: `after_unclean`, `after_clean`, and an origin it
-    /// did not see as `unknown`.
     #[must_use]
     pub fn of(s: &ServerStats) -> Self {
-        let named = s.rejected_by_cause;
-        let rejected_by_cause = if s.rejected > 0 && Cause::ALL.iter().all(|&c| named.get(c) == 0) {
-            ByCause {
-                after_unclean: s.rejected_after_unclean,
-                after_clean: s.rejected_after_clean,
-                unknown: s.rejected_origin_unknown,
-                ..ByCause::default()
-            }
-        } else {
-            named
-        };
         Self {
             full: s.full,
             resumed: s.resumed,
             resumed_by: s.resumed_by,
             offered: s.offered,
             rejected: s.rejected,
-            rejected_by_cause,
-            after_unclean_without_data: unclean_holders_without_data(s),
+            rejected_by_cause: s.rejected_by_cause,
+            after_unclean_without_data: s.rejected_after_idle_unclean,
             hrr: s.hrr,
             incomplete: s.incomplete,
             failed: s.failed,
@@ -210,21 +182,5 @@ mod tests {
         assert_eq!(all.since(&Counts::default()), Some(all));
         // Counters that went down started over.
         assert_eq!(before.since(&Counts::of(&s)), None);
-    }
-
-    #[test]
-    fn causes_come_from_the_origin_until_the_tracker_names_them() {
-        let mut s = sim::blank_stats(Role::Backend);
-        s.offered = 10;
-        s.rejected = 10;
-        s.rejected_after_unclean = 7;
-        s.rejected_after_clean = 2;
-        s.rejected_origin_unknown = 1;
-        let c = Counts::of(&s).rejected_by_cause;
-        assert_eq!((c.after_unclean, c.after_clean, c.unknown), (7, 2, 1));
-        // Once named, the named causes are used as they are.
-        s.rejected_by_cause.no_cache = 10;
-        let c = Counts::of(&s).rejected_by_cause;
-        assert_eq!((c.after_unclean, c.no_cache), (0, 10));
     }
 }

@@ -11,7 +11,7 @@ use monitor_common::{
 };
 
 use super::{exchange::Exchange, sessions::SessionKey, table::ConnKey};
-use crate::stats::{Endpoint, Method, Role};
+use crate::stats::{Cause, CloseStyle, Endpoint, Method, Role};
 
 /// Which end of the connection sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +28,21 @@ pub(super) enum Peer {
 pub(super) struct Name<const N: usize> {
     bytes: [u8; N],
     len: u8,
+    /// The kernel had to cut the name (`hello_flags::NAME_CUT`).
+    cut: bool,
 }
 
 impl<const N: usize> Name<N> {
-    pub(super) fn new(bytes: &[u8; N], len: u8) -> Self {
-        Self { bytes: *bytes, len }
+    /// `flags` are the hello's: the one `NAME_CUT` bit covers SNI and ALPN
+    /// alike, so a name is taken as cut when the bit is set and the name
+    /// fills its whole buffer (a name that fills it exactly, beside one
+    /// that was cut, is marked too: the kernel cannot tell them apart).
+    pub(super) fn new(bytes: &[u8; N], len: u8, flags: u16) -> Self {
+        Self {
+            bytes: *bytes,
+            len,
+            cut: flags & hello_flags::NAME_CUT != 0 && usize::from(len) >= N,
+        }
     }
 
     /// The name as text that is safe to show anywhere (`escape`).
@@ -46,6 +56,9 @@ impl<const N: usize> Name<N> {
         let bytes = &self.bytes[..n];
         if n == 0 {
             None
+        } else if self.cut {
+            // Shown as cut: a reader must not take it for the whole name.
+            Some(Cow::Owned(crate::escape::escape(bytes) + "…"))
         } else if bytes
             .iter()
             .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
@@ -190,6 +203,27 @@ pub(super) struct Side {
     pub(super) fin: Option<Last>,
     /// RST sent, and what this side had sent last before it.
     pub(super) rst: Option<Last>,
+    /// The sequence number just past this side's last segment that started
+    /// with a handshake, change_cipher_spec or alert record (the client's:
+    /// past its ClientHello at first): what it sent after that, up to the
+    /// next such segment, was application data the kernel did not report.
+    pub(super) records_end: Option<u32>,
+    /// A segment of this side started past `records_end`: it sent
+    /// application data.
+    pub(super) gap: bool,
+    /// Its last short record (`EventKind::SHORT_RECORD`): the sequence
+    /// number just past it, and its length.
+    pub(super) short: Option<(u32, u8)>,
+    /// Its first FIN or RST: the sequence number and, with ACK, the
+    /// acknowledgment number it carried.
+    pub(super) end_seq: Option<u32>,
+    pub(super) end_ack: Option<u32>,
+    /// How it ended its TLS stream, decided at its first FIN or RST
+    /// (`machine::side_close`).
+    pub(super) close: Option<CloseStyle>,
+    /// Whether it sent application data before that (a health check sends
+    /// none), when the sequence numbers tell.
+    pub(super) sent_data: Option<bool>,
 }
 
 /// One TCP connection carrying a TLS handshake.
@@ -209,6 +243,32 @@ pub(super) struct Conn {
     pub(super) sides: [Side; 2],
     /// When the connection's first FIN or RST came.
     pub(super) closed_ns: Option<u64>,
+    /// What was counted for the handshake, for the connection's record.
+    pub(super) counted: Option<Counted>,
+    pub(super) judged: Judged,
+    /// Registered as a connection that may have delivered TLS 1.3 tickets
+    /// (`tickets`), until its client side's end is known.
+    pub(super) candidate: bool,
+}
+
+/// What was counted for a connection's handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Counted {
+    Full,
+    Resumed,
+    Incomplete,
+    Failed,
+}
+
+/// What tlsmon made of a connection's offer, for its record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Judged {
+    /// The method the ClientHello offered, if any.
+    pub(super) offered: Option<Method>,
+    /// The cause of a rejected offer, once decided.
+    pub(super) cause: Option<Cause>,
+    /// A rejected offer whose cause waits for evidence (`causes`).
+    pub(super) pending: bool,
 }
 
 impl Conn {
@@ -244,8 +304,8 @@ impl Conn {
                 sid,
                 by_sid,
                 ticket: (hello.flags & hello_flags::TICKET_OFFERED != 0).then_some(hello.ticket_id),
-                sni: Name::new(&hello.sni, hello.sni_len),
-                alpn: Name::new(&hello.alpn, hello.alpn_len),
+                sni: Name::new(&hello.sni, hello.sni_len, hello.flags),
+                alpn: Name::new(&hello.alpn, hello.alpn_len, hello.flags),
             },
             exchange: Exchange::new(h, tls),
             answered: false,
@@ -253,8 +313,17 @@ impl Conn {
                 retried: false,
                 timed_out: false,
             },
-            sides: [Side::default(); 2],
+            sides: [
+                Side {
+                    records_end: Some(Exchange::hello_end(h, tls)),
+                    ..Side::default()
+                },
+                Side::default(),
+            ],
             closed_ns: None,
+            counted: None,
+            candidate: false,
+            judged: Judged::default(),
         }
     }
 

@@ -98,6 +98,11 @@ impl Exchange {
         }
     }
 
+    /// Sequence number just past the ClientHello whose segment `h` is.
+    pub(super) fn hello_end(h: &EventHeader, tls: &TlsSummary) -> u32 {
+        hello_end(h, tls)
+    }
+
     /// Whether this segment is the ClientHello's (again).
     pub(super) fn is_hello(&self, h: &EventHeader) -> bool {
         h.seq == self.hello_seq

@@ -12,17 +12,21 @@
 //! sections, are listed in docs/classification.md.
 
 use monitor_common::{
-    event::{EventHeader, Hello, ITEM_OPAQUE, TlsSummary, hello_flags},
-    net::{TCP_FIN, TCP_RST},
-    tls::{ContentType, HandshakeType, ProtocolVersion, Rules},
+    close::{
+        LAST_RECORD_ALERT, LAST_RECORD_LONGER, LAST_RECORD_NONE, LastRecord, MAX_ALERT_PADDING,
+        SHORT_RECORD_MAX, close_notify_len, judge,
+    },
+    event::{EventHeader, EventKind, Hello, ITEM_OPAQUE, TlsSummary, hello_flags},
+    net::{TCP_ACK, TCP_FIN, TCP_RST},
+    tls::{ContentType, HandshakeType, ProtocolVersion, RECORD_HEADER_LEN, Rules},
 };
 
 use super::{
     conn::{Conn, Last, Negotiated, Offer, Peer, Phase, Side},
     exchange::{Admit, Skip},
-    sessions::{Close, SessionKey},
+    sessions::SessionKey,
 };
-use crate::stats::Method;
+use crate::stats::{CloseStyle, Method};
 
 /// A packet of the connection, as far as the state machine reads it.
 #[derive(Clone, Copy, Debug)]
@@ -73,9 +77,14 @@ pub(super) struct Step {
     /// Sessions the server issued: a TLS ≤ 1.2 session ID (full handshake)
     /// and a ticket (NewSessionTicket).
     pub(super) issued: [Option<SessionKey>; 2],
-    /// The connection's first FIN or RST, for a TLS ≤ 1.2 handshake (TLS
-    /// 1.3 closes cannot be told apart: close_notify is encrypted).
-    pub(super) closed: Option<Close>,
+    /// The issued ticket's lifetime hint in seconds (RFC 5077 §3.3).
+    pub(super) ticket_lifetime: u32,
+    /// The connection's first FIN or RST, and how it closed: TLS ≤ 1.2,
+    /// clean if either side had sent an alert record; TLS 1.3, the style
+    /// of the side that sent it ([`side_close`]).
+    pub(super) closed: Option<CloseStyle>,
+    /// This side's first FIN or RST: its close style is decided.
+    pub(super) side_closed: Option<Peer>,
     /// This side sent its first RST.
     pub(super) rst: Option<Peer>,
     /// The server answered the ClientHello for the first time.
@@ -91,6 +100,7 @@ impl Step {
             && !self.retry
             && self.issued == [None, None]
             && self.closed.is_none()
+            && self.side_closed.is_none()
             && self.rst.is_none()
             && !self.answered
             && self.skipped.is_none()
@@ -103,6 +113,13 @@ pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
     let mut out = Step::default();
     match *obs {
         Observation::Segment(seg) => {
+            let short = seg.header.kind == EventKind::SHORT_RECORD.0;
+            // A short record matters only once the handshake has begun on
+            // both sides; before the server's answer it could pass for one
+            // on a backend connection.
+            if short && !c.answered {
+                return out;
+            }
             let records = seg.tls.is_some_and(|t| t.n_items > 0);
             match c
                 .exchange
@@ -118,11 +135,16 @@ pub(super) fn step(c: &mut Conn, obs: &Observation<'_>, known: Known) -> Step {
                     out.answered = answer;
                 }
             }
+            if short {
+                short_record(c.side(seg.from), seg.header);
+                return out;
+            }
             if let Some(tls) = seg.tls {
                 match seg.from {
                     Peer::Client => client_records(c, tls, &mut out),
                     Peer::Server => server_records(c, &seg, tls, known, &mut out),
                 }
+                records_seen(c.side(seg.from), seg.header);
                 complete(c, &mut out);
             }
             tcp_flags(c, &seg, &mut out);
@@ -252,6 +274,7 @@ fn server_records(c: &mut Conn, seg: &Segment<'_>, tls: &TlsSummary, known: Know
     // The event carries one ticket id: several NewSessionTicket items in it
     // issue the same key.
     out.issued[1] = ticket_issued.then_some(SessionKey::Ticket(hello.ticket_id));
+    out.ticket_lifetime = hello.ticket_lifetime;
     // A full TLS ≤ 1.2 handshake establishes the session ID the server
     // chose (RFC 5246 §7.4.1.3).
     let full_so_far = match c.phase {
@@ -380,9 +403,28 @@ fn complete(c: &mut Conn, out: &mut Step) {
 }
 
 fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
-    let flags = seg.header.tcp_flags;
+    let h = seg.header;
+    let flags = h.tcp_flags;
     if flags & (TCP_RST | TCP_FIN) == 0 {
         return;
+    }
+    let first = c.sides[seg.from as usize].end_seq.is_none();
+    // An alert record found at the end of the payload, behind data
+    // (`close::last_record`): a TLS ≤ 1.2 close_notify.
+    if h.kind == EventKind::TEARDOWN.0
+        && h.last_record != LAST_RECORD_LONGER
+        && h.last_record & LAST_RECORD_ALERT != 0
+    {
+        c.side(seg.from).alerted = true;
+    }
+    if first {
+        let close = side_close(c, seg.from, h);
+        let side = c.side(seg.from);
+        side.close = Some(close);
+        side.sent_data = sent_data(side, h);
+        side.end_seq = Some(h.seq);
+        side.end_ack = (flags & TCP_ACK != 0).then_some(h.ack);
+        out.side_closed = Some(seg.from);
     }
     let side = c.side(seg.from);
     let last = side.last;
@@ -401,19 +443,148 @@ fn tcp_flags(c: &mut Conn, seg: &Segment<'_>, out: &mut Step) {
     if c.closed_ns.is_some() {
         return;
     }
-    c.closed_ns = Some(seg.header.ts_ns);
+    c.closed_ns = Some(h.ts_ns);
     // TLS ≤ 1.2 sends close_notify as an alert record (RFC 5246 §7.2.1);
     // without one before the first FIN/RST the close is unclean and
-    // OpenSSL-based servers drop the session. TLS 1.3 close_notify is
-    // encrypted application data (RFC 8446 §6.1): cleanliness cannot be
-    // seen, so it is not counted.
-    if c.version()
-        .is_some_and(|v| ProtocolVersion(v).rules() == Rules::Tls12)
-    {
-        out.closed = Some(if c.sides.iter().any(|s| s.alerted) {
-            Close::Clean
+    // OpenSSL-based servers drop the session. TLS 1.3 encrypts it (RFC
+    // 8446 §6.1): the closing side's last record tells (`side_close`).
+    out.closed = match c.version().map(|v| ProtocolVersion(v).rules()) {
+        Some(Rules::Tls12) => Some(if c.sides.iter().any(|s| s.alerted) {
+            CloseStyle::Clean
         } else {
-            Close::Unclean
-        });
+            CloseStyle::Unclean
+        }),
+        Some(Rules::Tls13) => c.sides[seg.from as usize].close,
+        _ => None,
+    };
+}
+
+/// A side's segments with TLS records: one that starts past the end of its
+/// last such segment follows bytes the kernel did not report, application
+/// data.
+fn records_seen(side: &mut Side, h: &EventHeader) {
+    // Sequence numbers compare modulo 2^32 (RFC 9293 §3.4): a segment
+    // at or before the end (the ClientHello itself, a retransmission)
+    // leaves no gap.
+    let ahead = |end: u32| h.seq.wrapping_sub(end).cast_signed() > 0;
+    if side.records_end.is_some_and(ahead) {
+        side.gap = true;
     }
+    let end = h.seq.wrapping_add(h.payload_len);
+    if side
+        .records_end
+        .is_none_or(|old| end.wrapping_sub(old).cast_signed() > 0)
+    {
+        side.records_end = Some(end);
+    }
+}
+
+/// A side's short record: a TLS 1.3 close_notify, padded or not, if its
+/// FIN or RST follows it directly.
+fn short_record(side: &mut Side, h: &EventHeader) {
+    side.last = Last::ApplicationData;
+    side.short = Some((h.seq.wrapping_add(h.payload_len), h.last_record));
+}
+
+/// How side `from` ended its TLS stream, at its first FIN or RST `h`
+/// (docs/classification.md, "TLS 1.3 closes").
+///
+/// * TLS ≤ 1.2: clean if it sent an alert record (close_notify is one,
+///   RFC 5246 §7.2.1), also one found at the end of a FIN segment's
+///   payload behind data (`tcp_flags` notes it).
+/// * TLS 1.3: the length of the last record it sent. A FIN or RST with
+///   payload carries it (the kernel found it from the end); a bare one
+///   follows the side's last short record if that ended exactly where the
+///   FIN or RST begins, and otherwise the side's last segment was not a
+///   short record, so its last record cannot have been a close_notify.
+/// * Before a ServerHello every record is plaintext: an alert or nothing.
+pub(super) fn side_close(c: &Conn, from: Peer, h: &EventHeader) -> CloseStyle {
+    let side = &c.sides[from as usize];
+    let Some(n) = c.phase.negotiated() else {
+        return if side.alerted {
+            CloseStyle::Clean
+        } else {
+            CloseStyle::Unclean
+        };
+    };
+    match ProtocolVersion(n.version).rules() {
+        Rules::Tls12 => {
+            if side.alerted {
+                CloseStyle::Clean
+            } else {
+                CloseStyle::Unclean
+            }
+        }
+        Rules::Tls13 => tls13_close(side, h, close_notify_len(n.cipher)),
+        Rules::Unknown => CloseStyle::Unknown,
+    }
+}
+
+fn tls13_close(side: &Side, h: &EventHeader, close_len: usize) -> CloseStyle {
+    let style = |len: usize| match judge(len, close_len) {
+        LastRecord::CloseNotify => CloseStyle::Clean,
+        LastRecord::Ambiguous => CloseStyle::Unknown,
+        LastRecord::NotClose => CloseStyle::Unclean,
+    };
+    if h.payload_len == 0 {
+        return match side.short {
+            Some((end, len)) if end == h.seq => style(usize::from(len)),
+            // A RST without ACK is a host's reply to a segment for a
+            // connection it no longer has: its sequence number is that
+            // segment's acknowledgment (RFC 9293 §3.10.7.1), not where
+            // this side's stream ended.
+            _ if h.tcp_flags & (TCP_RST | TCP_ACK) == TCP_RST => CloseStyle::Unknown,
+            _ => CloseStyle::Unclean,
+        };
+    }
+    if h.kind != EventKind::TEARDOWN.0 {
+        // A FIN on a segment that starts with a handshake or alert record:
+        // not how a TLS 1.3 stream ends after its handshake.
+        return CloseStyle::Unknown;
+    }
+    match h.last_record {
+        LAST_RECORD_NONE => CloseStyle::Unknown,
+        // No record of close_notify size ends the payload: its last record
+        // is longer than any, unless the payload is too short to hold one
+        // (it continues a record that began earlier).
+        LAST_RECORD_LONGER => {
+            if h.payload_len as usize > RECORD_HEADER_LEN + close_len + MAX_ALERT_PADDING {
+                CloseStyle::Unclean
+            } else {
+                CloseStyle::Unknown
+            }
+        }
+        n if n & LAST_RECORD_ALERT != 0 => CloseStyle::Unknown,
+        n => style(usize::from(n)),
+    }
+}
+
+/// Whether a side sent application data before its first FIN or RST `h`:
+/// bytes between its handshake records, or between the last of them and
+/// the close, other than a close_notify-sized record.
+fn sent_data(side: &Side, h: &EventHeader) -> Option<bool> {
+    /// A record header's length, as a sequence-number distance.
+    #[expect(clippy::cast_possible_truncation, reason = "5")]
+    const HEADER: u32 = RECORD_HEADER_LEN as u32;
+    let records_end = side.records_end?;
+    if side.gap {
+        return Some(true);
+    }
+    let data_end = if h.payload_len == 0 {
+        match side.short {
+            Some((end, len)) if end == h.seq => end.wrapping_sub(u32::from(len) + HEADER),
+            _ => h.seq,
+        }
+    } else if h.kind == EventKind::TEARDOWN.0
+        && usize::from(h.last_record) <= SHORT_RECORD_MAX
+        && h.payload_len == u32::from(h.last_record) + HEADER
+    {
+        h.seq
+    } else if h.kind == EventKind::TLS.0 {
+        // Its records were just seen: `records_end` is this segment's end.
+        h.seq.wrapping_add(h.payload_len)
+    } else {
+        return Some(true);
+    };
+    Some(data_end != records_end)
 }

@@ -12,41 +12,51 @@
 //!   acknowledgment), checked before the state machine sees them;
 //! * [`table`]: the connection table (slab, index, eviction order);
 //! * [`bounded`]: the ring map behind every store keyed by peers' choices;
-//! * [`sessions`]: the sessions servers issued and how their connections
-//!   ended;
+//! * [`sessions`]: the TLS ≤ 1.2 sessions servers issued, their last
+//!   holders and how those ended;
+//! * [`tickets`]: the connections that may have delivered a TLS 1.3 ticket;
+//! * [`causes`]: why a server rejected an offer, from that history and
+//!   what the server was seen to do;
+//! * [`offers`]: the tracker's steps that use them, and connection records;
 //! * [`servers`]: the per-server counters, bounded;
 //! * [`waiting`]: handshakes that timed out, where a late answer finds them;
 //! * this module: the [`Tracker`], which finds the connection of an event,
 //!   steps it, and records what the step says in one place, [`Tracker::record`].
 
 mod bounded;
+mod causes;
 mod conn;
 mod exchange;
 mod machine;
+mod offers;
 mod servers;
 mod sessions;
 mod table;
 #[cfg(test)]
 mod tests;
+mod tickets;
 mod waiting;
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{collections::HashSet, net::IpAddr, sync::Mutex};
 
 use monitor_common::event::{Decoded, Direction, EventHeader, TlsSummary, hello_flags};
 
 use self::{
-    conn::{Conn, Peer},
+    causes::{Causes, Decided},
+    conn::{Conn, Counted, Peer},
     exchange::Skip,
     machine::{Known, Observation, Outcome, Segment, Step},
+    offers::{Judgement, Origin},
     servers::Servers,
-    sessions::{Close, Origin, SessionKey, Sessions},
+    sessions::{SessionKey, Sessions},
     table::{ConnKey, Conns, Slot},
+    tickets::Tickets,
     waiting::Waiting,
 };
 use crate::{
     connection_log::{HandshakeRecord, MAX_PENDING_RECORDS},
     reassembly::Hellos,
-    stats::{Endpoint, Method, Role, ServerStats, Totals},
+    stats::{CloseStyle, Endpoint, Method, Role, ServerStats, Totals},
 };
 
 /// Sets keyed by what peers send; see [`crate::stats::Map`] for the hasher.
@@ -101,6 +111,10 @@ pub struct Tracker {
     waiting: Waiting,
     next_id: u64,
     sessions: Sessions,
+    tickets: Tickets,
+    causes: Causes<ConnKey>,
+    /// Causes decided for waiting offers, to be counted (`offers`).
+    decided: Vec<Decided<ConnKey>>,
     servers: Servers,
     /// Addresses seen as TLS clients, capped at [`MAX_CLIENT_ADDRS`]: with
     /// the servers, they let `replay` find the proxy's own addresses.
@@ -108,8 +122,10 @@ pub struct Tracker {
     /// ClientHellos spanning segments, until they are whole.
     hellos: Hellos,
     /// Records of forgotten connections, until the output takes them
-    /// (kept only when `Limits::keep_records`).
-    records: Vec<HandshakeRecord>,
+    /// (kept only when `Limits::keep_records`). Behind a lock so that the
+    /// output can take them through the shared reference the views get
+    /// (`App::tracker`); one thread uses it, so it is never contended.
+    records: Mutex<Vec<HandshakeRecord>>,
     pub totals: Totals,
 }
 
@@ -125,10 +141,13 @@ impl Tracker {
             waiting: Waiting::new(limits.max_timed_out),
             next_id: 0,
             sessions: Sessions::new(limits.max_sessions),
+            tickets: Tickets::new(limits.max_sessions),
+            causes: Causes::new(limits.max_servers),
+            decided: Vec::new(),
             servers: Servers::new(limits.max_servers),
             client_addrs: Set::default(),
             hellos: Hellos::default(),
-            records: Vec::new(),
+            records: Mutex::new(Vec::new()),
             totals: Totals::default(),
         }
     }
@@ -137,25 +156,29 @@ impl Tracker {
     /// `out` (`--log-handshakes`). At most [`MAX_PENDING_RECORDS`] wait
     /// between two calls; more are dropped and counted in
     /// `Totals::dropped_records`.
-    pub fn take_records(&mut self, out: &mut Vec<HandshakeRecord>) {
-        out.append(&mut self.records);
+    pub fn take_records(&self, out: &mut Vec<HandshakeRecord>) {
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.append(&mut records);
     }
 
     /// Keeps `r` for [`Tracker::take_records`] when records are kept; past
     /// the bound it is dropped and counted.
-    #[expect(
-        dead_code,
-        reason = "issue 16: called where a connection is forgotten, once closes are known per side"
-    )]
     fn keep_record(&mut self, r: HandshakeRecord) {
         if !self.limits.keep_records {
             return;
         }
-        if self.records.len() >= MAX_PENDING_RECORDS {
+        let records = self
+            .records
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if records.len() >= MAX_PENDING_RECORDS {
             self.totals.dropped_records += 1;
             return;
         }
-        self.records.push(r);
+        records.push(r);
     }
 
     /// Servers seen so far, in a stable order (by role, then address).
@@ -285,10 +308,13 @@ impl Tracker {
     fn insert(&mut self, hash: u64, conn: Conn) -> Slot {
         if self.conns.len() >= self.limits.max_connections
             && let Some(old) = self.conns.remove_oldest()
-            && !old.lingering()
         {
             // Closed connections only waited for the peer's FIN or RST.
-            self.totals.evicted_flows += 1;
+            if !old.lingering() {
+                self.totals.evicted_flows += 1;
+            }
+            let now = old.closed_ns.unwrap_or(old.hello_ns);
+            self.forget(old, now);
         }
         self.conns.insert(hash, conn)
     }
@@ -341,14 +367,22 @@ impl Tracker {
                     .is_some_and(|at| now_ns.saturating_sub(at) > self.limits.linger_ns);
             if conn.timed_out() {
                 let conn = self.conns.remove(slot);
-                if self.waiting.put(conn) {
-                    self.totals.evicted_timed_out += 1;
+                if let Some((old, dropped)) = self.waiting.put(conn) {
+                    self.totals.evicted_timed_out += u64::from(dropped);
+                    self.forget(old, now_ns);
                 }
             } else if gone {
-                self.conns.remove(slot);
+                let conn = self.conns.remove(slot);
+                self.forget(conn, now_ns);
             }
         }
         self.conns.compact();
+        let watched = self.causes.watched(self.servers.stats().map(|s| s.server));
+        let mut decided = std::mem::take(&mut self.decided);
+        self.causes.tick(&watched, now_ns, &mut decided);
+        self.decided = decided;
+        self.apply_decided(now_ns);
+        self.totals.evicted_evidence = self.causes.evicted;
     }
 
     /// Returns the slot of the connection the ClientHello belongs to (new,
@@ -400,7 +434,8 @@ impl Tracker {
             self.totals.direction_unchecked += 1;
         }
         if let Some(slot) = existing {
-            self.conns.replace(slot, conn);
+            let old = self.conns.replace(slot, conn);
+            self.forget(old, h.ts_ns);
             slot
         } else {
             self.insert(hash, conn)
@@ -422,20 +457,32 @@ impl Tracker {
             None => {}
         }
         let conn = self.conns.get(slot);
+        let (server, id) = (conn.server, conn.id);
         for key in step.issued.into_iter().flatten() {
-            if self.sessions.issue(conn.server, key, conn.id) {
+            let lifetime = match key {
+                SessionKey::Ticket(_) => step.ticket_lifetime,
+                SessionKey::Id(..) => 0,
+            };
+            if self.sessions.issue(server, key, id, now_ns, lifetime) {
                 self.totals.evicted_sessions += 1;
             }
         }
-        let origin = match step.outcome {
-            Some(Outcome::Completed(_, None)) => {
-                self.sessions.origin(conn.server, conn.offer.sessions())
-            }
-            _ => Origin::Unknown,
+        let judged = match step.outcome {
+            Some(Outcome::Completed(n, resumed)) => self.judge(slot, &n, resumed),
+            _ => Judgement::default(),
         };
-        if let Some(close) = step.closed {
-            self.sessions.closed(conn.id, close);
+        if let Some(outcome) = step.outcome {
+            self.conns.get_mut(slot).counted = Some(match outcome {
+                Outcome::Completed(_, Some(_)) => Counted::Resumed,
+                Outcome::Completed(_, None) => Counted::Full,
+                Outcome::Failed => Counted::Failed,
+                Outcome::Incomplete => Counted::Incomplete,
+            });
         }
+        if step.side_closed == Some(Peer::Client) {
+            self.client_ended(slot);
+        }
+        let conn = self.conns.get(slot);
         if step.answered && self.client_addrs.len() < MAX_CLIENT_ADDRS {
             self.client_addrs.insert(conn.client.addr);
         }
@@ -455,7 +502,8 @@ impl Tracker {
             if matches!(step.outcome, Some(Outcome::Failed | Outcome::Incomplete)) {
                 self.totals.unanswered_hellos += 1;
             }
-            self.leave_if_unanswered(slot);
+            self.leave_if_unanswered(slot, now_ns);
+            self.apply_decided(now_ns);
             return;
         };
         s.hrr += u64::from(step.retry);
@@ -465,25 +513,28 @@ impl Tracker {
             None => {}
         }
         match step.closed {
-            Some(Close::Clean) => s.clean_closes += 1,
-            Some(Close::Unclean) => s.unclean_closes += 1,
+            Some(CloseStyle::Clean) => s.clean_closes += 1,
+            Some(CloseStyle::Unclean) => s.unclean_closes += 1,
+            Some(CloseStyle::Unknown) => s.unknown_closes += 1,
             None => {}
         }
         match step.outcome {
-            Some(Outcome::Completed(n, resumed)) => count_handshake(s, conn, &n, resumed, origin),
+            Some(Outcome::Completed(n, resumed)) => count_handshake(s, conn, &n, resumed, judged),
             Some(Outcome::Failed) => s.failed += 1,
             Some(Outcome::Incomplete) => s.incomplete += 1,
             None => {}
         }
-        self.leave_if_unanswered(slot);
+        self.leave_if_unanswered(slot, now_ns);
+        self.apply_decided(now_ns);
     }
 
     /// A handshake that ended without an answer has nothing more to count:
     /// its connection leaves the table at once, so that hellos to ports
     /// nobody answers on do not pile up.
-    fn leave_if_unanswered(&mut self, slot: Slot) {
+    fn leave_if_unanswered(&mut self, slot: Slot, now_ns: u64) {
         if self.conns.get(slot).ended_unanswered() {
-            self.conns.remove(slot);
+            let conn = self.conns.remove(slot);
+            self.forget(conn, now_ns);
         }
     }
 }
@@ -500,7 +551,7 @@ fn count_handshake(
     conn: &Conn,
     n: &conn::Negotiated,
     resumed: Option<Method>,
-    origin: Origin,
+    judged: Judgement,
 ) {
     // The latency as it was, also when the answer came after the timeout.
     let elapsed = n.at_ns.saturating_sub(conn.hello_ns);
@@ -526,10 +577,16 @@ fn count_handshake(
         }
         if resumed.is_none() {
             s.rejected += 1;
-            match origin {
+            match judged.origin {
                 Origin::Unclean => s.rejected_after_unclean += 1,
                 Origin::Clean => s.rejected_after_clean += 1,
                 Origin::Unknown => s.rejected_origin_unknown += 1,
+            }
+            if let Some(cause) = judged.cause {
+                s.rejected_by_cause.add(cause);
+                if cause == crate::stats::Cause::AfterUnclean && judged.idle {
+                    s.rejected_after_idle_unclean += 1;
+                }
             }
         }
     }

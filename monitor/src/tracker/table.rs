@@ -98,10 +98,10 @@ impl Conns {
     }
 
     /// Puts a new connection in `slot`, in place of the one there (same
-    /// key: the port was reused after a close).
-    pub(super) fn replace(&mut self, slot: Slot, conn: Conn) {
+    /// key: the port was reused after a close), and returns that one.
+    pub(super) fn replace(&mut self, slot: Slot, conn: Conn) -> Conn {
         self.order.push_back((slot, conn.id));
-        *self.get_mut(slot) = conn;
+        std::mem::replace(self.get_mut(slot), conn)
     }
 
     /// Adds a connection whose key is not in the table; `hash` is its key's.
@@ -153,6 +153,11 @@ impl Conns {
     /// One past the highest slot: every connection is in a slot below.
     pub(super) fn end(&self) -> Slot {
         Slot::try_from(self.slots.len()).expect("fewer than 2^32 connections")
+    }
+
+    /// The connection in `slot`, if any (for a walk over `0..end()`).
+    pub(super) fn at(&self, slot: Slot) -> Option<&Conn> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     /// The connection in `slot`, if any (for a walk over `0..end()`).

@@ -25,20 +25,19 @@ impl Waiting {
         }
     }
 
-    /// Puts a timed-out connection aside; returns true if an older one was
-    /// dropped to make room.
-    pub(super) fn put(&mut self, conn: Conn) -> bool {
+    /// Puts a timed-out connection aside; returns the one it leaves out:
+    /// a stale one under the same key (its port was reused, `false`) or
+    /// the oldest, dropped to make room (`true`).
+    pub(super) fn put(&mut self, conn: Conn) -> Option<(Conn, bool)> {
         let key = conn.key();
         if let Some(slot) = self.ring.get_mut(&key) {
-            // A stale one under the same key (the port was reused).
             self.len += usize::from(slot.is_none());
-            *slot = Some(conn);
-            return false;
+            return slot.replace(conn).map(|old| (old, false));
         }
         self.len += 1;
-        let dropped = matches!(self.ring.insert(key, Some(conn)), Some(Some(_)));
-        self.len -= usize::from(dropped);
-        dropped
+        let dropped = self.ring.insert(key, Some(conn)).flatten();
+        self.len -= usize::from(dropped.is_some());
+        dropped.map(|old| (old, true))
     }
 
     /// Takes back the connection with this key, if it is here.

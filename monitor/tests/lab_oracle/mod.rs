@@ -7,11 +7,17 @@
 //! run fails with all of them and a table of what the oracle measured, and
 //! keeps the lab's logs (not its keys) in `$TMPDIR/tlsmon-lab-test-<scenario>`.
 //!
+//! The real tlsmon watches every run (`tlsmon`): its per-connection lines
+//! must agree with the oracle's records as issue 16 asks, and its
+//! full/resumed counts per backend with `HAProxy`'s.
+//!
 //! Needs root, haproxy, nginx, openssl, python3, tcpdump and tshark
 //! (`cargo xtask setup`).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
+
+mod tlsmon;
 
 use std::{
     collections::BTreeMap,
@@ -51,6 +57,8 @@ pub struct Run {
     pub haproxy: Vec<lab::HaproxyLine>,
     pub python: Vec<PythonLine>,
     pub elapsed: Duration,
+    /// tlsmon against the oracle and `HAProxy`.
+    pub tlsmon: tlsmon::Compared,
 }
 
 impl Run {
@@ -120,6 +128,8 @@ pub fn run(name: &str, intent: impl FnOnce(&Run) -> Vec<String>) -> Run {
     };
     lab.up_with_oracle(&scenario)
         .unwrap_or_else(|e| panic!("lab up {name}: {e:#}"));
+    let watching = tlsmon::Tlsmon::start(&lab);
+    let attached_at = watching.attached_at;
     let driven = lab.drive().unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let (requests, _) = driven.requests();
     let haproxy = wait_for_haproxy(&lab, requests);
@@ -129,6 +139,8 @@ pub fn run(name: &str, intent: impl FnOnce(&Run) -> Vec<String>) -> Run {
     // Health checks go on until the end of the capture: wait for the
     // Python backend's line of every connection the capture holds.
     let python = wait_for_python(&lab, &records);
+    let seen = watching.stop();
+    let compared = tlsmon::compare(&scenario, &seen, &records, &haproxy, attached_at);
     let run = Run {
         summaries: oracle::summarize(&records),
         scenario,
@@ -137,9 +149,11 @@ pub fn run(name: &str, intent: impl FnOnce(&Run) -> Vec<String>) -> Run {
         haproxy,
         python,
         elapsed: started.elapsed(),
+        tlsmon: compared,
     };
     let mut problems = against_the_peers(&run, requests);
     problems.extend(intent(&run));
+    problems.extend(run.tlsmon.problems.iter().cloned());
     let report = report(&run);
     // Shown with --nocapture.
     println!("{report}");
@@ -330,6 +344,7 @@ pub fn report(run: &Run) -> String {
             counts(&s.close_server, close_name)
         );
     }
+    text.push_str(&run.tlsmon.table);
     text
 }
 

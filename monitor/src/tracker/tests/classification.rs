@@ -246,7 +246,7 @@ fn names_read_as_escape_shows_them() {
     for name in names {
         let mut bytes = [0u8; SNI_MAX];
         bytes[..name.len()].copy_from_slice(name);
-        let n = conn::Name::new(&bytes, u8::try_from(name.len()).unwrap());
+        let n = conn::Name::new(&bytes, u8::try_from(name.len()).unwrap(), 0);
         assert_eq!(
             n.text().map(std::borrow::Cow::into_owned),
             Some(crate::escape::escape(name)),
@@ -254,7 +254,7 @@ fn names_read_as_escape_shows_them() {
         );
     }
     assert!(
-        conn::Name::<SNI_MAX>::new(&[0; SNI_MAX], 0)
+        conn::Name::<SNI_MAX>::new(&[0; SNI_MAX], 0, 0)
             .text()
             .is_none()
     );

@@ -216,3 +216,32 @@ fn without_direction_only_sequence_numbers_are_checked_and_the_summary_says_so()
     assert_eq!(line["direction_checked"], false);
     assert_eq!(line["skipped"]["unacknowledged"], 1);
 }
+
+#[test]
+fn names_the_kernel_cut_are_shown_as_cut() {
+    // A 300-byte SNI: the kernel keeps 64 bytes and sets NAME_CUT; a
+    // reader must not take the 64 bytes for the name the client sent.
+    let long = [b'a'; monitor_common::event::SNI_MAX];
+    let mut t = Tracker::new(Limits::default());
+    let mut c = conn(&mut t, 1000);
+    c.client(
+        &Summary::client_hello()
+            .flags(hf::NAME_CUT)
+            .sni(&long)
+            .alpn(b"h2")
+            .build(),
+    );
+    c.server(&sh(&[1; 32], 0x0303, 0, &[CERT]));
+    c.client(&items(&[0x1610, CCS, FIN_MSG]));
+    c.server(&items(&[CCS, FIN_MSG]));
+    let s = stats(&t);
+    let sni: Vec<_> = s
+        .sni
+        .top(1)
+        .into_iter()
+        .map(|(v, _)| v.to_owned())
+        .collect();
+    assert_eq!(sni, [format!("{}…", "a".repeat(long.len()))]);
+    // The short ALPN beside it was not cut.
+    assert_eq!(s.alpn.top(1), [("h2", 1)]);
+}

@@ -2,7 +2,9 @@
 //! classification rules, hostile input (issue 14) and what captures from
 //! the wild show (issue 17).
 
+mod causes;
 mod classification;
+mod closes;
 mod hostile;
 mod wild;
 

@@ -73,6 +73,11 @@ pub struct Figures {
     pub rejected: u64,
     /// …and of those, the ones where tlsmon names the same cause.
     pub cause_agree: u64,
+    /// Rejected offers left out of `rejected`, because the oracle itself
+    /// could not tell the cause (`unknown` on a connection it could not
+    /// decrypt: TLS 1.3 to nginx) or because the session's history began
+    /// before tlsmon watched (see [`agreement_since`]).
+    pub rejected_excluded: u64,
     /// tlsmon's `after_unclean` causes on matched connections (must be 0
     /// in the clean scenarios).
     pub tlsmon_after_unclean: u64,
@@ -109,6 +114,7 @@ impl Figures {
         self.sides_agree += other.sides_agree;
         self.rejected += other.rejected;
         self.cause_agree += other.cause_agree;
+        self.rejected_excluded += other.rejected_excluded;
         self.tlsmon_after_unclean += other.tlsmon_after_unclean;
     }
 }
@@ -133,10 +139,56 @@ pub struct Agreement {
 /// within [`START_TOLERANCE`]; each line matches at most one record.
 #[must_use]
 pub fn agreement(tlsmon: &[Handshake], oracle: &[Record]) -> Agreement {
+    agreement_since(tlsmon, oracle, f64::NEG_INFINITY)
+}
+
+/// [`agreement`] over what tlsmon could have seen, watching since
+/// `watched_from` (seconds since the epoch): connections that started
+/// before are left out, and so are the causes of offers whose session was
+/// issued, or last held, by one of those (tlsmon cannot know them; they
+/// count in `rejected_excluded`).
+#[must_use]
+pub fn agreement_since(tlsmon: &[Handshake], oracle: &[Record], watched_from: f64) -> Agreement {
     let mut used = vec![false; tlsmon.len()];
     let mut servers: BTreeMap<SocketAddr, Figures> = BTreeMap::new();
-    for record in oracle {
+    for (record, found) in pairs(tlsmon, oracle, watched_from) {
+        let record = &oracle[record];
         let figures = servers.entry(record.server).or_default();
+        let Some(index) = found else {
+            figures.oracle_only += 1;
+            continue;
+        };
+        used[index] = true;
+        compare(&tlsmon[index], record, figures, watched_from);
+    }
+    for (handshake, used) in tlsmon.iter().zip(&used) {
+        if !used {
+            servers.entry(handshake.server).or_default().tlsmon_only += 1;
+        }
+    }
+    let mut total = Figures::default();
+    for figures in servers.values() {
+        total.add(figures);
+    }
+    Agreement { servers, total }
+}
+
+/// The oracle's records that started at or after `watched_from` (their
+/// indexes), each with the index of tlsmon's line for the same connection:
+/// same client and server, the nearest start within [`START_TOLERANCE`],
+/// each line for one record at most.
+#[must_use]
+pub fn pairs(
+    tlsmon: &[Handshake],
+    oracle: &[Record],
+    watched_from: f64,
+) -> Vec<(usize, Option<usize>)> {
+    let mut used = vec![false; tlsmon.len()];
+    let mut out = Vec::new();
+    for (at, record) in oracle.iter().enumerate() {
+        if record.start < watched_from {
+            continue;
+        }
         let best = tlsmon
             .iter()
             .enumerate()
@@ -152,26 +204,15 @@ pub fn agreement(tlsmon: &[Handshake], oracle: &[Record]) -> Agreement {
                     .total_cmp(&(b.start - record.start).abs())
             })
             .map(|(i, _)| i);
-        let Some(index) = best else {
-            figures.oracle_only += 1;
-            continue;
-        };
-        used[index] = true;
-        compare(&tlsmon[index], record, figures);
-    }
-    for (handshake, used) in tlsmon.iter().zip(&used) {
-        if !used {
-            servers.entry(handshake.server).or_default().tlsmon_only += 1;
+        if let Some(i) = best {
+            used[i] = true;
         }
+        out.push((at, best));
     }
-    let mut total = Figures::default();
-    for figures in servers.values() {
-        total.add(figures);
-    }
-    Agreement { servers, total }
+    out
 }
 
-fn compare(handshake: &Handshake, record: &Record, figures: &mut Figures) {
+fn compare(handshake: &Handshake, record: &Record, figures: &mut Figures, watched_from: f64) {
     figures.matched += 1;
     figures.kind_agree += u64::from(handshake.kind == record.kind);
     for (theirs, ours) in [
@@ -191,8 +232,18 @@ fn compare(handshake: &Handshake, record: &Record, figures: &mut Figures) {
         figures.sides_agree += u64::from(theirs == ours);
     }
     if let Some(cause) = record.rejected() {
-        figures.rejected += 1;
-        figures.cause_agree += u64::from(handshake.cause == Some(cause));
+        let offer = record.offered.as_ref();
+        let oracle_blind = cause == Cause::Unknown && !record.decrypted;
+        let before = |t: Option<f64>| t.is_some_and(|t| t < watched_from);
+        let unwatched = offer.is_some_and(|o| {
+            before(o.issued_by.map(|i| i.start)) || before(o.last_holder.map(|h| h.start))
+        });
+        if oracle_blind || unwatched {
+            figures.rejected_excluded += 1;
+        } else {
+            figures.rejected += 1;
+            figures.cause_agree += u64::from(handshake.cause == Some(cause));
+        }
     }
     figures.tlsmon_after_unclean += u64::from(handshake.cause == Some(Cause::AfterUnclean));
 }
