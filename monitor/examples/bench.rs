@@ -6,9 +6,11 @@
 //!                          return-only baseline program, in BPF_PROG_TEST_RUN
 //! bench rss                resident memory of the tracker holding 100k and 1M
 //!                          connections (each in a fresh child process)
-//! bench soak [--quick]     complete TLS 1.2 handshakes through the kernel
-//!                          program at 20,000/s while a consumer thread drains
-//!                          the ring buffer like the daemon: are events lost?
+//! bench soak [--quick] [--rate N] [--seconds S] [--metrics]
+//!                          complete TLS 1.2 handshakes through the kernel
+//!                          program at 20,000/s while the daemon's own loop
+//!                          reads them (bench/soak.rs): are events lost, and
+//!                          what does the daemon spend per handshake?
 //! bench replay [--quick]  packets per second through `tlsmon replay`'s host
 //!                          engine, on the fixture captures repeated
 //! bench replay-capture PATH MIB
@@ -26,13 +28,7 @@
 use std::{
     env,
     io::Write as _,
-    os::fd::AsRawFd as _,
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread,
     time::{Duration, Instant},
 };
 
@@ -44,29 +40,31 @@ use aya::{
 };
 use monitor::{
     kernel::{self, BASELINE, EGRESS, INGRESS, SPLIT},
-    live::monotonic_ns,
     tracker::{Limits, Tracker},
 };
 use monitor_common::{
     emit::{
-        self, EthernetRepr, Flow, Frame, IpRepr, Ipv4Repr, TcpRepr,
+        self, EthernetRepr, Frame, IpRepr, Ipv4Repr, TcpRepr,
         event::{self as ev, Summary},
-        field, tcp_option,
+        tcp_option,
         tls::{self, ClientHello, Extension, ServerHello, handshake, record},
     },
     event::{
         Decoded, Direction, EventHeader, EventKind, TlsEvent, TlsSummary, decode, hello_flags,
     },
-    net::{self, LinkType, TCP_ACK, TCP_PSH, TCP_RST},
-    tls::{ContentType, HANDSHAKE_HEADER_LEN, HandshakeType, RECORD_HEADER_LEN},
+    net::{TCP_ACK, TCP_PSH, TCP_RST},
+    tls::{ContentType, HandshakeType},
     tunnel::VXLAN_PORT,
 };
 use serde_json::{Value, json};
 
 #[path = "bench/replay.rs"]
 mod replay;
+#[path = "bench/soak.rs"]
+mod soak;
 
-const USAGE: &str = "usage: bench kernel|soak|replay [--quick] | bench rss | \
+const USAGE: &str = "usage: bench kernel|replay [--quick] | bench rss | \
+                     bench soak [--quick] [--rate N] [--seconds S] [--metrics] | \
                      bench replay-capture PATH MIB | bench in-place IF...";
 
 fn main() -> anyhow::Result<()> {
@@ -83,7 +81,7 @@ fn main() -> anyhow::Result<()> {
                 .context("rss-child: connection count")?;
             rss_child(n)
         }
-        Some("soak") => soak(quick)?,
+        Some("soak") => soak::run(&soak::Options::parse(&args[1..])?)?,
         Some("replay") => replay::run(quick)?,
         Some("replay-capture") if args.len() == 3 => replay::capture(
             std::path::Path::new(&args[1]),
@@ -659,267 +657,4 @@ fn rss_child(n: u32) -> Value {
         "rss_mb_after": mib(after),
         "bytes_per_connection": per_conn,
     })
-}
-
-// ---- soak ----------------------------------------------------------------------
-
-const SOAK_RATE: u32 = 20_000;
-/// The daemon's default `--ring-buffer-mb`.
-const SOAK_RING_BYTES: u32 = 8 << 20;
-
-/// One handshake's frames, patched per handshake with the client's
-/// address and port and fresh session IDs and ticket.
-struct Handshake {
-    client_hello: Vec<u8>,
-    server_flight: Vec<u8>,
-    client_finish: Vec<u8>,
-    server_finish: Vec<u8>,
-    rst: Vec<u8>,
-    /// Where the IP header, the TCP header and the payload start in each
-    /// of them, as the parser finds them.
-    at: (usize, usize, usize),
-}
-
-impl Handshake {
-    fn new() -> Self {
-        let psh = TCP_ACK | TCP_PSH;
-        // Each packet acknowledges what the other side sent, as in a real
-        // exchange: the tracker counts only a ServerHello that acknowledges
-        // the ClientHello.
-        let mut flow = Flow::new(
-            (CLIENT_IP, CLIENT_PORT).into(),
-            (SERVER_IP, SERVER_PORT).into(),
-            ISN,
-        );
-        let base = headers(0);
-        let mut frame =
-            |from_client, flags, payload: &[u8]| flow.frame(&base, from_client, flags, payload);
-        let client_hello = frame(true, psh, &client_hello_payload());
-        let seg = net::segment(&client_hello[..], LinkType::ETHERNET).expect("a TCP segment");
-        Self {
-            client_hello,
-            server_flight: frame(false, psh, &server_flight_payload()),
-            client_finish: frame(true, psh, &client_finish_payload()),
-            server_finish: frame(false, psh, &server_finish_payload()),
-            rst: frame(true, TCP_RST | TCP_ACK, &[]),
-            at: (seg.l3_off, seg.l4_off, seg.payload_off),
-        }
-    }
-
-    fn set_client(&mut self, i: u32) {
-        let (addr, port) = client(i);
-        let port = port.to_be_bytes();
-        let (ip, tcp, payload) = self.at;
-        for f in [
-            &mut self.client_hello,
-            &mut self.client_finish,
-            &mut self.rst,
-        ] {
-            f[ip..][field::ipv4::SRC].copy_from_slice(&addr);
-            f[tcp..][field::tcp::SRC_PORT].copy_from_slice(&port);
-        }
-        for f in [&mut self.server_flight, &mut self.server_finish] {
-            f[ip..][field::ipv4::DST].copy_from_slice(&addr);
-            f[tcp..][field::tcp::DST_PORT].copy_from_slice(&port);
-        }
-        let id = i.to_be_bytes();
-        // Both hellos open their payload: record and handshake headers,
-        // then the hello's own fields.
-        let sid = payload + RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + field::hello::SESSION_ID;
-        self.client_hello[sid..sid + 4].copy_from_slice(&id);
-        self.server_flight[sid..sid + 4].copy_from_slice(&id);
-        // The ticket's last bytes identify it (RFC 5077 §4's MAC).
-        let ticket_end = payload
-            + RECORD_HEADER_LEN
-            + HANDSHAKE_HEADER_LEN
-            + field::new_session_ticket::TICKET
-            + TICKET_LEN;
-        self.server_finish[ticket_end - 4..ticket_end].copy_from_slice(&id);
-    }
-}
-
-/// What the consumer thread saw.
-struct Consumed {
-    tracker: Tracker,
-    events: u64,
-    undecodable: u64,
-    /// Longest single drain (until the ring was empty) and `tick`: while
-    /// either runs nothing is read, and an 8 MiB ring holds about 0.3 s of
-    /// events at 20,000 handshakes/s.
-    longest_drain: Duration,
-    longest_tick: Duration,
-    cpu_s: f64,
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu_s() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-    .as_secs_f64()
-}
-
-/// The 1-minute load average: how busy the rest of the machine was.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Drains the ring buffer the way the daemon does: wait until the map's fd
-/// is readable (the daemon's `AsyncFd` is epoll on the same fd), drain
-/// everything, decode, feed the tracker, tick the clock once a second.
-fn consume(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> Consumed {
-    let mut c = Consumed {
-        tracker: Tracker::new(Limits::default()),
-        events: 0,
-        undecodable: 0,
-        longest_drain: Duration::ZERO,
-        longest_tick: Duration::ZERO,
-        cpu_s: 0.0,
-    };
-    let cpu_start = thread_cpu_s();
-    let mut last_tick = Instant::now();
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
-        let mut pfd = libc::pollfd {
-            fd: ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Like the daemon: woken when the ring is a quarter full, otherwise
-        // drained every `DRAIN_EVERY`.
-        let wait = i32::try_from(monitor::live::DRAIN_EVERY.as_millis()).unwrap_or(10);
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&raw mut pfd, 1, wait) };
-        let drain_start = Instant::now();
-        while let Some(item) = ring.next() {
-            c.events += 1;
-            match decode(&item) {
-                Some(d) => c.tracker.on_event(d),
-                None => c.undecodable += 1,
-            }
-        }
-        c.longest_drain = c.longest_drain.max(drain_start.elapsed());
-        if last_tick.elapsed() >= Duration::from_secs(1) {
-            let tick_start = Instant::now();
-            c.tracker.tick(monotonic_ns());
-            c.longest_tick = c.longest_tick.max(tick_start.elapsed());
-            last_tick = Instant::now();
-        }
-        // The producer had finished before this last drain began.
-        if stopping {
-            break;
-        }
-    }
-    c.tracker.tick(monotonic_ns());
-    c.cpu_s = thread_cpu_s() - cpu_start;
-    c
-}
-
-fn soak(quick: bool) -> anyhow::Result<Value> {
-    kernel::preflight()?;
-    let seconds = if quick { 5 } else { 60 };
-    let mut ebpf = kernel::load(SOAK_RING_BYTES)?;
-    let ring = kernel::ring_buffer(&mut ebpf)?;
-    let stats = kernel::stats_map(&mut ebpf)?;
-    let ingress = classifier(&ebpf, INGRESS)?;
-    let egress = classifier(&ebpf, EGRESS)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let consumer = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || consume(ring, &stop))
-    };
-    let mut hs = Handshake::new();
-    let limit = Duration::from_secs(seconds);
-    let start = Instant::now();
-    let mut done: u32 = 0;
-    let mut run_error = None;
-    let load_before = load_average();
-    // Seconds of the run in which events were lost: bursts point at stalls.
-    let mut lossy_seconds = Vec::new();
-    let (mut second, mut lost_so_far) = (0, 0);
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed.as_secs() > second || elapsed >= limit {
-            let lost = kernel::read_stats(&stats).lost_events;
-            if lost > lost_so_far {
-                lossy_seconds.push(json!({"second": second, "lost": lost - lost_so_far}));
-            }
-            (second, lost_so_far) = (elapsed.as_secs(), lost);
-        }
-        if elapsed >= limit {
-            break;
-        }
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "at most 60 s × 20,000/s"
-        )]
-        let due = (elapsed.as_secs_f64() * f64::from(SOAK_RATE)) as u32;
-        if done >= due {
-            thread::sleep(Duration::from_micros(100));
-            continue;
-        }
-        hs.set_client(done);
-        // Client packets leave through egress, the server's arrive on
-        // ingress, as on the proxy host talking to a backend.
-        let steps = [
-            (egress, &hs.client_hello),
-            (ingress, &hs.server_flight),
-            (egress, &hs.client_finish),
-            (ingress, &hs.server_finish),
-            (egress, &hs.rst),
-        ];
-        if let Some(e) = steps
-            .into_iter()
-            .find_map(|(prog, frame)| test_run(prog, frame, 1).err())
-        {
-            run_error = Some(e);
-            break;
-        }
-        done += 1;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Release);
-    let seen = consumer
-        .join()
-        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
-    if let Some(e) = run_error {
-        return Err(e);
-    }
-    let k = kernel::read_stats(&stats);
-    let servers = seen.tracker.servers();
-    let counted: u64 = servers.iter().map(|s| s.handshakes()).sum();
-    let failed: u64 = servers.iter().map(|s| s.failed + s.incomplete).sum();
-    Ok(json!({
-        "handshakes_per_s_target": SOAK_RATE,
-        "handshakes_per_s_achieved": f64::from(done) / elapsed,
-        "seconds": elapsed,
-        "handshakes_sent": done,
-        "events_expected": u64::from(done) * 5,
-        "events_received": seen.events,
-        "lost_events": k.lost_events,
-        "undecodable_events": seen.undecodable,
-        "handshakes_counted": counted,
-        "handshakes_failed_or_incomplete": failed,
-        "ring_buffer_bytes": SOAK_RING_BYTES,
-        "seconds_with_loss": lossy_seconds,
-        "consumer_cpu_share": seen.cpu_s / elapsed,
-        "consumer_longest_drain_ms": seen.longest_drain.as_secs_f64() * 1e3,
-        "consumer_longest_tick_ms": seen.longest_tick.as_secs_f64() * 1e3,
-        "tracker_connections_at_end": seen.tracker.connections(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-    }))
 }

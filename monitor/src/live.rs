@@ -27,7 +27,7 @@ use crate::{
     report::{
         diagnosis_line, epoch_offset_ns, handshake_lines, now_unix, server_lines, summary_line,
     },
-    source::{EventSource, KernelSource},
+    source::{EventSource, KernelSource, TICK},
     tracker::Limits,
 };
 pub use crate::{
@@ -93,7 +93,8 @@ pub struct Timing {
     pub duration: Option<Duration>,
 }
 
-const SECOND_NS: u64 = 1_000_000_000;
+/// [`TICK`] on the source's clock, for a source that is not real-time.
+const TICK_NS: u64 = TICK.as_secs() * 1_000_000_000;
 
 /// Runs `app` on `source` until the source ends, a key or a signal stops
 /// it, or `timing.duration` passes; then takes in whatever the source
@@ -112,10 +113,10 @@ where
     K: Stream<Item = TermEvent> + Unpin,
 {
     let real_time = source.real_time();
-    let mut next_tick = source.now_ns().saturating_add(SECOND_NS);
+    let mut next_tick = source.now_ns().saturating_add(TICK_NS);
     // Ticks of a real-time source: once a second whatever --interval is
     // (timeouts, rates, the screen and the metrics page).
-    let mut second = tokio::time::interval(Duration::from_secs(1));
+    let mut second = tokio::time::interval(TICK);
     second.tick().await;
     let mut snapshot = timing.interval.map(tokio::time::interval);
     if let Some(s) = snapshot.as_mut() {
@@ -137,10 +138,16 @@ where
                 let now = source.now_ns();
                 if !real_time && now >= next_tick {
                     tick(source, app, out, input, now);
-                    next_tick = now.saturating_add(SECOND_NS);
+                    next_tick = now.saturating_add(TICK_NS);
                 }
             }
             _ = second.tick(), if real_time => {
+                // Everything written until now counts in this tick: the
+                // source need not wake the loop sooner for it (see
+                // `source::DRAIN_EVERY`).
+                source.drain(u64::MAX, |ev| {
+                    app.handle(ev);
+                })?;
                 source.maintain();
                 tick(source, app, out, input, source.now_ns());
                 redraw = true;

@@ -4,12 +4,12 @@
 //! events in the tests a third. The caller builds and owns the source, so
 //! the loop itself needs neither root nor a kernel.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
 use monitor_common::event::decode;
-use tokio::{io::unix::AsyncFd, time::Interval};
+use tokio::{io::unix::AsyncFd, time::Instant};
 
 use crate::{app::AppEvent, kernel, stats::KernelStats};
 
@@ -44,25 +44,60 @@ pub trait EventSource {
     fn maintain(&mut self) {}
 }
 
-/// How often the ring buffer is drained when the kernel has not woken us
-/// (it does once the ring is a quarter full: 2 MiB of the default 8 MiB,
-/// about 7,000 events). Each wakeup costs the daemon far more than the
-/// events it drains: in the proxy lab at about 1,100 handshakes a second,
-/// draining every 10 ms cost 12.5 µs of daemon CPU per handshake, every
-/// 50 ms 5, every 100 ms 4. Nothing waits on a drain sooner: the dashboard
-/// and the metrics refresh once a second.
-pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often the loop ticks for a real-time source: timeouts, rates, the
+/// screen and the metrics page. A tick drains the source first
+/// (`live::event_loop`), so at a tick the tracker has every event the
+/// kernel wrote until then.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// The shortest time between two drains of the ring buffer on a timer,
+/// besides the tick's.
+///
+/// The kernel wakes the daemon when an event takes its ring past a quarter
+/// full (`BPF_RB_FORCE_WAKEUP` for that event only). That wakeup can be
+/// missed: when two CPUs reserve records at the moment of the crossing,
+/// each may find the ring past the mark already. The timer is the safety
+/// net for that case, and the daemon sets it from the rate at which the
+/// ring filled since the last drain ([`next_drain_after`]): early enough
+/// that the ring, filling at that rate, would be at most half full by
+/// then, but never sooner than this. When the tick comes first, there is
+/// no timer at all.
+///
+/// Every wakeup costs far more than the events it drains: on this 2-CPU
+/// virtual machine an idle daemon that woke every 100 ms (each 100 ms
+/// timer also woke it once more at tokio's 64 ms timer-wheel slot) spent
+/// 1.1 ms of CPU a second, nearly all of it in the kernel's context
+/// switches; woken by the tick alone, about 0.1 ms. In the proxy lab at
+/// about 1,100 handshakes a second, that was a third of the daemon's CPU
+/// time (docs/performance.md).
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
+
+/// When to drain on a timer, `drained` ring bytes and `elapsed` after the
+/// last drain, in a ring of `ring_bytes`: `None` when the tick comes
+/// first (see [`DRAIN_EVERY`]).
+#[must_use]
+pub fn next_drain_after(drained: u64, elapsed: Duration, ring_bytes: u64) -> Option<Duration> {
+    // Time for the ring to fill half at the last rate: elapsed × half / drained.
+    let half = u128::from(ring_bytes / 2);
+    let nanos = elapsed.as_nanos().saturating_mul(half) / u128::from(drained.max(1));
+    let after = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+    (after < TICK).then(|| after.max(DRAIN_EVERY))
+}
 
 /// The loaded and attached kernel program: its ring buffer, its counters,
 /// and the interfaces it watches.
 pub struct KernelSource {
     ebpf: aya::Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    ring_bytes: u64,
     stats: PerCpuArray<MapData, u64>,
     cost: bool,
     /// The interfaces and the links held on each.
     watch: kernel::Watch,
-    drain_tick: Interval,
+    /// When the ring was last drained, and the safety drain's deadline
+    /// (see [`DRAIN_EVERY`]).
+    last_drain: Instant,
+    next_drain: Option<Instant>,
 }
 
 impl KernelSource {
@@ -70,21 +105,28 @@ impl KernelSource {
     /// where `watch` says. Needs a tokio runtime (the ring buffer is
     /// watched by it).
     pub fn new(mut ebpf: aya::Ebpf, watch: kernel::Watch, cost: bool) -> anyhow::Result<Self> {
+        // Its size as loaded (`--ring-buffer-mb`).
+        let ring_bytes = match ebpf.map("EVENTS") {
+            Some(Map::RingBuf(map)) => u64::from(map.info()?.max_entries()),
+            _ => anyhow::bail!("EVENTS map missing"),
+        };
         let ring = kernel::ring_buffer(&mut ebpf)?;
         let stats = kernel::stats_map(&mut ebpf)?;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
         // for as long as the AsyncFd (which owns the RingBuf) lives.
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow::anyhow!("watching the ring buffer: {}", e.into_parts().1))?;
-        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let now = Instant::now();
         Ok(Self {
             ebpf,
             ring,
+            ring_bytes,
             stats,
             cost,
             watch,
-            drain_tick,
+            last_drain: now,
+            // Until a rate is known, the shortest interval.
+            next_drain: Some(now + DRAIN_EVERY),
         })
     }
 }
@@ -95,23 +137,41 @@ impl EventSource for KernelSource {
     }
 
     async fn ready(&mut self) -> anyhow::Result<bool> {
-        // The kernel wakes us only when its ring is a quarter full;
-        // otherwise events wait here for at most DRAIN_EVERY. Readiness is
-        // cleared before the drain: a record written during it sets it again.
+        // The kernel wakes us when its ring is a quarter full; otherwise
+        // events wait for the safety drain or the loop's tick (see
+        // DRAIN_EVERY). Readiness is cleared before the drain: a record
+        // written during it sets it again.
+        let safety = async {
+            match self.next_drain {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             guard = self.ring.readable_mut() => {
                 guard.context("waiting for events")?.clear_ready();
             }
-            _ = self.drain_tick.tick() => {}
+            () = safety => {}
         }
         Ok(true)
     }
 
     fn drain(&mut self, _until_ns: u64, mut f: impl FnMut(AppEvent)) -> anyhow::Result<()> {
         let ring = self.ring.get_mut();
+        let mut bytes = 0;
         while let Some(item) = ring.next() {
-            f(decode(&item).map_or(AppEvent::Undecodable, AppEvent::Kernel));
+            // What the record took in the ring: its 8-byte header and the
+            // event, rounded up to 8 bytes (kernel/bpf/ringbuf.c).
+            bytes += (item.len() as u64 + 8).next_multiple_of(8);
+            match decode(&item) {
+                Some(d) => f(AppEvent::Kernel(d)),
+                None => f(AppEvent::Undecodable),
+            }
         }
+        let now = Instant::now();
+        self.next_drain = next_drain_after(bytes, now - self.last_drain, self.ring_bytes)
+            .map(|after| now + after);
+        self.last_drain = now;
         Ok(())
     }
 
@@ -145,4 +205,36 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RING: u64 = 8 << 20;
+
+    #[test]
+    fn a_slow_ring_needs_no_timer_before_the_tick() {
+        // 1 MiB a second: half the ring takes 4 s.
+        assert_eq!(
+            next_drain_after(1 << 20, Duration::from_secs(1), RING),
+            None
+        );
+        // Nothing drained: no rate, no timer.
+        assert_eq!(next_drain_after(0, Duration::from_secs(1), RING), None);
+    }
+
+    #[test]
+    fn a_fast_ring_is_drained_before_half_full_but_not_too_often() {
+        // 8 MiB a second: half full in 0.5 s.
+        assert_eq!(
+            next_drain_after(RING, Duration::from_secs(1), RING),
+            Some(Duration::from_millis(500))
+        );
+        // 160 MiB a second would call for 25 ms: held at DRAIN_EVERY.
+        assert_eq!(
+            next_drain_after(20 * RING, Duration::from_secs(1), RING),
+            Some(DRAIN_EVERY)
+        );
+    }
 }
