@@ -46,6 +46,8 @@ pub struct Options {
     pub ring_buffer_bytes: u32,
     /// Measure the kernel programs' own run time (`--kernel-cost`).
     pub kernel_cost: bool,
+    /// The kernel program's debug traces (`--kernel-log`).
+    pub kernel_log: bool,
     pub limits: Limits,
     pub names: Names,
 }
@@ -373,7 +375,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let result = rt.block_on(async {
         let signals = signals()?;
-        let mut ebpf = kernel::load(opts.ring_buffer_bytes)?;
+        let mut ebpf = kernel::load_with(opts.ring_buffer_bytes, opts.kernel_log)?;
+        if opts.kernel_log {
+            kernel::log::start(&mut ebpf)?;
+        }
         // Held until the process exits; the statistics stop with it.
         let _cost_stats = opts
             .kernel_cost

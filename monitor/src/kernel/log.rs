@@ -1,0 +1,109 @@
+//! The kernel program's debug traces (`--kernel-log`): what it logs with
+//! aya-log (monitor-ebpf's `log.rs`), read from its `AYA_LOGS` ring and
+//! passed on to tlsmon's diagnostics (`crate::logging`) as `kernel: …`
+//! messages under [`TARGET`], which never reach the dashboard.
+//!
+//! Off, the kernel program carries the logging code but the verifier
+//! removes it: the switches are read-only globals it knows the value of
+//! (see the kernel side). Off is the default; [`globals`] says what the
+//! loader writes into them.
+
+use anyhow::Context as _;
+use aya::Ebpf;
+use aya_log::EbpfLogger;
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// The tracing target of kernel records; `logging` keeps them off the
+/// dashboard's status line.
+pub const TARGET: &str = "tlsmon::kernel";
+
+/// monitor-ebpf's switch, `TLSMON_KERNEL_LOG`: 1 to log.
+const SWITCH: &str = "TLSMON_KERNEL_LOG";
+/// aya-log's ring of records.
+const RING: &str = "AYA_LOGS";
+/// The ring's size when off: one page, the least a ring buffer can be,
+/// instead of aya-log's 128 KiB of locked kernel memory nobody reads.
+const RING_OFF_BYTES: u32 = 4096;
+/// On: aya-log's own size. The kernel side writes at most 8 records a
+/// second per CPU, a few hundred bytes each, so this holds tens of seconds
+/// of them should the reader fall behind.
+const RING_ON_BYTES: u32 = 128 << 10;
+
+/// What the loader sets for `kernel_log`: each global by name with its
+/// value, and the records ring's size.
+#[must_use]
+pub fn globals(kernel_log: bool) -> Globals {
+    Globals {
+        switch: u8::from(kernel_log),
+        // aya-log's own switch, most verbose level let through; 0 is off.
+        level: if kernel_log {
+            aya_log::Level::Info as u8
+        } else {
+            0
+        },
+        ring_bytes: if kernel_log {
+            RING_ON_BYTES
+        } else {
+            RING_OFF_BYTES
+        },
+    }
+}
+
+/// See [`globals`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Globals {
+    pub switch: u8,
+    pub level: u8,
+    pub ring_bytes: u32,
+}
+
+impl Globals {
+    /// Writes these into the loader before it loads the object.
+    pub fn apply<'a>(&'a self, loader: &mut aya::EbpfLoader<'a>) {
+        loader
+            .override_global(SWITCH, &self.switch, true)
+            .override_global(aya_log::LEVEL, &self.level, true)
+            .map_max_entries(RING, self.ring_bytes);
+    }
+}
+
+/// Starts passing the kernel's records to tracing, on the current tokio
+/// runtime, for as long as it runs. Call it only for an object loaded with
+/// `globals(true)`.
+pub fn start(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let logger = EbpfLogger::init_with_logger(ebpf, &ToTracing)
+        .context("opening the kernel program's log ring (AYA_LOGS)")?;
+    // SAFETY: the descriptor is the ring map's, owned by `logger`, which
+    // the `AsyncFd` owns for as long as it lives.
+    let mut ready = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching the kernel log ring: {}", e.into_parts().1))?;
+    tokio::spawn(async move {
+        while let Ok(mut guard) = ready.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+    Ok(())
+}
+
+/// A `log::Log` that hands each record on to tracing.
+struct ToTracing;
+
+impl log::Log for ToTracing {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let text = record.args();
+        match record.level() {
+            log::Level::Error => tracing::error!(target: TARGET, "kernel: {text}"),
+            log::Level::Warn => tracing::warn!(target: TARGET, "kernel: {text}"),
+            log::Level::Info => tracing::info!(target: TARGET, "kernel: {text}"),
+            log::Level::Debug => tracing::debug!(target: TARGET, "kernel: {text}"),
+            log::Level::Trace => tracing::trace!(target: TARGET, "kernel: {text}"),
+        }
+    }
+
+    fn flush(&self) {}
+}
