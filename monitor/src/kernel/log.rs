@@ -107,3 +107,85 @@ impl log::Log for ToTracing {
 
     fn flush(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use log::Log as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[test]
+    fn off_everything_is_off_and_the_ring_is_one_page() {
+        assert_eq!(
+            globals(false),
+            Globals {
+                switch: 0,
+                level: 0,
+                ring_bytes: 4096
+            }
+        );
+        let on = globals(true);
+        assert_eq!((on.switch, on.ring_bytes), (1, 128 << 10));
+        // aya-log lets through every level up to this one: Info and the
+        // more severe ones, which the kernel side uses.
+        assert_eq!(on.level, aya_log::Level::Info as u8);
+    }
+
+    /// Events of one target at one level, as text.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Text(String);
+            impl tracing::field::Visit for Text {
+                fn record_debug(&mut self, _: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    self.0 = format!("{v:?}");
+                }
+            }
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            let m = event.metadata();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {} {}", m.target(), m.level(), text.0));
+        }
+    }
+
+    #[test]
+    fn records_become_kernel_diagnostics_at_their_level() {
+        let seen = Seen::default();
+        let sub = tracing_subscriber::registry().with(seen.clone());
+        tracing::subscriber::with_default(sub, || {
+            ToTracing.log(
+                &log::Record::builder()
+                    .args(format_args!("packet skipped as malformed: ifindex=3"))
+                    .level(log::Level::Info)
+                    .target("monitor")
+                    .build(),
+            );
+            ToTracing.log(
+                &log::Record::builder()
+                    .args(format_args!("event lost"))
+                    .level(log::Level::Warn)
+                    .target("monitor")
+                    .build(),
+            );
+        });
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "tlsmon::kernel INFO kernel: packet skipped as malformed: ifindex=3",
+                "tlsmon::kernel WARN kernel: event lost"
+            ]
+        );
+    }
+}
