@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Attacker, Lab, Proc, Side, output, read, start_tlsmon, tcp_frame};
+use common::{Attacker, Lab, Proc, Side, output, read, start_tlsmon, stop_tlsmon, tcp_frame};
 use monitor_common::net::TCP_ACK;
 use serde_json::Value;
 
@@ -103,18 +103,6 @@ fn records(tlsmon: &Proc) -> Vec<(u32, usize, u64)> {
         .collect()
 }
 
-/// Stops tlsmon with SIGINT; its summary line.
-fn stop(lab: &mut Lab, tlsmon: &Proc) -> Value {
-    lab.signal(tlsmon, libc::SIGINT);
-    let status = lab.wait(tlsmon, Duration::from_mins(1));
-    assert!(status.success(), "tlsmon: {status}\n{}", output(tlsmon));
-    let out = read(&tlsmon.stdout);
-    let last = out.lines().last().unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
-    assert_eq!(summary["type"], "summary", "{last}");
-    summary
-}
-
 fn skipped_malformed(summary: &Value) -> u64 {
     summary["skipped"]["malformed"]
         .as_u64()
@@ -156,7 +144,7 @@ fn malformed_frames_are_logged_with_the_flag_within_the_budget() {
         thread::sleep(Duration::from_millis(100));
         seen = records(&tlsmon);
     }
-    let summary = stop(&mut lab, &tlsmon);
+    let summary = stop_tlsmon(&mut lab, &tlsmon);
     let seen = records(&tlsmon);
     eprintln!(
         "kernel log: {sent} malformed frames sent ({BURST} in {burst_took:?} from CPU {}, then one \
@@ -214,7 +202,7 @@ fn without_the_flag_nothing_is_logged() {
         attacker.send(&frame);
     }
     thread::sleep(Duration::from_millis(1500));
-    let summary = stop(&mut lab, &tlsmon);
+    let summary = stop_tlsmon(&mut lab, &tlsmon);
     assert_eq!(skipped_malformed(&summary), SENT, "{}", output(&tlsmon));
     assert!(
         !read(&tlsmon.stderr).contains("kernel:"),
