@@ -368,6 +368,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         anyhow::bail!("no network interface is up; name one with --iface");
     }
     let tui = !opts.headless && io::IsTerminal::is_terminal(&io::stdout());
+    if opts.kernel_log && tui {
+        // Said before the dashboard takes the terminal, so it is seen.
+        tracing::warn!(
+            "--kernel-log: the kernel's traces are not shown on the dashboard, only in journald \
+             under systemd; use --headless to have them on stderr"
+        );
+    }
     let (lines, metrics) = open_outputs(opts, tui)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
