@@ -78,9 +78,17 @@ pub fn start(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     let mut ready = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("watching the kernel log ring: {}", e.into_parts().1))?;
     tokio::spawn(async move {
-        while let Ok(mut guard) = ready.readable_mut().await {
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
+        loop {
+            match ready.readable_mut().await {
+                Ok(mut guard) => {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+                Err(e) => {
+                    tracing::warn!("reading the kernel's traces stopped: {e}");
+                    break;
+                }
+            }
         }
     });
     Ok(())
