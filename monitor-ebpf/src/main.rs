@@ -19,6 +19,7 @@
 #![no_main]
 
 mod bytes;
+mod log;
 
 use core::{
     mem::MaybeUninit,
@@ -86,6 +87,7 @@ static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 #[inline(always)]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
     let _ = pipeline::observe(&mut Tc::new(&ctx), Direction::INGRESS);
+    log::flush(&ctx);
     TC_ACT_UNSPEC
 }
 
@@ -93,6 +95,7 @@ pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
 #[inline(always)]
 pub fn tlsmon_egress(ctx: TcContext) -> i32 {
     let _ = pipeline::observe(&mut Tc::new(&ctx), Direction::EGRESS);
+    log::flush(&ctx);
     TC_ACT_UNSPEC
 }
 
@@ -112,6 +115,7 @@ pub fn tlsmon_split(ctx: TcContext) -> i32 {
         let args = unsafe { *args };
         pipeline::split(&mut Tc::new(&ctx), args);
     }
+    log::flush(&ctx);
     TC_ACT_UNSPEC
 }
 
@@ -264,6 +268,7 @@ impl Events for Tc<'_> {
             // SAFETY: per-CPU slot, no concurrent writer on this CPU.
             unsafe { *c += 1 };
         }
+        log::counted(index);
     }
 
     #[inline(always)]
@@ -306,7 +311,11 @@ impl SplitStore for Tc<'_> {
 
     #[inline(always)]
     fn insert(&mut self, key: &FlowKey, p: &PendingHello) -> bool {
-        SPLIT_HELLOS.insert(key, p, 0).is_ok()
+        let stored = SPLIT_HELLOS.insert(key, p, 0).is_ok();
+        if !stored {
+            log::note(log::Trace::SplitStoreFull);
+        }
+        stored
     }
 
     #[inline(always)]
@@ -329,8 +338,10 @@ impl Env for Tc<'_> {
         // before anything else can.
         unsafe {
             *slot = args;
-            let _ = SPLIT_JUMP.tail_call(self.helper.0, 0);
+            SPLIT_JUMP.tail_call(self.helper.0, 0);
         }
+        // Still here: the tail call failed.
+        log::note(log::Trace::SplitTailCall);
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each on its own"
+)]
 pub struct LiveArgs {
     /// Interface to monitor (repeatable). Default: every interface that is
     /// up, loopback only when named.
@@ -79,6 +83,13 @@ pub struct LiveArgs {
     /// two clock reads per run, while tlsmon runs.
     #[arg(long)]
     pub kernel_cost: bool,
+    /// Log, from the kernel program, the packets it skips as malformed,
+    /// the split ClientHellos it drops and the events it loses to a full
+    /// ring buffer (as `kernel: …` diagnostics, at most 8 a second per
+    /// CPU, the rest counted). For debugging; off, the program carries no
+    /// cost for it.
+    #[arg(long)]
+    pub kernel_log: bool,
     /// File of `ADDR:PORT NAME` lines naming servers on the dashboard.
     #[arg(long, value_name = "FILE")]
     pub names: Option<PathBuf>,

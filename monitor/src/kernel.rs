@@ -14,6 +14,7 @@ pub use self::{clsact::Clsact, watch::Watch};
 use crate::stats::{KernelCost, KernelStats};
 
 mod clsact;
+pub mod log;
 mod watch;
 
 /// The kernel object, built by build.rs.
@@ -25,6 +26,9 @@ pub const EGRESS: &str = "tlsmon_egress";
 pub const BASELINE: &str = "tlsmon_baseline";
 /// The split-ClientHello half of the classifiers, entered by tail call.
 pub const SPLIT: &str = "tlsmon_split";
+/// Writes the debug traces of `--kernel-log` (see [`log`]), entered by
+/// tail call.
+pub const LOG: &str = "tlsmon_log";
 
 /// What every program returns: `TC_ACT_UNSPEC` (-1, linux/pkt_cls.h), no
 /// verdict, so the packet goes on to the hook's next program and then on
@@ -81,13 +85,22 @@ pub fn preflight() -> anyhow::Result<()> {
 }
 
 /// Loads the object with the ring buffer sized to `ring_bytes` (a power of
-/// two multiple of the page size).
+/// two multiple of the page size), its debug traces off.
 pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries("EVENTS", ring_bytes)
+    load_with(ring_bytes, false)
+}
+
+/// [`load`], with the kernel's debug traces on if `kernel_log` (read them
+/// with [`log::start`]).
+pub fn load_with(ring_bytes: u32, kernel_log: bool) -> anyhow::Result<Ebpf> {
+    let globals = log::globals(kernel_log);
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries("EVENTS", ring_bytes);
+    globals.apply(&mut loader);
+    let mut ebpf = loader
         .load(OBJECT)
         .context("loading the tlsmon kernel program")?;
-    for name in [INGRESS, EGRESS, BASELINE, SPLIT] {
+    for name in [INGRESS, EGRESS, BASELINE, SPLIT, LOG] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -95,23 +108,30 @@ pub fn load(ring_bytes: u32) -> anyhow::Result<Ebpf> {
         prog.load()
             .with_context(|| format!("the kernel verifier rejected {name}"))?;
     }
-    // The classifiers tail-call the split-hello program through this
-    // array. Its entries last as long as a user-space reference to the
-    // array does, so the map stays inside `ebpf`.
+    // The classifiers tail-call these programs through these arrays. Their
+    // entries last as long as a user-space reference to the array does, so
+    // the maps stay inside `ebpf`.
+    install(&mut ebpf, SPLIT, "SPLIT_JUMP")?;
+    install(&mut ebpf, LOG, "LOG_JUMP")?;
+    Ok(ebpf)
+}
+
+/// Puts program `name` in slot 0 of the program array `jump`.
+fn install(ebpf: &mut Ebpf, name: &str, jump: &str) -> anyhow::Result<()> {
     let fd = {
         let prog: &SchedClassifier = ebpf
-            .program(SPLIT)
-            .context("split program missing")?
+            .program(name)
+            .with_context(|| format!("program {name} missing"))?
             .try_into()?;
         prog.fd()?.try_clone()?
     };
-    let mut jump = ProgramArray::try_from(
-        ebpf.map_mut("SPLIT_JUMP")
-            .context("SPLIT_JUMP map missing")?,
+    let mut array = ProgramArray::try_from(
+        ebpf.map_mut(jump)
+            .with_context(|| format!("{jump} map missing"))?,
     )?;
-    jump.set(0, &fd, 0)
-        .context("installing the split-hello program")?;
-    Ok(ebpf)
+    array
+        .set(0, &fd, 0)
+        .with_context(|| format!("installing {name} for its tail call"))
 }
 
 /// Attaches both directions to `iface`; the links stay in the programs

@@ -46,6 +46,8 @@ pub struct Options {
     pub ring_buffer_bytes: u32,
     /// Measure the kernel programs' own run time (`--kernel-cost`).
     pub kernel_cost: bool,
+    /// The kernel program's debug traces (`--kernel-log`).
+    pub kernel_log: bool,
     pub limits: Limits,
     pub names: Names,
 }
@@ -373,6 +375,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         anyhow::bail!("no network interface is up; name one with --iface");
     }
     let tui = !opts.headless && io::IsTerminal::is_terminal(&io::stdout());
+    if opts.kernel_log && tui {
+        // Said before the dashboard takes the terminal, so it is seen.
+        tracing::warn!(
+            "--kernel-log: the kernel's traces are not shown on the dashboard, only in journald \
+             under systemd; use --headless to have them on stderr"
+        );
+    }
     let (lines, metrics) = open_outputs(opts, tui)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -380,7 +389,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let result = rt.block_on(async {
         let signals = signals()?;
-        let mut ebpf = kernel::load(opts.ring_buffer_bytes)?;
+        let mut ebpf = kernel::load_with(opts.ring_buffer_bytes, opts.kernel_log)?;
+        if opts.kernel_log {
+            kernel::log::start(&mut ebpf)?;
+        }
         // Held until the process exits; the statistics stop with it.
         let _cost_stats = opts
             .kernel_cost

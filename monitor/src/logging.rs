@@ -9,7 +9,8 @@
 //! - nothing is drawn over the dashboard: while it is on the terminal
 //!   ([`dashboard`]), stderr (that same terminal) gets nothing, and each
 //!   message goes to the dashboard's status line instead (and to journald
-//!   when there is one).
+//!   when there is one), except the kernel's debug traces
+//!   (`kernel::log`), which only go to journald then.
 
 use std::{
     fmt,
@@ -185,7 +186,11 @@ struct NoticeLayer;
 
 impl<S: Subscriber> Layer<S> for NoticeLayer {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        if !DASHBOARD.load(Ordering::Relaxed) {
+        // The kernel's debug traces (`--kernel-log`) can come several a
+        // second: they go to journald or stderr only.
+        if !DASHBOARD.load(Ordering::Relaxed)
+            || event.metadata().target() == crate::kernel::log::TARGET
+        {
             return;
         }
         let mut text = Message(String::new());
@@ -270,6 +275,8 @@ mod tests {
         let before = dropped();
         tracing::subscriber::with_default(sub, || {
             tracing::warn!("reopening log file x: Permission denied");
+            // Never shown there, so neither queued nor dropped.
+            tracing::info!(target: crate::kernel::log::TARGET, "kernel: packet skipped");
             // More than the queue holds, with nobody taking them: the rest
             // are dropped, and counted.
             for i in 0..NOTICE_QUEUE + 4 {

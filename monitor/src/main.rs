@@ -69,6 +69,7 @@ fn live_options(a: LiveArgs) -> anyhow::Result<live::Options> {
         duration: a.duration,
         ring_buffer_bytes: a.ring_buffer_mb << 20,
         kernel_cost: a.kernel_cost,
+        kernel_log: a.kernel_log,
         limits: Limits {
             max_connections: a.max_connections,
             max_servers: a.max_servers,

@@ -181,14 +181,7 @@ fn flood(attacker: &Attacker, from: SocketAddrV4, to: Ipv4Addr, ports: Range<u16
 
 /// Stops tlsmon with SIGINT; its summary line.
 fn stop(lab: &mut Lab, tlsmon: &Proc) -> Value {
-    lab.signal(tlsmon, libc::SIGINT);
-    let status = lab.wait(tlsmon, Duration::from_mins(2));
-    assert!(status.success(), "tlsmon: {status}\n{}", output(tlsmon));
-    let out = read(&tlsmon.stdout);
-    let last = out.lines().last().unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
-    assert_eq!(summary["type"], "summary", "{last}");
-    summary
+    common::stop_tlsmon(lab, tlsmon)
 }
 
 fn field(summary: &Value, path: &str) -> u64 {

@@ -202,7 +202,16 @@ impl Attacker {
         flags: u8,
         payload: &[u8],
     ) {
-        let frame = tcp_frame(self.macs, src, dst, (seq, ack, flags), payload);
+        self.send(&tcp_frame(self.macs, src, dst, (seq, ack, flags), payload));
+    }
+
+    /// This end's MAC address and the other end's, for [`tcp_frame`].
+    pub fn macs(&self) -> ([u8; 6], [u8; 6]) {
+        self.macs
+    }
+
+    /// Sends `frame` as it is (a [`tcp_frame`] broken on purpose, say).
+    pub fn send(&self, frame: &[u8]) {
         // SAFETY: send(2) of a valid buffer on a socket this owns.
         let sent =
             unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };

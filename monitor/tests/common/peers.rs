@@ -49,6 +49,20 @@ pub fn start_tlsmon(lab: &mut Lab, name: &str, args: &[&str]) -> Proc {
     tlsmon
 }
 
+/// Stops a headless tlsmon with SIGINT, checks it exited cleanly, and
+/// returns its summary line (the last one it wrote to stdout).
+pub fn stop_tlsmon(lab: &mut Lab, tlsmon: &Proc) -> serde_json::Value {
+    lab.signal(tlsmon, libc::SIGINT);
+    let status = lab.wait(tlsmon, Duration::from_mins(2));
+    assert!(status.success(), "tlsmon: {status}\n{}", output(tlsmon));
+    let out = read(&tlsmon.stdout);
+    let last = out.lines().last().unwrap_or_default();
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    assert_eq!(summary["type"], "summary", "{last}");
+    summary
+}
+
 /// `openssl s_client -tls1_2 -reconnect` against the server: what it
 /// printed, and its own count of full and resumed handshakes.
 pub fn reconnect(lab: &mut Lab) -> (Finished, u64, u64) {
