@@ -20,6 +20,7 @@
 
 mod bytes;
 mod log;
+mod wakeup;
 
 use core::{
     mem::MaybeUninit,
@@ -27,9 +28,7 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE, TC_ACT_UNSPEC,
-    },
+    bindings::TC_ACT_UNSPEC,
     helpers::bpf_ktime_get_ns,
     macros::{classifier, map},
     maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf, ring_buf::RingBufEntry},
@@ -230,7 +229,7 @@ impl Events for Tc<'_> {
 
     #[inline(always)]
     fn submit<T: Event>(&mut self, slot: Reserved<T>) {
-        slot.0.submit(wakeup(size_of::<T>() as u64, true));
+        slot.0.submit(wakeup::flags(size_of::<T>() as u64, true));
     }
 
     #[inline(always)]
@@ -258,7 +257,7 @@ impl Events for Tc<'_> {
             )
         };
         EVENTS
-            .output::<[u8]>(bytes, wakeup(bytes.len() as u64, false))
+            .output::<[u8]>(bytes, wakeup::flags(bytes.len() as u64, false))
             .is_ok()
     }
 
@@ -342,32 +341,6 @@ impl Env for Tc<'_> {
         }
         // Still here: the tail call failed.
         log::note(log::Trace::SplitTailCall);
-    }
-}
-
-/// Ring-buffer submit flags for an event of `bytes` that is about to be
-/// published: wake the daemon only when this event takes the ring past a
-/// quarter full. It drains on a short timer anyway (`live::DRAIN_EVERY`),
-/// and by default the kernel wakes the reader for nearly every event at a
-/// few thousand handshakes a second, which cost the daemon far more CPU
-/// than the events themselves. Forcing a wakeup for every event while the
-/// ring stays above the mark would be worse (an interrupt per event, several
-/// microseconds each, just when the reader is behind), so only the crossing
-/// wakes it. `reserved`: the event is already counted in the ring's data
-/// (reserve/submit), not yet (output).
-#[inline(always)]
-fn wakeup(bytes: u64, reserved: bool) -> u64 {
-    let used = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let mark = EVENTS.query(u64::from(BPF_RB_RING_SIZE)) / 4;
-    let (before, after) = if reserved {
-        (used.saturating_sub(bytes), used)
-    } else {
-        (used, used + bytes)
-    };
-    if before < mark && after >= mark {
-        u64::from(BPF_RB_FORCE_WAKEUP)
-    } else {
-        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 
