@@ -227,7 +227,12 @@ pub fn run(opts: &Options, json: bool) -> anyhow::Result<()> {
         write!(
             out,
             "{}",
-            crate::table::plain(&o.tracker, &opts.file, o.packets)
+            crate::table::plain(
+                &o.tracker,
+                &opts.file,
+                o.packets,
+                crate::table::terminal_width()
+            )
         )?;
         return Ok(());
     }

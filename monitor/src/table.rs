@@ -14,9 +14,19 @@ use crate::{
 /// Width used when the terminal's cannot be read.
 const DEFAULT_WIDTH: u16 = 120;
 
-/// The table, then each server's diagnoses.
+/// The terminal's width, or [`DEFAULT_WIDTH`] when it cannot be read.
 #[must_use]
-pub fn plain(tracker: &Tracker, file: &Path, packets: u64) -> String {
+pub fn terminal_width() -> u16 {
+    crossterm::terminal::size()
+        .ok()
+        .map(|(w, _)| w)
+        .filter(|w| *w > 0)
+        .unwrap_or(DEFAULT_WIDTH)
+}
+
+/// The table, as wide as `width` allows, then each server's diagnoses.
+#[must_use]
+pub fn plain(tracker: &Tracker, file: &Path, packets: u64, width: u16) -> String {
     let mut rows: Vec<Row<'_>> = tracker
         .servers()
         .into_iter()
@@ -37,11 +47,6 @@ pub fn plain(tracker: &Tracker, file: &Path, packets: u64) -> String {
     if rows.is_empty() {
         return out;
     }
-    let width = crossterm::terminal::size()
-        .ok()
-        .map(|(w, _)| w)
-        .filter(|w| *w > 0)
-        .unwrap_or(DEFAULT_WIDTH);
     let cols: Vec<(Column, u16)> = columns::widths(&rows)
         .into_iter()
         .filter(|(c, _)| !c.def().live_only)
@@ -92,7 +97,10 @@ mod tests {
     #[test]
     fn the_table_has_the_dashboards_columns_and_the_diagnoses() {
         let app = crate::sim::demo_app(30, 0);
-        let text = plain(app.tracker(), Path::new("demo.pcap"), 1234);
+        // 80 columns: the cause column is the last that fits. The width is
+        // the caller's, so the test does not depend on the terminal (or,
+        // without one, on what `TERM` makes `tput` say).
+        let text = plain(app.tracker(), Path::new("demo.pcap"), 1234, 80);
         assert!(
             text.starts_with("demo.pcap: 1234 packets, 5 TLS servers\n"),
             "{text}"
