@@ -330,32 +330,21 @@ pub fn diagnosis_line(c: &Change, format: LogFormat, ts: f64) -> String {
     }
 }
 
-/// Unix seconds as an RFC 3339 UTC timestamp (civil-from-days, proleptic
-/// Gregorian calendar).
+/// Unix seconds as an RFC 3339 UTC timestamp, to the second.
 #[must_use]
 pub fn rfc3339(ts: f64) -> String {
     #[expect(
         clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "timestamps after 1970"
+        reason = "Unix seconds, far inside i64"
     )]
-    let secs = ts.max(0.0) as u64;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = ts.max(0.0).floor() as i64;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,11 +2,7 @@
 //! verdicts, the kernel program per packet and its loading, userspace,
 //! the soak; the proxy lab's section is `markdown_lab`'s.
 
-use std::{
-    fmt::Write as _,
-    fs,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{fmt::Write as _, fs, time::SystemTime};
 
 use serde_json::Value;
 
@@ -375,20 +371,9 @@ fn soak_section(md: &mut String, report: &Report) {
     );
 }
 
-/// `YYYY-MM-DD` (UTC) of a time, by the days-to-civil conversion of
-/// proleptic Gregorian dates.
+/// `YYYY-MM-DD` (UTC) of a time.
 fn civil_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    time::OffsetDateTime::from(t).date().to_string()
 }
 
 #[cfg(test)]
@@ -444,7 +429,7 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        let at = |s: u64| civil_date(UNIX_EPOCH + std::time::Duration::from_secs(s));
+        let at = |s: u64| civil_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
         assert_eq!(at(0), "1970-01-01");
         assert_eq!(at(951_782_400), "2000-02-29");
         assert_eq!(at(1_767_225_599), "2025-12-31");
