@@ -31,6 +31,11 @@ impl Mode {
 
 /// Why a server rejected an offered session: the causes issue 16 names,
 /// spelled as tlsmon's `cause` values.
+///
+/// The oracle's own type, not `monitor::stats::Cause`: what the oracle
+/// decides must not rest on tlsmon's code, and the comparison
+/// (`oracle::agreement`) matches the two by these names, so a name that
+/// drifts on either side fails the lab's oracle tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
