@@ -65,11 +65,11 @@ pub const TICK: Duration = Duration::from_secs(1);
 ///
 /// Every wakeup costs far more than the events it drains: on this 2-CPU
 /// virtual machine an idle daemon that woke every 100 ms (each 100 ms
-/// timer also woke it once more at tokio's 64 ms timer-wheel slot) spent
-/// 1.1 ms of CPU a second, nearly all of it in the kernel's context
-/// switches; woken by the tick alone, about 0.1 ms. In the proxy lab at
-/// about 1,100 handshakes a second, that was a third of the daemon's CPU
-/// time (docs/performance.md).
+/// timer also woke it once more at tokio's 64 ms timer-wheel slot: 19–20
+/// context switches a second) spent 1.6 ms of CPU a second; woken by the
+/// tick alone (2 a second), 0.3 ms (docs/architecture.md, "Events", has
+/// the method). In the full bench's proxy lab the daemon's share fell from
+/// 2.9 to 1.8 ms per 1,000 handshakes (docs/performance.md).
 pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// When to drain on a timer, `drained` ring bytes and `elapsed` after the
