@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::{
     cell::Cell as _,
-    plan::{DRAIN, LAB_PREFIX, WARM_UP},
-    report::{EndToEnd, LabReport, RunRecord, number},
+    plan::{APP_DATA_SCENARIO, DRAIN, LAB_PREFIX, WARM_UP},
+    report::{EndToEnd, LabReport, Part, RunRecord, number},
     statistics::ratio_interval,
 };
 
@@ -75,6 +75,50 @@ pub fn section(md: &mut String, e2e: &EndToEnd) {
     );
     measurements(md, e2e);
     runs_table(md, lab);
+    app_data(md, lab);
+}
+
+/// What the programs cost in place when nearly every packet is
+/// application data of an established connection.
+fn app_data(md: &mut String, lab: Option<&LabReport>) {
+    let Some(lab) = lab else { return };
+    let _ = writeln!(
+        md,
+        "#### Application data in place\n\n\
+         The runs above are handshakes from end to end: every request opens two TLS \
+         connections, and nearly half the packets carry an event. Most packets of a proxy \
+         are application data of connections whose handshake is long over, so the lab is \
+         brought up again in its `{APP_DATA_SCENARIO}` scenario (HAProxy in `mode tcp`, the \
+         Python backend keeping its connections open) and `wrk` runs without `Connection: \
+         close`, so it sends all its requests over the connections it opened first. tlsmon \
+         and the return-only program take turns watching that load, in the order tlsmon, \
+         return-only, then return-only, tlsmon, and their programs' time per run comes from \
+         the same BPF statistics as above.\n"
+    );
+    match &lab.kernel_in_place_app_data {
+        Part::Measured(a) => {
+            let list = |v: &[f64]| v.iter().map(|x| number(*x)).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                md,
+                "* Load: `{}`\n\n\
+                 | measurement | value |\n|---|---:|\n\
+                 | requests per client connection | {} |\n\
+                 | tlsmon's programs, ns per run (each run) | {} ({}) |\n\
+                 | the return-only program, ns per run (each run) | {} ({}) |\n\
+                 | ratio | {}× |\n",
+                a.load,
+                number(a.requests_per_connection),
+                number(a.tlsmon_ns_per_run),
+                list(&a.tlsmon_runs),
+                number(a.baseline_ns_per_run),
+                list(&a.baseline_runs),
+                number(a.ratio),
+            );
+        }
+        other => {
+            let _ = writeln!(md, "Not measured: {}.\n", other.reason().unwrap_or_default());
+        }
+    }
 }
 
 /// The numbers of the proxy-lab part, and a warning when its pairs spread
@@ -200,5 +244,31 @@ mod tests {
             md.contains("| load average before / after | 1.5 / — |"),
             "{md}"
         );
+        assert!(md.contains("Not measured: no program runs were counted."), "{md}");
+    }
+
+    #[test]
+    fn the_application_data_runs_show_each_run_and_the_ratio() {
+        let mut e2e = sample().end_to_end;
+        let mut lab = sample_lab();
+        lab.kernel_in_place_app_data = Part::Measured(crate::bench::report::AppDataInPlace {
+            scenario: "working".to_owned(),
+            load: "wrk".to_owned(),
+            tlsmon_ns_per_run: 120.5,
+            baseline_ns_per_run: 60.25,
+            ratio: 2.0,
+            tlsmon_runs: vec![118.0, 123.0],
+            baseline_runs: vec![60.0, 60.5],
+            requests_per_connection: 29000.0,
+        });
+        e2e.lab = Some(lab);
+        let mut md = String::new();
+        section(&mut md, &e2e);
+        assert!(
+            md.contains("| tlsmon's programs, ns per run (each run) | 120.5 (118, 123) |"),
+            "{md}"
+        );
+        assert!(md.contains("| ratio | 2× |"), "{md}");
+        assert!(md.contains("| requests per client connection | 29000 |"), "{md}");
     }
 }

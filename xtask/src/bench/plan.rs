@@ -22,12 +22,14 @@ pub struct Plan {
 
 /// The proxy-lab part: how many pairs of runs without and with tlsmon,
 /// how long each run, how many runs watched by tshark and by the
-/// return-only baseline.
+/// return-only baseline, and how many rounds of the application-data runs
+/// (each one tlsmon run and one baseline run, see [`APP_DATA_SCENARIO`]).
 pub struct LabPlan {
     pub pairs: usize,
     pub seconds: u64,
     pub tshark_runs: usize,
     pub baseline_runs: usize,
+    pub app_data_rounds: usize,
 }
 
 /// 24 pairs (about 11 minutes of lab time): on this shared 2-core machine
@@ -53,6 +55,7 @@ pub const FULL: Plan = Plan {
         seconds: 10,
         tshark_runs: 2,
         baseline_runs: 2,
+        app_data_rounds: 2,
     },
     writes_doc: true,
 };
@@ -76,6 +79,7 @@ pub const QUICK: Plan = Plan {
         seconds: 3,
         tshark_runs: 1,
         baseline_runs: 1,
+        app_data_rounds: 1,
     },
     writes_doc: false,
 };
@@ -87,6 +91,12 @@ pub const LAB_PREFIX: &str = "tlsmon-lab-bench";
 /// in `mode tcp` the Python backend keeps its connection open after a
 /// response, so `wrk` would send several requests over one connection.
 pub const SCENARIO: &str = "http";
+/// Where nearly every packet is application data of a connection whose
+/// handshake is long over: in `mode tcp` the Python backend keeps its
+/// connection open after a response, so `wrk`, without `Connection: close`,
+/// sends all its requests over the connections it opened first. What the
+/// kernel programs cost per run there is what most packets of a proxy cost.
+pub const APP_DATA_SCENARIO: &str = "working";
 
 /// `wrk` threads and open connections: two threads for the two CPUs, and
 /// enough connections to keep `HAProxy`'s two threads busy while others wait

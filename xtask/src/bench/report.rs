@@ -169,6 +169,11 @@ pub struct LabReport {
     pub tshark_runs: Part<Vec<RunRecord>>,
     pub kernel_in_place: Part<InPlace>,
     pub baseline_runs: Vec<RunRecord>,
+    /// The same measure under keep-alive load (`plan::APP_DATA_SCENARIO`),
+    /// where nearly every packet is application data. Absent from reports
+    /// written before it was measured.
+    #[serde(default = "not_yet_measured")]
+    pub kernel_in_place_app_data: Part<AppDataInPlace>,
     pub load_average_before: Option<f64>,
     pub load_average_after: Option<f64>,
 }
@@ -220,6 +225,26 @@ pub struct InPlace {
     pub tlsmon_ns_per_run: f64,
     pub baseline_ns_per_run: f64,
     pub ratio: f64,
+}
+
+/// [`InPlace`] under the keep-alive load, with each run's figure and how
+/// many requests a connection carried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppDataInPlace {
+    pub scenario: String,
+    pub load: String,
+    pub tlsmon_ns_per_run: f64,
+    pub baseline_ns_per_run: f64,
+    pub ratio: f64,
+    /// ns per program run of each tlsmon run, and of each baseline run.
+    pub tlsmon_runs: Vec<f64>,
+    pub baseline_runs: Vec<f64>,
+    /// `wrk`'s responses over the TCP connections the client opened.
+    pub requests_per_connection: f64,
+}
+
+fn not_yet_measured<T>() -> Part<T> {
+    Part::skipped("not measured by this version of the bench")
 }
 
 /// `x` rounded to `digits` decimals.
@@ -439,6 +464,7 @@ pub(super) mod tests {
             tshark_runs: Part::skipped("no tshark"),
             kernel_in_place: Part::skipped("no program runs were counted"),
             baseline_runs: Vec::new(),
+            kernel_in_place_app_data: Part::skipped("no program runs were counted"),
             load_average_before: Some(1.5),
             load_average_after: None,
         }

@@ -13,6 +13,10 @@
 //!   just before the load starts and after it ended and the last events
 //!   were drained, so program loading (the verifier) and shutdown are not in
 //!   it.
+//! * In place: what a run of tlsmon's programs costs there, against the
+//!   return-only program attached the same way; and, with the lab brought
+//!   up again in `plan::APP_DATA_SCENARIO` under keep-alive load, the same
+//!   where nearly every packet is application data.
 //!
 //! `HAProxy`'s log is the independent count: one line per request, each with
 //! whether it completed and whether the frontend and backend handshakes
@@ -36,7 +40,10 @@ use xtask::{
 
 use super::{
     outputs::{self, Wrk},
-    plan::{DRAIN, LAB_PREFIX, LabPlan, SCENARIO, WARM_UP, WRK_CONNECTIONS, WRK_THREADS},
+    plan::{
+        APP_DATA_SCENARIO, DRAIN, LAB_PREFIX, LabPlan, SCENARIO, WARM_UP, WRK_CONNECTIONS,
+        WRK_THREADS,
+    },
     report::{RunRecord, as_f64, compact, round},
     watchers::{Watcher, Watching},
 };
@@ -141,6 +148,26 @@ impl Run {
     }
 }
 
+/// How `wrk` uses its connections.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// `Connection: close`: a new TCP and TLS connection per request.
+    Close,
+    /// Keep-alive: every request over the connections opened first.
+    KeepAlive,
+}
+
+/// A run of the keep-alive load in [`APP_DATA_SCENARIO`], watched by
+/// tlsmon or the baseline: what their programs cost per run there.
+pub struct AppDataRun {
+    pub watcher: Watcher,
+    /// Seconds and runs of the watcher's kernel programs.
+    pub kernel: (f64, u64),
+    /// Responses `wrk` counted, and TCP connections the client opened.
+    pub requests: u64,
+    pub connections: u64,
+}
+
 /// The lab, and whatever the bench started in it; dropping it stops them and
 /// tears the lab down, also on error.
 struct Bench {
@@ -164,15 +191,17 @@ impl Bench {
         self.lab.state_dir()
     }
 
-    /// The load: `wrk` for `seconds`, a new TLS connection per request.
-    fn wrk(&self, seconds: u64) -> Command {
+    /// The load: `wrk` for `seconds`.
+    fn wrk(&self, seconds: u64, load: Load) -> Command {
         let mut cmd = self.lab.exec(Ns::Client, "wrk");
         cmd.args(["-t", &WRK_THREADS.to_string()])
             .args(["-c", &WRK_CONNECTIONS.to_string()])
             .args(["-d", &format!("{seconds}s")])
-            .args(["--timeout", "5s"])
-            .args(["-H", "Connection: close"])
-            .arg(format!("https://{}/", lab::frontend_server()));
+            .args(["--timeout", "5s"]);
+        if load == Load::Close {
+            cmd.args(["-H", "Connection: close"]);
+        }
+        cmd.arg(format!("https://{}/", lab::frontend_server()));
         cmd
     }
 
@@ -203,7 +232,7 @@ impl Bench {
             .context("HAProxy's log")?;
         let cpu_before = pid.map(tree_cpu_s).transpose()?;
         let busy_before = busy_cpu_s()?;
-        let wrk = self.load(seconds, n)?;
+        let wrk = self.load(seconds, n, Load::Close)?;
         let busy_s = busy_cpu_s()? - busy_before;
         thread::sleep(DRAIN);
         let cpu_s = match (pid, cpu_before) {
@@ -270,11 +299,55 @@ impl Bench {
             .context("no Tcp ActiveOpens in the client namespace's /proc/net/snmp")
     }
 
+    /// One run of the keep-alive load watched by `watcher`, tlsmon or the
+    /// baseline; only what their programs cost is kept.
+    fn app_data_run(&mut self, watcher: Watcher, seconds: u64) -> Result<AppDataRun> {
+        self.runs += 1;
+        let n = self.runs;
+        let dir = self.dir();
+        let out = dir.join(format!("bench-{n}-{}.out", watcher.name()));
+        let err = dir.join(format!("bench-{n}-{}.err", watcher.name()));
+        let cmd = watcher
+            .command(&self.lab, &self.tlsmon, &self.example)
+            .context("a run of the application-data load needs a watcher with programs")?;
+        let watching = Watching::start(watcher, cmd, &out, &err)?;
+        let opens_before = self.active_opens()?;
+        let wrk = self.load(seconds, n, Load::KeepAlive)?;
+        let connections = self.active_opens()? - opens_before;
+        thread::sleep(DRAIN);
+        watching.stop(&err)?;
+        let kernel = watcher
+            .counted(&out, &err)?
+            .kernel
+            .context("the watcher reported no program run time")?;
+        ensure!(
+            wrk.requests > 0 && kernel.1 > 0,
+            "application-data run {n} ({}): {} responses, {} program runs",
+            watcher.name(),
+            wrk.requests,
+            kernel.1
+        );
+        let run = AppDataRun {
+            watcher,
+            kernel,
+            requests: wrk.requests,
+            connections,
+        };
+        eprintln!(
+            "xtask bench: lab run {n} (application data): {} {:.1} ns per program run, {} \
+             responses over {connections} connections",
+            watcher.name(),
+            kernel.0 * 1e9 / as_f64(kernel.1),
+            wrk.requests
+        );
+        Ok(run)
+    }
+
     /// Runs `wrk` to its end and parses what it printed.
-    fn load(&self, seconds: u64, n: usize) -> Result<Wrk> {
+    fn load(&self, seconds: u64, n: usize, load: Load) -> Result<Wrk> {
         let dir = self.dir();
         let out_path = dir.join(format!("bench-{n}-wrk.out"));
-        let mut cmd = self.wrk(seconds);
+        let mut cmd = self.wrk(seconds, load);
         let text = describe(&cmd);
         let mut child = cmd
             .stdin(Stdio::null())
@@ -303,6 +376,9 @@ pub struct Measured {
     pub pairs: Vec<(Run, Run)>,
     pub tshark: std::result::Result<Vec<Run>, String>,
     pub baseline: Vec<Run>,
+    /// The keep-alive load's runs, and its command.
+    pub app_data: Vec<AppDataRun>,
+    pub wrk_keepalive: String,
     pub load_before: Option<f64>,
     pub load_after: Option<f64>,
 }
@@ -324,7 +400,7 @@ pub fn measure(plan: &LabPlan) -> Result<Measured> {
     };
     let load_before = procfs::load_average();
     // Warm-up, not measured.
-    bench.load(WARM_UP.as_secs(), 0)?;
+    bench.load(WARM_UP.as_secs(), 0, Load::Close)?;
     let mut pairs = Vec::new();
     for i in 0..plan.pairs {
         // off/on, then on/off: neither side always runs first.
@@ -350,21 +426,48 @@ pub fn measure(plan: &LabPlan) -> Result<Measured> {
     for _ in 0..plan.baseline_runs {
         baseline.push(bench.run(Watcher::Baseline, plan.seconds)?);
     }
+    let app_data = app_data_runs(&mut bench, plan)?;
     let load_after = procfs::load_average();
     let m = Measured {
         seconds: plan.seconds,
-        wrk: describe(&bench.wrk(plan.seconds)),
+        wrk: describe(&bench.wrk(plan.seconds, Load::Close)),
+        wrk_keepalive: describe(&bench.wrk(plan.seconds, Load::KeepAlive)),
         // As a reader would type it, from the workspace root.
         tlsmon: bench.describe_watcher(Watcher::Tlsmon),
         tshark_cmd: bench.describe_watcher(Watcher::Tshark),
         pairs,
         tshark,
         baseline,
+        app_data,
         load_before,
         load_after,
     };
     drop(bench);
     Ok(m)
+}
+
+/// The lab again in [`APP_DATA_SCENARIO`], and rounds of one tlsmon run and
+/// one baseline run under the keep-alive load, in the order tlsmon,
+/// baseline, then baseline, tlsmon: a run that comes second in a pair costs
+/// more even for the same program (docs/architecture.md), so neither side
+/// always does.
+fn app_data_runs(bench: &mut Bench, plan: &LabPlan) -> Result<Vec<AppDataRun>> {
+    let scenario = Scenario::parse(APP_DATA_SCENARIO)?;
+    eprintln!("xtask bench: proxy lab up ({})", scenario.describe());
+    bench.lab.up(&scenario)?;
+    bench.load(WARM_UP.as_secs(), 0, Load::KeepAlive)?;
+    let mut runs = Vec::new();
+    for i in 0..plan.app_data_rounds {
+        let order = if i % 2 == 0 {
+            [Watcher::Tlsmon, Watcher::Baseline]
+        } else {
+            [Watcher::Baseline, Watcher::Tlsmon]
+        };
+        for watcher in order {
+            runs.push(bench.app_data_run(watcher, plan.seconds)?);
+        }
+    }
+    Ok(runs)
 }
 
 /// Builds tlsmon and the bench example (`cargo build --release`); returns

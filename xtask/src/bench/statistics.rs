@@ -4,9 +4,10 @@
 //! place, and the confidence interval of the pairs' mean.
 
 use super::{
-    plan::SCENARIO,
-    report::{InPlace, LabReport, Part, as_f64, round},
-    run_lab::{Measured, Run},
+    plan::{APP_DATA_SCENARIO, SCENARIO},
+    report::{AppDataInPlace, InPlace, LabReport, Part, as_f64, round},
+    run_lab::{AppDataRun, Measured, Run},
+    watchers::Watcher,
 };
 
 /// The lab's part of the report.
@@ -92,6 +93,7 @@ impl Measured {
             tshark_runs,
             kernel_in_place: in_place(&on, &self.baseline.iter().collect::<Vec<_>>()),
             baseline_runs: self.baseline.iter().map(Run::record).collect(),
+            kernel_in_place_app_data: in_place_app_data(&self.app_data, self.wrk_keepalive),
             load_average_before: self.load_before,
             load_average_after: self.load_after,
         };
@@ -121,6 +123,32 @@ fn in_place(on: &[&Run], baseline: &[&Run]) -> Part<InPlace> {
         }),
         _ => Part::skipped("no program runs were counted"),
     }
+}
+
+/// [`in_place`] under the keep-alive load: all the runs of each side
+/// together, and each run on its own to show their spread.
+fn in_place_app_data(runs: &[AppDataRun], load: String) -> Part<AppDataInPlace> {
+    let side = |w: Watcher| runs.iter().filter(move |r| r.watcher == w);
+    let ns = |k: (f64, u64)| round(k.0 * 1e9 / as_f64(k.1), 1);
+    let total = |w: Watcher| {
+        let (s, n) = side(w).fold((0.0, 0), |(s, n), r| (s + r.kernel.0, n + r.kernel.1));
+        (n > 0).then(|| s * 1e9 / as_f64(n))
+    };
+    let (Some(t), Some(b)) = (total(Watcher::Tlsmon), total(Watcher::Baseline)) else {
+        return Part::skipped("no program runs were counted");
+    };
+    let requests: u64 = runs.iter().map(|r| r.requests).sum();
+    let connections: u64 = runs.iter().map(|r| r.connections).sum();
+    Part::Measured(AppDataInPlace {
+        scenario: APP_DATA_SCENARIO.to_owned(),
+        load,
+        tlsmon_ns_per_run: round(t, 1),
+        baseline_ns_per_run: round(b, 1),
+        ratio: round(t / b, 2),
+        tlsmon_runs: side(Watcher::Tlsmon).map(|r| ns(r.kernel)).collect(),
+        baseline_runs: side(Watcher::Baseline).map(|r| ns(r.kernel)).collect(),
+        requests_per_connection: round(as_f64(requests) / as_f64(connections.max(1)), 1),
+    })
 }
 
 /// The watchers' CPU seconds per 1,000 handshakes `HAProxy` logged.
