@@ -116,7 +116,11 @@ fn app_data(md: &mut String, lab: Option<&LabReport>) {
             );
         }
         other => {
-            let _ = writeln!(md, "Not measured: {}.\n", other.reason().unwrap_or_default());
+            let _ = writeln!(
+                md,
+                "Not measured: {}.\n",
+                other.reason().unwrap_or_default()
+            );
         }
     }
 }
@@ -244,7 +248,10 @@ mod tests {
             md.contains("| load average before / after | 1.5 / — |"),
             "{md}"
         );
-        assert!(md.contains("Not measured: no program runs were counted."), "{md}");
+        assert!(
+            md.contains("Not measured: no program runs were counted."),
+            "{md}"
+        );
     }
 
     #[test]
@@ -269,6 +276,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| ratio | 2× |"), "{md}");
-        assert!(md.contains("| requests per client connection | 29000 |"), "{md}");
+        assert!(
+            md.contains("| requests per client connection | 29000 |"),
+            "{md}"
+        );
     }
 }
