@@ -403,15 +403,14 @@ pub fn measure(plan: &LabPlan) -> Result<Measured> {
     bench.load(WARM_UP.as_secs(), 0, Load::Close)?;
     let mut pairs = Vec::new();
     for i in 0..plan.pairs {
-        // off/on, then on/off: neither side always runs first.
-        let order = if i % 2 == 0 {
-            [Watcher::Nobody, Watcher::Tlsmon]
-        } else {
-            [Watcher::Tlsmon, Watcher::Nobody]
-        };
+        let order = balanced(i, Watcher::Nobody, Watcher::Tlsmon);
         let a = bench.run(order[0], plan.seconds)?;
         let b = bench.run(order[1], plan.seconds)?;
-        pairs.push(if i % 2 == 0 { (a, b) } else { (b, a) });
+        pairs.push(if a.watcher == Watcher::Nobody {
+            (a, b)
+        } else {
+            (b, a)
+        });
     }
     let tshark = if programs::find("tshark").is_some() {
         let mut runs = Vec::new();
@@ -446,6 +445,12 @@ pub fn measure(plan: &LabPlan) -> Result<Measured> {
     Ok(m)
 }
 
+/// The order of the `i`th pair of runs: `a` first, then `b` first, and so
+/// on, so that neither side always runs first.
+fn balanced(i: usize, a: Watcher, b: Watcher) -> [Watcher; 2] {
+    if i.is_multiple_of(2) { [a, b] } else { [b, a] }
+}
+
 /// The lab again in [`APP_DATA_SCENARIO`], and rounds of one tlsmon run and
 /// one baseline run under the keep-alive load, in the order tlsmon,
 /// baseline, then baseline, tlsmon: a run that comes second in a pair costs
@@ -458,12 +463,7 @@ fn app_data_runs(bench: &mut Bench, plan: &LabPlan) -> Result<Vec<AppDataRun>> {
     bench.load(WARM_UP.as_secs(), 0, Load::KeepAlive)?;
     let mut runs = Vec::new();
     for i in 0..plan.app_data_rounds {
-        let order = if i % 2 == 0 {
-            [Watcher::Tlsmon, Watcher::Baseline]
-        } else {
-            [Watcher::Baseline, Watcher::Tlsmon]
-        };
-        for watcher in order {
+        for watcher in balanced(i, Watcher::Tlsmon, Watcher::Baseline) {
             runs.push(bench.app_data_run(watcher, plan.seconds)?);
         }
     }
