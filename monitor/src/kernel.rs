@@ -220,16 +220,31 @@ pub fn attach_as(
     Ok(())
 }
 
-/// One sentence unless `iface` names an interface that exists.
+/// One sentence unless `iface` names an interface that exists and whose
+/// frames the classifiers can parse.
 fn check_present(iface: &str) -> anyhow::Result<()> {
     check_interface_name(iface)?;
     match presence(iface) {
-        Presence::Index(_) => Ok(()),
+        Presence::Index(_) => {}
         Presence::Absent => bail!("no such interface: {iface}"),
         Presence::Unknown(e) => {
-            Err(anyhow::Error::new(e).context(format!("reading the state of interface {iface}")))
+            return Err(
+                anyhow::Error::new(e).context(format!("reading the state of interface {iface}"))
+            );
         }
     }
+    if let Some(link) = link_type(iface)
+        && !link.has_ethernet_header()
+    {
+        // Attached, the classifiers would take its IP header for an
+        // Ethernet header and skip every packet as not IP, uncounted.
+        bail!(
+            "{iface} is a {link}: its packets reach the classifiers without an Ethernet \
+             header, the only link layer they parse, so tlsmon would see nothing on it; watch \
+             an Ethernet interface that carries its traffic instead"
+        );
+    }
+    Ok(())
 }
 
 /// Interface names as the kernel accepts them (`dev_valid_name`,
@@ -314,21 +329,80 @@ pub fn ifindex(iface: &str) -> Option<u32> {
     }
 }
 
-/// Interfaces that are up, loopback excluded (it is only monitored when named).
-pub fn default_interfaces() -> anyhow::Result<Vec<String>> {
+/// An interface's link type (`ARPHRD_*`, include/uapi/linux/if_arp.h), as
+/// `/sys/class/net/IF/type` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkKind(pub u16);
+
+impl LinkKind {
+    /// Whether its frames reach TC with an Ethernet header: Ethernet and
+    /// everything that presents itself as such (veth, bridges, bonds,
+    /// VLANs, VXLAN, Wi-Fi), and loopback, whose header is Ethernet's
+    /// layout with zero addresses.
+    #[must_use]
+    pub fn has_ethernet_header(self) -> bool {
+        matches!(self.0, 1 | 772)
+    }
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            1 => "Ethernet device",
+            772 => "loopback device",
+            65534 => "layer-3 device without a link header, such as tun or WireGuard",
+            768 | 769 => "IP-in-IP tunnel device",
+            776 => "SIT tunnel device",
+            778 | 823 => "GRE tunnel device",
+            519 => "raw IP device",
+            _ => "non-Ethernet device",
+        };
+        write!(f, "{name} (link type {})", self.0)
+    }
+}
+
+/// The link type of `iface`; `None` if it cannot be read (the attach then
+/// goes ahead: the kernel has the last word).
+#[must_use]
+pub fn link_type(iface: &str) -> Option<LinkKind> {
+    check_interface_name(iface).ok()?;
+    let text = fs::read_to_string(Path::new("/sys/class/net").join(iface).join("type")).ok()?;
+    text.trim().parse().ok().map(LinkKind)
+}
+
+/// What is watched when no interface is named.
+pub struct DefaultInterfaces {
+    /// Interfaces that are up, loopback excluded (it is only monitored
+    /// when named).
+    pub watched: Vec<String>,
+    /// Those left out because their frames have no Ethernet header (see
+    /// [`LinkKind`]), so that the caller can say so.
+    pub left_out: Vec<(String, LinkKind)>,
+}
+
+pub fn default_interfaces() -> anyhow::Result<DefaultInterfaces> {
     let mut out = Vec::new();
+    let mut other = Vec::new();
     for entry in fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let flags = fs::read_to_string(entry.path().join("flags")).unwrap_or_default();
         let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
         let is_loopback = flags & libc::IFF_LOOPBACK as u32 != 0;
-        if flags & libc::IFF_UP as u32 != 0 && !is_loopback {
-            out.push(name);
+        if flags & libc::IFF_UP as u32 == 0 || is_loopback {
+            continue;
+        }
+        match link_type(&name) {
+            Some(link) if !link.has_ethernet_header() => other.push((name, link)),
+            _ => out.push(name),
         }
     }
     out.sort();
-    Ok(out)
+    other.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(DefaultInterfaces {
+        watched: out,
+        left_out: other,
+    })
 }
 
 pub fn ring_buffer(ebpf: &mut Ebpf) -> anyhow::Result<RingBuf<MapData>> {

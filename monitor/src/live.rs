@@ -362,18 +362,30 @@ fn open_outputs(
     Ok((lines, metrics))
 }
 
+/// The interfaces named, or else every one that is up and can be watched
+/// (saying which were left out).
+fn interfaces(opts: &Options) -> anyhow::Result<Vec<String>> {
+    if !opts.ifaces.is_empty() {
+        return Ok(opts.ifaces.clone());
+    }
+    let found = kernel::default_interfaces()?;
+    for (name, link) in found.left_out {
+        tracing::warn!(
+            "not watching {name}: a {link}, whose packets have no Ethernet header for the \
+             classifiers to parse"
+        );
+    }
+    if found.watched.is_empty() {
+        anyhow::bail!("no network interface is up; name one with --iface");
+    }
+    Ok(found.watched)
+}
+
 /// The daemon: check what can fail before anything is attached, load and
 /// attach, drop privileges, run the loop, write the last lines.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     kernel::preflight()?;
-    let ifaces = if opts.ifaces.is_empty() {
-        kernel::default_interfaces()?
-    } else {
-        opts.ifaces.clone()
-    };
-    if ifaces.is_empty() {
-        anyhow::bail!("no network interface is up; name one with --iface");
-    }
+    let ifaces = interfaces(opts)?;
     let tui = !opts.headless && io::IsTerminal::is_terminal(&io::stdout());
     if opts.kernel_log && tui {
         // Said before the dashboard takes the terminal, so it is seen.
