@@ -85,16 +85,35 @@ static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 #[classifier]
 #[inline(always)]
 pub fn tlsmon_ingress(ctx: TcContext) -> i32 {
-    let _ = pipeline::observe(&mut Tc::new(&ctx), Direction::INGRESS);
-    log::flush(&ctx);
-    TC_ACT_UNSPEC
+    observe(&ctx, LinkType::ETHERNET, Direction::INGRESS)
 }
 
 #[classifier]
 #[inline(always)]
 pub fn tlsmon_egress(ctx: TcContext) -> i32 {
-    let _ = pipeline::observe(&mut Tc::new(&ctx), Direction::EGRESS);
-    log::flush(&ctx);
+    observe(&ctx, LinkType::ETHERNET, Direction::EGRESS)
+}
+
+/// The classifiers for devices whose packets start with their IP header,
+/// without a link header (`ARPHRD_NONE`: tun, WireGuard). Each entry point
+/// is built for one link type, so the Ethernet ones carry no test for it;
+/// userspace loads these only when such a device is watched.
+#[classifier]
+#[inline(always)]
+pub fn tlsmon_ingress_ip(ctx: TcContext) -> i32 {
+    observe(&ctx, LinkType::RAW, Direction::INGRESS)
+}
+
+#[classifier]
+#[inline(always)]
+pub fn tlsmon_egress_ip(ctx: TcContext) -> i32 {
+    observe(&ctx, LinkType::RAW, Direction::EGRESS)
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext, link: LinkType, direction: Direction) -> i32 {
+    let _ = pipeline::observe(&mut Tc::new(ctx, link), direction);
+    log::flush(ctx);
     TC_ACT_UNSPEC
 }
 
@@ -112,25 +131,28 @@ pub fn tlsmon_split(ctx: TcContext) -> i32 {
     if let Some(args) = SPLIT_ARGS.get_ptr(0) {
         // SAFETY: this CPU's slot, written by the caller just before.
         let args = unsafe { *args };
-        pipeline::split(&mut Tc::new(&ctx), args);
+        // The link type is not used: `args` says where the payload is.
+        pipeline::split(&mut Tc::new(&ctx, LinkType::ETHERNET), args);
     }
     log::flush(&ctx);
     TC_ACT_UNSPEC
 }
 
-/// The kernel's environment for the pipeline: one socket buffer and the
-/// maps above.
+/// The kernel's environment for the pipeline: one socket buffer, how its
+/// data starts, and the maps above.
 struct Tc<'a> {
     direct: Direct<'a>,
     helper: Helper<'a>,
+    link: LinkType,
 }
 
 impl<'a> Tc<'a> {
     #[inline(always)]
-    fn new(ctx: &'a TcContext) -> Self {
+    fn new(ctx: &'a TcContext, link: LinkType) -> Self {
         Self {
             direct: Direct(ctx),
             helper: Helper(ctx),
+            link,
         }
     }
 }
@@ -141,7 +163,7 @@ impl<'a> Packet for Tc<'a> {
 
     #[inline(always)]
     fn link(&self) -> LinkType {
-        LinkType::ETHERNET
+        self.link
     }
 
     #[inline(always)]

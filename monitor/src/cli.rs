@@ -36,9 +36,9 @@ pub struct Cli {
     reason = "command-line switches, each on its own"
 )]
 pub struct LiveArgs {
-    /// Interface to monitor (repeatable), with Ethernet headers (not tun,
-    /// WireGuard, GRE). Default: every such interface that is up, loopback
-    /// only when named.
+    /// Interface to monitor (repeatable): Ethernet-like, loopback, tun or
+    /// WireGuard. Default: every such interface that is up, loopback only
+    /// when named.
     #[arg(long = "iface", value_name = "IF", value_parser = interface_name)]
     pub ifaces: Vec<String>,
     /// Write JSON lines instead of opening the dashboard.

@@ -22,6 +22,10 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 pub const INGRESS: &str = "tlsmon_ingress";
 pub const EGRESS: &str = "tlsmon_egress";
+/// The classifiers for devices whose packets start with their IP header
+/// (see [`Frames::Ip`]), loaded when the first such device is attached.
+pub const INGRESS_IP: &str = "tlsmon_ingress_ip";
+pub const EGRESS_IP: &str = "tlsmon_egress_ip";
 /// A classifier that only returns [`NO_VERDICT`], for benchmarks.
 pub const BASELINE: &str = "tlsmon_baseline";
 /// The split-ClientHello half of the classifiers, entered by tail call.
@@ -51,7 +55,7 @@ pub fn enable_cost_stats() -> anyhow::Result<OwnedFd> {
 #[must_use]
 pub fn read_cost(ebpf: &Ebpf) -> KernelCost {
     let mut cost = KernelCost::default();
-    for name in [INGRESS, EGRESS, SPLIT] {
+    for name in [INGRESS, EGRESS, INGRESS_IP, EGRESS_IP, SPLIT] {
         if let Some(info) = ebpf.program(name).and_then(|p| p.info().ok()) {
             cost.run_ns += u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX);
             cost.runs += info.run_count();
@@ -139,15 +143,35 @@ fn install(ebpf: &mut Ebpf, name: &str, jump: &str) -> anyhow::Result<()> {
 /// is a link owned by this process: it goes away with it, even on
 /// SIGKILL, so stale filters cannot pile up.
 pub fn attach(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
-    check_present(iface)?;
-    attach_as(ebpf, iface, HOOKS)
+    let hooks = classifiers_for(ebpf, iface)?;
+    attach_as(ebpf, iface, hooks)
 }
 
-/// The classifiers and the hook each goes on.
-const HOOKS: [(&str, TcAttachType); 2] = [
-    (INGRESS, TcAttachType::Ingress),
-    (EGRESS, TcAttachType::Egress),
-];
+/// The classifiers for `iface`'s frames and the hook each goes on, loaded
+/// if they were not yet.
+fn classifiers_for(
+    ebpf: &mut Ebpf,
+    iface: &str,
+) -> anyhow::Result<[(&'static str, TcAttachType); 2]> {
+    let (ingress, egress) = match check_present(iface)? {
+        Frames::Ethernet => (INGRESS, EGRESS),
+        Frames::Ip => (INGRESS_IP, EGRESS_IP),
+    };
+    for name in [ingress, egress] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()
+                .with_context(|| format!("the kernel verifier rejected {name}"))?;
+        }
+    }
+    Ok([
+        (ingress, TcAttachType::Ingress),
+        (egress, TcAttachType::Egress),
+    ])
+}
 
 /// What attaching to one interface holds: the links, and the clsact qdisc
 /// if this process created it. Dropped, it detaches the links, then
@@ -165,12 +189,12 @@ pub struct Attachment {
 /// detached again, so a retry never finds half an attachment (which TCX
 /// refuses with `EEXIST`, "File exists").
 pub fn attach_links(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<Attachment> {
-    check_present(iface)?;
+    let hooks = classifiers_for(ebpf, iface)?;
     let mut attachment = Attachment {
-        links: Vec::with_capacity(HOOKS.len()),
+        links: Vec::with_capacity(hooks.len()),
         _qdisc: add_clsact_if_needed(iface),
     };
-    for (name, at) in HOOKS {
+    for (name, at) in hooks {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing"))?
@@ -220,9 +244,9 @@ pub fn attach_as(
     Ok(())
 }
 
-/// One sentence unless `iface` names an interface that exists and whose
-/// frames the classifiers can parse.
-fn check_present(iface: &str) -> anyhow::Result<()> {
+/// How `iface`'s frames start; one sentence unless it names an interface
+/// that exists and whose frames the classifiers can parse.
+fn check_present(iface: &str) -> anyhow::Result<Frames> {
     check_interface_name(iface)?;
     match presence(iface) {
         Presence::Index(_) => {}
@@ -233,18 +257,19 @@ fn check_present(iface: &str) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(link) = link_type(iface)
-        && !link.has_ethernet_header()
-    {
-        // Attached, the classifiers would take its IP header for an
-        // Ethernet header and skip every packet as not IP, uncounted.
-        bail!(
-            "{iface} is a {link}: its packets reach the classifiers without an Ethernet \
-             header, the only link layer they parse, so tlsmon would see nothing on it; watch \
-             an Ethernet interface that carries its traffic instead"
-        );
-    }
-    Ok(())
+    // Unreadable: the Ethernet classifiers, as before link types were read.
+    let Some(link) = link_type(iface) else {
+        return Ok(Frames::Ethernet);
+    };
+    // Attached, the Ethernet classifiers would take another link header
+    // for an Ethernet header and skip every packet as not IP, uncounted.
+    link.frames().with_context(|| {
+        format!(
+            "{iface} is a {link}: its packets reach the classifiers with a link header they \
+             do not parse, so tlsmon would see nothing on it; watch an Ethernet interface \
+             that carries its traffic instead"
+        )
+    })
 }
 
 /// Interface names as the kernel accepts them (`dev_valid_name`,
@@ -334,14 +359,30 @@ pub fn ifindex(iface: &str) -> Option<u32> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkKind(pub u16);
 
+/// How the packets of an interface start at the TC hooks, that is which
+/// classifiers parse them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// An Ethernet header: Ethernet and everything that presents itself as
+    /// such (veth, bridges, bonds, VLANs, VXLAN, Wi-Fi), and loopback,
+    /// whose header is Ethernet's layout with zero addresses.
+    Ethernet,
+    /// The IP header, no link header at all (`ARPHRD_NONE`: tun,
+    /// WireGuard).
+    Ip,
+}
+
 impl LinkKind {
-    /// Whether its frames reach TC with an Ethernet header: Ethernet and
-    /// everything that presents itself as such (veth, bridges, bonds,
-    /// VLANs, VXLAN, Wi-Fi), and loopback, whose header is Ethernet's
-    /// layout with zero addresses.
+    /// Which classifiers parse its packets; `None` for other link headers
+    /// (IP-in-IP, GRE, SIT, raw IP devices: not tried here, see
+    /// docs/operations.md).
     #[must_use]
-    pub fn has_ethernet_header(self) -> bool {
-        matches!(self.0, 1 | 772)
+    pub fn frames(self) -> Option<Frames> {
+        match self.0 {
+            1 | 772 => Some(Frames::Ethernet),
+            65534 => Some(Frames::Ip),
+            _ => None,
+        }
     }
 }
 
@@ -375,8 +416,8 @@ pub struct DefaultInterfaces {
     /// Interfaces that are up, loopback excluded (it is only monitored
     /// when named).
     pub watched: Vec<String>,
-    /// Those left out because their frames have no Ethernet header (see
-    /// [`LinkKind`]), so that the caller can say so.
+    /// Those left out because the classifiers do not parse their link
+    /// header (see [`LinkKind::frames`]), so that the caller can say so.
     pub left_out: Vec<(String, LinkKind)>,
 }
 
@@ -393,7 +434,7 @@ pub fn default_interfaces() -> anyhow::Result<DefaultInterfaces> {
             continue;
         }
         match link_type(&name) {
-            Some(link) if !link.has_ethernet_header() => other.push((name, link)),
+            Some(link) if link.frames().is_none() => other.push((name, link)),
             _ => out.push(name),
         }
     }
@@ -424,4 +465,26 @@ pub fn read_counter(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
 #[must_use]
 pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> KernelStats {
     KernelStats::from_counters(|i| read_counter(map, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_types_pick_the_classifiers_or_none() {
+        // include/uapi/linux/if_arp.h
+        assert_eq!(LinkKind(1).frames(), Some(Frames::Ethernet));
+        assert_eq!(LinkKind(772).frames(), Some(Frames::Ethernet));
+        assert_eq!(LinkKind(65534).frames(), Some(Frames::Ip));
+        // IP-in-IP, GRE, SIT, raw IP: their devices cannot be made on the
+        // test machine (no modules), so the refusal is checked here.
+        for t in [768, 769, 776, 778, 823, 519, 32] {
+            assert_eq!(LinkKind(t).frames(), None, "{t}");
+        }
+        assert_eq!(
+            LinkKind(778).to_string(),
+            "GRE tunnel device (link type 778)"
+        );
+    }
 }

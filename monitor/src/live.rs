@@ -371,8 +371,7 @@ fn interfaces(opts: &Options) -> anyhow::Result<Vec<String>> {
     let found = kernel::default_interfaces()?;
     for (name, link) in found.left_out {
         tracing::warn!(
-            "not watching {name}: a {link}, whose packets have no Ethernet header for the \
-             classifiers to parse"
+            "not watching {name}: a {link}, whose link header the classifiers do not parse"
         );
     }
     if found.watched.is_empty() {
