@@ -67,6 +67,11 @@ pub fn stop_tlsmon(lab: &mut Lab, tlsmon: &Proc) -> serde_json::Value {
 /// printed, and its own count of full and resumed handshakes.
 pub fn reconnect(lab: &mut Lab) -> (Finished, u64, u64) {
     let connect = format!("{}:{TLS_PORT}", lab.ip(Side::Server));
+    reconnect_to(lab, &connect)
+}
+
+/// [`reconnect`] to `connect` (`ip:port`), from the client namespace.
+pub fn reconnect_to(lab: &mut Lab, connect: &str) -> (Finished, u64, u64) {
     let out = lab.run(
         Side::Client,
         "s_client",
@@ -76,7 +81,7 @@ pub fn reconnect(lab: &mut Lab) -> (Finished, u64, u64) {
             "-tls1_2",
             "-reconnect",
             "-connect",
-            &connect,
+            connect,
         ],
         Duration::from_secs(30),
     );
