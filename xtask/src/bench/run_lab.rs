@@ -214,13 +214,20 @@ impl Bench {
             .unwrap_or_default()
     }
 
-    /// One run of `seconds` watched by `watcher`.
-    fn run(&mut self, watcher: Watcher, seconds: u64) -> Result<Run> {
+    /// The next run's number, and the files its watcher's stdout and
+    /// stderr go to.
+    fn next_run(&mut self, watcher: Watcher) -> (usize, PathBuf, PathBuf) {
         self.runs += 1;
         let n = self.runs;
         let dir = self.dir();
         let out = dir.join(format!("bench-{n}-{}.out", watcher.name()));
         let err = dir.join(format!("bench-{n}-{}.err", watcher.name()));
+        (n, out, err)
+    }
+
+    /// One run of `seconds` watched by `watcher`.
+    fn run(&mut self, watcher: Watcher, seconds: u64) -> Result<Run> {
+        let (n, out, err) = self.next_run(watcher);
         let watching = match watcher.command(&self.lab, &self.tlsmon, &self.example) {
             Some(cmd) => Some(Watching::start(watcher, cmd, &out, &err)?),
             None => None,
@@ -302,11 +309,7 @@ impl Bench {
     /// One run of the keep-alive load watched by `watcher`, tlsmon or the
     /// baseline; only what their programs cost is kept.
     fn app_data_run(&mut self, watcher: Watcher, seconds: u64) -> Result<AppDataRun> {
-        self.runs += 1;
-        let n = self.runs;
-        let dir = self.dir();
-        let out = dir.join(format!("bench-{n}-{}.out", watcher.name()));
-        let err = dir.join(format!("bench-{n}-{}.err", watcher.name()));
+        let (n, out, err) = self.next_run(watcher);
         let cmd = watcher
             .command(&self.lab, &self.tlsmon, &self.example)
             .context("a run of the application-data load needs a watcher with programs")?;
